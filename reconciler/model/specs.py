@@ -1,0 +1,169 @@
+"""Desired state: the typed form of the spec documents, after validation.
+
+Paths are absolute and already checked to lie inside the repository. Mappings are plain
+dicts (JSON-like values) and must be treated as read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from reconciler.model.diagnostics import SourceLocation
+
+JSON = Any
+"""A JSON-compatible value (dict, list, str, int, float, bool or None)."""
+
+
+class Kind(str, Enum):
+    """Resource kinds, in dependency order: models, then images, then deployments."""
+
+    MODEL = "Model"
+    IMAGE = "Image"
+    DEPLOYMENT = "Deployment"
+
+    @property
+    def order(self) -> int:
+        return list(Kind).index(self)
+
+    @property
+    def label(self) -> str:
+        return self.value.lower()
+
+
+@dataclass(frozen=True)
+class ResourceKey:
+    """Identity of a resource in plans and state: its kind and its spec name.
+
+    Keys sort in dependency order (models, images, deployments), then by name.
+    """
+
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.label}/{self.name}"
+
+    def __lt__(self, other: ResourceKey) -> bool:
+        return (self.kind.order, self.name) < (other.kind.order, other.name)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to register (Azure ML ``Model.register``)."""
+
+    name: str
+    path: Path  # a file or a folder
+    description: str
+    tags: dict[str, str]
+    properties: dict[str, str]
+    location: SourceLocation
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(Kind.MODEL, self.name)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A scoring image (Azure ML ``Model.package`` with an ``InferenceConfig``)."""
+
+    name: str
+    runtime: str
+    entry_script: Path
+    conda_file: Path
+    source_directory: Path | None
+    models: tuple[str, ...]
+    description: str
+    tags: dict[str, str]
+    location: SourceLocation
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(Kind.IMAGE, self.name)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One custom module of an edge deployment."""
+
+    name: str
+    image: str  # an Image spec name, or a full external reference (contains "/" or ":")
+    create_options: dict[str, JSON]
+    env: dict[str, JSON]
+    restart_policy: str
+    status: str
+    startup_order: int | None
+    image_pull_policy: str | None
+    desired_properties: dict[str, JSON]
+
+    @property
+    def image_is_external(self) -> bool:
+        return "/" in self.image or ":" in self.image
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """An IoT Edge deployment (an IoT Hub configuration with ``modulesContent``)."""
+
+    name: str
+    target_condition: str | None
+    device_ids: tuple[str, ...]
+    priority: int
+    layered: bool
+    registry: str | None
+    modules: tuple[ModuleSpec, ...]
+    routes: dict[str, JSON]
+    edge_agent: dict[str, JSON]
+    edge_hub: dict[str, JSON]
+    labels: dict[str, str]
+    metrics: dict[str, str]
+    description: str
+    location: SourceLocation
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(Kind.DEPLOYMENT, self.name)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret comes from at run time. Never the secret itself."""
+
+    from_env: str
+
+    def __str__(self) -> str:
+        return f"$env:{self.from_env}"
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """A container registry devices pull from, named so deployments can refer to it."""
+
+    name: str
+    settings: dict[str, JSON]  # provider-specific (e.g. ACR name, credential mode)
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """Which backend an environment uses and its settings (``environment.yaml``)."""
+
+    name: str
+    provider: str
+    settings: dict[str, JSON]  # the provider's own block (``spec.local`` / ``spec.azure``)
+    registries: dict[str, RegistrySpec]
+    directory: Path  # the environment folder
+    repository_root: Path
+    location: SourceLocation
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything one environment folder declares, keyed by spec name."""
+
+    environment: EnvironmentSpec
+    models: dict[str, ModelSpec]
+    images: dict[str, ImageSpec]
+    deployments: dict[str, DeploymentSpec]

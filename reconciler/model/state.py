@@ -1,0 +1,99 @@
+"""Actual state: a snapshot of what a backend holds, as providers report it.
+
+Providers normalise before they report: ownership keys are stripped from tags and labels
+(and turned into ``owner``), server-set fields (etags, timestamps other than creation
+order) are left out, and secrets are redacted. The planner compares these values with the
+desired state field by field, so anything left in here shows up in plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from reconciler.model.specs import JSON
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model."""
+
+    name: str
+    version: int
+    fingerprint: str | None  # SHA-256 of the model files, from the ownership property
+    description: str
+    tags: dict[str, str]
+    properties: dict[str, str]
+    owner: str | None  # the owning environment; None when not created by the reconciler
+
+
+@dataclass(frozen=True)
+class ImageVersion:
+    """One built (immutable) image in the workspace registry."""
+
+    name: str
+    label: str
+    fingerprint: str | None
+    reference: str  # e.g. "myacr.azurecr.io/iris-scorer:3f2a9c1d0b7e"
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class DeploymentHealth:
+    """Rollout figures of a deployment, as IoT Hub's system metrics report them."""
+
+    targeted: int
+    applied: int
+    succeeded: int
+    failed: int
+    shadowed_by: tuple[str, ...] = ()  # ids of higher-priority deployments that win on targeted devices
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    """An edge deployment as it exists in the hub."""
+
+    id: str
+    name: str  # the spec name for owned deployments; the id for unmanaged ones
+    owner: str | None
+    content_hash: str | None
+    content: dict[str, JSON]  # modulesContent, passwords redacted
+    target_condition: str
+    priority: int
+    labels: dict[str, str]  # user labels, ownership keys stripped
+    metrics: dict[str, str]
+    layered: bool
+    created: str  # ISO 8601 creation time: IoT Hub breaks priority ties with it
+    health: DeploymentHealth | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class LiveRegistry:
+    """A container registry devices pull from. Never holds the password."""
+
+    name: str
+    address: str
+    username: str
+    credential_version: str  # changes when the password is rotated; a rotation replaces deployments
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the planner needs to know about one environment's backend."""
+
+    environment: str
+    image_registry: str  # where images are pushed: "localhost" or "<acr>.azurecr.io"
+    models: tuple[ModelVersion, ...]
+    images: tuple[ImageVersion, ...]
+    deployments: tuple[LiveDeployment, ...]
+    registries: dict[str, LiveRegistry]
+
+    def fingerprint(self) -> str:
+        """A digest of the state a plan depends on. Rollout health is left out: it moves
+        on its own and does not change what a plan would do."""
+        data = asdict(self)
+        for deployment in data["deployments"]:
+            deployment.pop("health", None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()

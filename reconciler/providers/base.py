@@ -1,0 +1,93 @@
+"""The Provider protocol: the seam between the engine and a backend.
+
+Failure semantics (every provider must keep them):
+
+* Methods raise only ``reconciler.errors`` types. SDK and I/O exceptions are wrapped at
+  this boundary with ``raise ... from exc``: ``TransientProviderError`` when the same call
+  may succeed later (throttling, 5xx, timeouts; with ``retry_after`` when known), else
+  ``PermanentProviderError`` with a message that says what to do.
+* ``apply`` executes one change and is idempotent with respect to the plan: if it is
+  interrupted and the engine re-plans, the next plan describes exactly what remains.
+* ``REPLACE`` is create-before-delete: the new resource exists before the old one is
+  removed, so no device is left without a deployment.
+* A provider never modifies or deletes a resource whose owner is not this environment.
+* Secrets (registry passwords) are fetched at apply time and written only into the
+  backend; they never appear in snapshots, exceptions, logs or progress messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler.model.plan import Change
+from reconciler.model.specs import DesiredState, EnvironmentSpec
+from reconciler.model.state import Snapshot
+
+
+class Progress(Protocol):
+    """Where providers report long work (hashing, uploads, image builds)."""
+
+    def step(self, message: str) -> None:
+        """A new unit of work started ("building image iris-scorer:3f2a…")."""
+
+    def advance(self, done: int, total: int | None) -> None:
+        """Progress within the current step, in arbitrary units (bytes, polls)."""
+
+
+class SilentProgress:
+    def step(self, message: str) -> None:
+        pass
+
+    def advance(self, done: int, total: int | None) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds an environment's apply lock."""
+
+    holder: str  # "user@host pid 1234"
+    since: str  # ISO 8601
+    expires: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.holder} since {self.since}"
+        return f"{text} (expires {self.expires})" if self.expires else text
+
+
+class Provider(Protocol):
+    """A backend for one environment."""
+
+    def read_snapshot(self, desired: DesiredState) -> Snapshot:
+        """Read the actual state: every owned resource of this environment, the unmanaged
+        deployments of the hub, and the registries ``desired`` refers to. Bounded calls:
+        one list per kind (plus paging), never one call per resource."""
+
+    def count_devices(self, target_condition: str) -> int:
+        """How many devices a target condition selects now."""
+
+    def apply(self, change: Change, desired: DesiredState, progress: Progress) -> None:
+        """Execute one change (see the module docstring for the rules)."""
+
+    def lock(self, holder: str) -> AbstractContextManager[None]:
+        """Hold the environment's apply lock for the duration of the ``with`` block.
+        Raises ``LockHeld`` naming the current holder when another run has it."""
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+
+ProviderFactory = Callable[[EnvironmentSpec], Provider]
+
+
+def iterate_pages(fetch: Callable[[str | None], tuple[list[object], str | None]]) -> Iterator[object]:
+    """Follow continuation tokens: ``fetch(token) -> (items, next_token)`` until None."""
+    token: str | None = None
+    while True:
+        items, token = fetch(token)
+        yield from items
+        if not token:
+            return

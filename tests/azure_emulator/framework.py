@@ -1,0 +1,94 @@
+"""The plug-in seam of the Azure emulator: how a service module declares its routes.
+
+The emulator is one HTTPS MITM proxy on 127.0.0.1 (see ``server.py``). The real, unpatched
+SDK clients reach it through ``HTTPS_PROXY`` and trust it through ``REQUESTS_CA_BUNDLE``;
+every request it terminates is dispatched by host and path to a ``Route`` declared by one
+of the service modules (``iothub.py``, ``arm.py``, ``acr.py``, ``aml.py``). Services keep
+their state on the shared ``EmulatorState`` so that, e.g., the ACR module and the AML
+package builder see the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Request:
+    method: str
+    host: str  # without port, lower case, e.g. "management.azure.com"
+    path: str  # decoded path without the query string
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # header names lower case
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)  # named groups of the path regex
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def q(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    @staticmethod
+    def parse_query(raw: str) -> dict[str, list[str]]:
+        return parse_qs(raw, keep_blank_values=True)
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # dict/list -> JSON; bytes -> raw; None -> empty
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> tuple[bytes, dict[str, str]]:
+        headers = dict(self.headers)
+        if self.body is None:
+            payload = b""
+        elif isinstance(self.body, bytes):
+            payload = self.body
+        else:
+            payload = json.dumps(self.body).encode()
+            headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        headers["Content-Length"] = str(len(payload))
+        return payload, headers
+
+
+def error(status: int, code: str, message: str, **headers: str) -> Response:
+    """The ARM / IoT Hub error envelope: {"error": {"code", "message"}} plus a flat Message."""
+    return Response(status, {"error": {"code": code, "message": message}, "Message": f"ErrorCode:{code};{message}"}, headers)
+
+
+Handler = Callable[[Request, "EmulatorState"], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    host: str  # regex matched against Request.host (full match)
+    path: str  # regex matched against Request.path (full match); named groups -> Request.params
+    handler: Handler
+
+    def match(self, request: Request) -> dict[str, str] | None:
+        if request.method != self.method or not re.fullmatch(self.host, request.host):
+            return None
+        m = re.fullmatch(self.path, request.path)
+        return m.groupdict() if m else None
+
+
+@dataclass
+class EmulatorState:
+    """Everything the emulated services hold. Service modules own their sub-dicts."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def service(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            return self.services.setdefault(name, {})
