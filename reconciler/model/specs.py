@@ -167,3 +167,11 @@ class DesiredState:
     models: dict[str, ModelSpec]
     images: dict[str, ImageSpec]
     deployments: dict[str, DeploymentSpec]
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Content digests of the desired models and images (SHA-256, hex), by spec name."""
+
+    models: dict[str, str]
+    images: dict[str, str]

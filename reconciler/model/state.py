@@ -37,6 +37,7 @@ class ImageVersion:
     fingerprint: str | None
     reference: str  # e.g. "myacr.azurecr.io/iris-scorer:3f2a9c1d0b7e"
     owner: str | None
+    created: str  # ISO 8601 build time: the newest build is the "current" one
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,12 @@ class LockInfo:
 class Provider(Protocol):
     """A backend for one environment."""
 
-    def read_snapshot(self, desired: DesiredState) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
         """Read the actual state: every owned resource of this environment, the unmanaged
         deployments of the hub, and the registries ``desired`` refers to. Bounded calls:
-        one list per kind (plus paging), never one call per resource."""
+        one list per kind (plus paging), never one call per resource. Rollout health
+        (``LiveDeployment.health``) is read only with ``health=True``: drift needs it,
+        plans do not."""
 
     def count_devices(self, target_condition: str) -> int:
         """How many devices a target condition selects now."""

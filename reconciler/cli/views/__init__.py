@@ -1,0 +1,1 @@
+"""Renderers: pure functions from values (plans, drift reports, diagnostics) to text."""

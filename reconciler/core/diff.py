@@ -1,0 +1,55 @@
+"""Field-level differences between two JSON-like values, and one-line reasons.
+
+Both sides must already be normalised (server-set fields and ownership marks removed):
+whatever differs here is shown to the user.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepdiff import DeepDiff
+from deepdiff.helper import NotPresent
+
+from reconciler.model.plan import FieldChange
+
+
+def _dotted(path: list[Any]) -> str:
+    return ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in path).replace(".[", "[")
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, NotPresent) else value
+
+
+def field_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> tuple[FieldChange, ...]:
+    """Every leaf that differs, with dotted paths, sorted by path."""
+    diff = DeepDiff(before, after, view="tree", verbose_level=2)
+    changes = []
+    for levels in diff.values():
+        for level in levels:
+            path = _dotted(level.path(output_format="list"))
+            changes.append(FieldChange(f"{prefix}{path}" if path else prefix.rstrip("."),
+                                       _plain(level.t1), _plain(level.t2)))
+    return tuple(sorted(changes, key=lambda change: change.path))
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else ("{...}" if isinstance(value, dict) else "[...]")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(changes: tuple[FieldChange, ...], limit: int = 3) -> str:
+    """A one-line summary: ``priority 10 -> 20`` for one field, else the changed paths."""
+    if not changes:
+        return "no field changes"
+    if len(changes) == 1:
+        change = changes[0]
+        if change.before is None:
+            return f"{change.path} added ({_short(change.after)})"
+        if change.after is None:
+            return f"{change.path} removed"
+        return f"{change.path} {_short(change.before)} -> {_short(change.after)}"
+    names = [change.path for change in changes[:limit]]
+    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    return f"{', '.join(names)}{more} changed"

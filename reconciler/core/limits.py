@@ -1,0 +1,9 @@
+"""IoT Hub and IoT Edge limits the specs are checked against (see docs/azure.md)."""
+
+MAX_DEPLOYMENTS_PER_HUB = 100  # standard hub, layered deployments included
+MAX_MODULES_PER_DEPLOYMENT = 50
+MAX_CUSTOM_METRICS = 5
+MAX_ID_LENGTH = 128
+CONTENT_HASH_LENGTH = 8
+CREATE_OPTIONS_CHUNK = 512  # a twin string value
+MAX_CREATE_OPTIONS_CHUNKS = 8  # 4 KB, what IoT Edge tooling accepts

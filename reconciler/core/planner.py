@@ -1,0 +1,263 @@
+"""The planner: desired state + fingerprints + actual snapshot -> Plan. A pure function.
+
+Semantics mirror Azure, so a plan means the same on every backend:
+
+* Models are versioned. New content registers a new version (the old one stays);
+  description, tags and properties change in place on the current version.
+* Images are immutable. Their label is derived from their fingerprint; new inputs build a
+  new version. Old versions stay (devices may still run them).
+* Deployment content is immutable (IoT Hub). Target condition, priority, labels and
+  metrics change in place; new content is a replace under a new id (name + content hash),
+  created before the old deployment is deleted.
+* Only resources owned by this environment are changed. Owned resources that left the
+  specs are deleted only with ``prune``; otherwise they are listed as orphans. Owned
+  deployments left over from an interrupted replace (same name, another id) are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core import manifest
+from reconciler.core.diff import describe, field_changes
+from reconciler.core.target_condition import device_ids_condition
+from reconciler.model.plan import (
+    Action,
+    Change,
+    DesiredDeployment,
+    DesiredImage,
+    DesiredModel,
+    FieldChange,
+    Plan,
+)
+from reconciler.model.specs import DesiredState, Fingerprints, Kind, ResourceKey
+from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, Snapshot
+
+IMAGE_LABEL_LENGTH = 12
+
+
+def image_label(fingerprint: str) -> str:
+    return fingerprint[:IMAGE_LABEL_LENGTH]
+
+
+def desired_models(desired: DesiredState, fingerprints: Fingerprints) -> dict[str, DesiredModel]:
+    return {name: DesiredModel(spec, fingerprints.models[name]) for name, spec in sorted(desired.models.items())}
+
+
+def desired_images(desired: DesiredState, fingerprints: Fingerprints, registry: str) -> dict[str, DesiredImage]:
+    images = {}
+    for name, spec in sorted(desired.images.items()):
+        fingerprint = fingerprints.images[name]
+        label = image_label(fingerprint)
+        images[name] = DesiredImage(
+            spec=spec, fingerprint=fingerprint, label=label, reference=f"{registry}/{name}:{label}",
+            model_fingerprints={model: fingerprints.models[model] for model in spec.models},
+        )
+    return images
+
+
+def desired_deployments(
+    desired: DesiredState, images: dict[str, DesiredImage], snapshot: Snapshot
+) -> tuple[dict[str, DesiredDeployment], list[str]]:
+    references = {name: image.reference for name, image in images.items()}
+    deployments, warnings = {}, []
+    for name, spec in sorted(desired.deployments.items()):
+        registry = snapshot.registries.get(spec.registry) if spec.registry else None
+        if spec.registry and registry is None:
+            warnings.append(f"deployment/{name}: registry {spec.registry!r} was not found in the backend; "
+                            "the manifest carries no credentials for it")
+        content = manifest.render(spec, references, registry)
+        versions = {registry.name: registry.credential_version} if registry else {}
+        digest = manifest.content_hash(content, versions)
+        deployments[name] = DesiredDeployment(
+            spec=spec,
+            id=manifest.deployment_id(name, digest),
+            content_hash=digest,
+            content=content,
+            target_condition=spec.target_condition or device_ids_condition(spec.device_ids),
+            registries=tuple(versions),
+        )
+    return deployments, warnings
+
+
+def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, *, prune: bool = False) -> Plan:
+    environment = desired.environment.name
+    models = desired_models(desired, fingerprints)
+    images = desired_images(desired, fingerprints, snapshot.image_registry)
+    deployments, warnings = desired_deployments(desired, images, snapshot)
+
+    changes: list[Change] = []
+    unchanged: list[ResourceKey] = []
+    orphans: list[Change] = []
+
+    def collect(results: Iterable[Change | ResourceKey | Orphan]) -> None:
+        for result in results:
+            if isinstance(result, ResourceKey):
+                unchanged.append(result)
+            elif isinstance(result, Orphan):
+                orphans.append(result.change)
+            else:
+                changes.append(result)
+
+    model_changes = list(_plan_models(models, _owned(snapshot.models, environment)))
+    collect(model_changes)
+    new_model_versions = {c.key.name for c in model_changes if isinstance(c, Change) and c.action is not Action.DELETE}
+    collect(_plan_images(images, _owned(snapshot.images, environment), new_model_versions))
+    collect(_plan_deployments(deployments, _owned(snapshot.deployments, environment)))
+    warnings += _foreign_model_warnings(models, snapshot.models, environment)
+
+    if prune:
+        changes += orphans
+    forward = sorted((c for c in changes if c.action is not Action.DELETE), key=lambda c: c.key)
+    deletes = sorted((c for c in changes if c.action is Action.DELETE),
+                     key=lambda c: (-c.key.kind.order, c.key.name, c.target))
+    unmanaged = sorted(
+        f"deployment/{d.id}" + (f" (owned by environment {d.owner})" if d.owner else "")
+        for d in snapshot.deployments if d.owner != environment
+    )
+    return Plan(
+        environment=environment,
+        changes=(*forward, *deletes),
+        unchanged=tuple(sorted(unchanged)),
+        orphans=() if prune else tuple(sorted({str(c.key) for c in orphans})),
+        unmanaged=tuple(unmanaged),
+        state_fingerprint=snapshot.fingerprint(),
+        desired_fingerprint=desired_fingerprint(models, images, deployments),
+        prune=prune,
+        warnings=tuple(warnings),
+    )
+
+
+ORPHAN_REASON = "no longer in the specs"
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A delete of an owned resource that left the specs: applied only with ``prune``."""
+
+    change: Change
+
+
+def _owned(resources: Iterable[Any], environment: str) -> dict[str, list[Any]]:
+    owned: dict[str, list[Any]] = defaultdict(list)
+    for resource in resources:
+        if resource.owner == environment:
+            owned[resource.name].append(resource)
+    return owned
+
+
+def _plan_models(models: dict[str, DesiredModel], owned: dict[str, list[ModelVersion]]) -> Iterable[Change | ResourceKey | Orphan]:
+    for name, model in models.items():
+        key = ResourceKey(Kind.MODEL, name)
+        after = {"fingerprint": model.fingerprint, "description": model.spec.description,
+                 "tags": model.spec.tags, "properties": model.spec.properties}
+        versions = owned.get(name)
+        if not versions:
+            yield Change(key, Action.CREATE, "new model: registers version 1",
+                         field_changes({}, after), desired=model)
+            continue
+        latest = max(versions, key=lambda v: v.version)
+        # Properties are add-only in Azure ML: compare only the keys the spec declares.
+        before = {"fingerprint": latest.fingerprint, "description": latest.description, "tags": latest.tags,
+                  "properties": {k: latest.properties.get(k) for k in model.spec.properties if k in latest.properties}}
+        fields = field_changes(before, after)
+        if latest.fingerprint != model.fingerprint:
+            yield Change(key, Action.UPDATE, f"model files changed: registers version {latest.version + 1}",
+                         fields, desired=model, actual=latest, new_version=True)
+        elif fields:
+            yield Change(key, Action.UPDATE, describe(fields), fields, desired=model, actual=latest)
+        else:
+            yield key
+    for name in sorted(set(owned) - set(models)):
+        latest = max(owned[name], key=lambda v: v.version)
+        yield Orphan(Change(ResourceKey(Kind.MODEL, name), Action.DELETE,
+                            f"{ORPHAN_REASON} ({len(owned[name])} version(s))", actual=latest))
+
+
+def _plan_images(images: dict[str, DesiredImage], owned: dict[str, list[ImageVersion]],
+                 changed_models: set[str]) -> Iterable[Change | ResourceKey | Orphan]:
+    for name, image in images.items():
+        key = ResourceKey(Kind.IMAGE, name)
+        versions = sorted(owned.get(name, []), key=lambda v: (v.created, v.label))
+        after = {"label": image.label, "models": image.model_fingerprints}
+        if any(v.label == image.label for v in versions):
+            yield key
+            continue
+        if not versions:
+            yield Change(key, Action.CREATE, f"new image: builds {name}:{image.label}",
+                         field_changes({}, after), desired=image)
+            continue
+        current = versions[-1]
+        causes = sorted(set(image.spec.models) & changed_models)
+        why = (f"model {', '.join(causes)} changed" if causes
+               else "entry script, conda file or source directory changed")
+        yield Change(key, Action.UPDATE, f"{why}: builds {name}:{image.label}",
+                     (FieldChange("label", current.label, image.label),), desired=image, actual=current,
+                     new_version=True)
+    for name in sorted(set(owned) - set(images)):
+        for version in sorted(owned[name], key=lambda v: v.label):
+            yield Orphan(Change(ResourceKey(Kind.IMAGE, name), Action.DELETE, ORPHAN_REASON, actual=version))
+
+
+def _mutable(target_condition: str, priority: int, labels: dict[str, str], metrics: dict[str, str]) -> dict[str, Any]:
+    return {"targetCondition": target_condition, "priority": priority, "labels": labels, "metrics": metrics}
+
+
+def _plan_deployments(deployments: dict[str, DesiredDeployment],
+                      owned: dict[str, list[LiveDeployment]]) -> Iterable[Change | ResourceKey | Orphan]:
+    for name, deployment in deployments.items():
+        key = ResourceKey(Kind.DEPLOYMENT, name)
+        spec = deployment.spec
+        after = _mutable(deployment.target_condition, spec.priority, spec.labels, spec.metrics)
+        existing = sorted(owned.get(name, []), key=lambda d: (d.created, d.id))
+        current = next((d for d in existing if d.id == deployment.id), None)
+        if current is None and not existing:
+            yield Change(key, Action.CREATE, f"new deployment {deployment.id}",
+                         field_changes({}, after), desired=deployment)
+            continue
+        if current is not None:
+            before = _mutable(current.target_condition, current.priority, current.labels, current.metrics)
+            fields = field_changes(before, after)
+            if fields:
+                yield Change(key, Action.UPDATE, describe(fields), fields, desired=deployment, actual=current)
+            else:
+                yield key
+        else:
+            current = existing[-1]
+            before = _mutable(current.target_condition, current.priority, current.labels, current.metrics)
+            content_fields = field_changes(current.content, deployment.content, prefix="content.")
+            fields = content_fields + field_changes(before, after)
+            what = describe(content_fields) if content_fields else "registry credentials rotated"
+            yield Change(key, Action.REPLACE,
+                         f"content is immutable in IoT Hub, new id {deployment.id}: {what}",
+                         fields, desired=deployment, actual=current)
+        for leftover in existing:
+            if leftover.id not in (current.id, deployment.id):
+                yield Change(key, Action.DELETE, f"superseded by {deployment.id} (left over from an earlier apply)",
+                             actual=leftover)
+    for name in sorted(set(owned) - set(deployments)):
+        for leftover in sorted(owned[name], key=lambda d: d.id):
+            yield Orphan(Change(ResourceKey(Kind.DEPLOYMENT, name), Action.DELETE, ORPHAN_REASON, actual=leftover))
+
+
+def _foreign_model_warnings(models: dict[str, DesiredModel], versions: Iterable[ModelVersion],
+                            environment: str) -> list[str]:
+    foreign = sorted({v.name for v in versions if v.name in models and v.owner != environment})
+    return [f"model/{name}: versions exist that this environment does not own; new versions are added beside them"
+            for name in foreign]
+
+
+def desired_fingerprint(models: dict[str, DesiredModel], images: dict[str, DesiredImage],
+                        deployments: dict[str, DesiredDeployment]) -> str:
+    """A digest of what the specs ask for (including file contents, via fingerprints)."""
+    summary = {
+        "models": {n: [m.fingerprint, m.spec.description, m.spec.tags, m.spec.properties] for n, m in models.items()},
+        "images": {n: i.fingerprint for n, i in images.items()},
+        "deployments": {n: [d.id, d.target_condition, d.spec.priority, d.spec.labels, d.spec.metrics]
+                        for n, d in deployments.items()},
+    }
+    return hashlib.sha256(manifest.canonical_json(summary).encode()).hexdigest()

@@ -1,0 +1,205 @@
+"""Checks a JSON Schema cannot express: names, references, files, scripts, hub rules.
+
+Each check returns diagnostics located at the spec field they concern. They read the
+referenced files (model files, entry scripts, conda files) but never execute them: an
+entry script is inspected with ``ast``, never imported.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from reconciler.core import limits
+from reconciler.core.manifest import create_options_chunks, deployment_id_length
+from reconciler.core.target_condition import ConditionError, parse
+from reconciler.model.diagnostics import Diagnostic, SourceLocation
+from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
+from reconciler.spec.paths import display_path, is_inside
+from reconciler.spec.schemas import subject_of
+
+if TYPE_CHECKING:
+    from reconciler.spec.loader import Located
+
+
+def check_all(
+    environment: EnvironmentSpec | None,
+    models: Sequence[Located],
+    images: Sequence[Located],
+    deployments: Sequence[Located],
+    root: Path,
+) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    found += _duplicates([*models, *images, *deployments])
+    model_names = {item.spec.name for item in models}
+    image_names = {item.spec.name for item in images}
+    registry_names = set(environment.registries) if environment else None
+    for item in models:
+        found += _model(item, root)
+    for item in images:
+        found += _image(item, model_names, root)
+    for item in deployments:
+        found += _deployment(item, image_names, registry_names)
+    if len(deployments) > limits.MAX_DEPLOYMENTS_PER_HUB:
+        extra = deployments[limits.MAX_DEPLOYMENTS_PER_HUB]
+        found.append(_at(extra, ("metadata", "name"),
+                         f"{len(deployments)} deployments in one environment; an IoT Hub holds at most "
+                         f"{limits.MAX_DEPLOYMENTS_PER_HUB} (layered ones included)"))
+    return found
+
+
+def _at(item: Located, path: tuple[str | int, ...], message: str, *, key: bool = False) -> Diagnostic:
+    document = item.document
+    field = ".".join(str(p) for p in path)
+    return Diagnostic(document.location(path, key=key), subject_of(document.data), field, message)
+
+
+def _duplicates(items: Iterable[Located]) -> list[Diagnostic]:
+    seen: dict[tuple[str, str], SourceLocation] = {}
+    found = []
+    for item in items:
+        identity = (item.document.data["kind"], item.spec.name)
+        if identity in seen:
+            first = seen[identity]
+            found.append(_at(item, ("metadata", "name"),
+                             f"duplicate name: {identity[0]} {identity[1]!r} is already defined at {first}"))
+        else:
+            seen[identity] = item.document.location(("metadata", "name"))
+    return found
+
+
+def _file_problem(path: Path, root: Path, *, want: str) -> str | None:
+    """Why ``path`` cannot be used, or None. ``want`` is "file", "folder" or "any"."""
+    shown = display_path(path)
+    if not is_inside(path, root):
+        return f"{shown} resolves outside the repository; spec files may only use files inside it"
+    if not path.exists():
+        return f"no such {'folder' if want == 'folder' else 'file'}: {shown}"
+    if want == "file" and not path.is_file():
+        return f"{shown} is not a file"
+    if want == "folder" and not path.is_dir():
+        return f"{shown} is not a folder"
+    return None
+
+
+def _model(item: Located, root: Path) -> list[Diagnostic]:
+    spec: ModelSpec = item.spec
+    problem = _file_problem(spec.path, root, want="any")
+    if problem is None and spec.path.is_dir():
+        escaping = [p for p in spec.path.rglob("*") if not is_inside(p, root)]
+        if escaping:
+            problem = f"{display_path(escaping[0])} is a link that resolves outside the repository"
+        elif not any(p.is_file() for p in spec.path.rglob("*")):
+            problem = f"{display_path(spec.path)} is an empty folder"
+    return [_at(item, ("spec", "path"), problem)] if problem else []
+
+
+def _image(item: Located, model_names: set[str], root: Path) -> list[Diagnostic]:
+    spec: ImageSpec = item.spec
+    found = []
+    for index, model in enumerate(spec.models):
+        if model not in model_names:
+            found.append(_at(item, ("spec", "models", index), f"no Model named {model!r} in this environment"))
+    if spec.source_directory is not None:
+        problem = _file_problem(spec.source_directory, root, want="folder")
+        if problem:
+            return [*found, _at(item, ("spec", "sourceDirectory"), problem)]
+    problem = _file_problem(spec.entry_script, root, want="file")
+    if problem:
+        found.append(_at(item, ("spec", "entryScript"), problem))
+    else:
+        found += [_at(item, ("spec", "entryScript"), message) for message in entry_script_problems(spec.entry_script)]
+    problem = _file_problem(spec.conda_file, root, want="file")
+    if problem:
+        found.append(_at(item, ("spec", "condaFile"), problem))
+    else:
+        found += [_at(item, ("spec", "condaFile"), message) for message in conda_problems(spec.conda_file)]
+    return found
+
+
+def entry_script_problems(script: Path) -> list[str]:
+    """A scoring script must define top-level ``init()`` and ``run(input_data)``."""
+    try:
+        tree = ast.parse(script.read_bytes(), filename=str(script))
+    except SyntaxError as exc:
+        return [f"{script.name} is not valid Python: {exc.msg} (line {exc.lineno})"]
+    except ValueError as exc:  # e.g. null bytes
+        return [f"{script.name} is not valid Python: {exc}"]
+    functions = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    problems = []
+    init = functions.get("init")
+    if init is None:
+        problems.append(f"{script.name} has no top-level init() function (Azure ML calls it once at start-up)")
+    elif _required_positional(init) != 0:
+        problems.append(f"{script.name}: init() must take no arguments (line {init.lineno})")
+    run = functions.get("run")
+    if run is None:
+        problems.append(f"{script.name} has no top-level run(input_data) function (Azure ML calls it per request)")
+    else:
+        positional = len(run.args.posonlyargs) + len(run.args.args)
+        if positional < 1 and run.args.vararg is None:
+            problems.append(f"{script.name}: run() must take one argument, the request data (line {run.lineno})")
+        elif _required_positional(run) > 1:
+            problems.append(f"{script.name}: run() must take exactly one argument, it requires "
+                            f"{_required_positional(run)} (line {run.lineno})")
+    return problems
+
+
+def _required_positional(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    arguments = function.args
+    return len(arguments.posonlyargs) + len(arguments.args) - len(arguments.defaults)
+
+
+def conda_problems(conda_file: Path) -> list[str]:
+    try:
+        content = yaml.safe_load(conda_file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0]
+        return [f"{conda_file.name} is not valid YAML: {detail}"]
+    if not isinstance(content, dict) or not isinstance(content.get("dependencies"), list):
+        return [f"{conda_file.name} has no 'dependencies' list (a conda environment file needs one)"]
+    return []
+
+
+def _deployment(item: Located, image_names: set[str], registry_names: set[str] | None) -> list[Diagnostic]:
+    spec: DeploymentSpec = item.spec
+    found = []
+    if deployment_id_length(spec.name) > limits.MAX_ID_LENGTH:
+        found.append(_at(item, ("metadata", "name"),
+                         f"the deployment id ({spec.name}-<8-character content hash>) would be "
+                         f"{deployment_id_length(spec.name)} characters; IoT Hub allows {limits.MAX_ID_LENGTH}"))
+    if spec.target_condition is not None:
+        try:
+            parse(spec.target_condition)
+        except ConditionError as exc:
+            found.append(_at(item, ("spec", "targetCondition"), f"{exc} (at character {exc.offset + 1})"))
+    for index, device_id in enumerate(spec.device_ids):
+        if len(device_id) > limits.MAX_ID_LENGTH:
+            found.append(_at(item, ("spec", "deviceIds", index),
+                             f"device id is {len(device_id)} characters; IoT Hub allows {limits.MAX_ID_LENGTH}"))
+    uses_images = False
+    for module in spec.modules:
+        if not module.image_is_external:
+            uses_images = True
+            if module.image not in image_names:
+                found.append(_at(item, ("spec", "modules", module.name, "image"),
+                                 f"no Image named {module.image!r} in this environment (an external image "
+                                 "needs a full reference such as mcr.microsoft.com/name:tag)"))
+        chunks = len(create_options_chunks(module.create_options))
+        if chunks > limits.MAX_CREATE_OPTIONS_CHUNKS:
+            found.append(_at(item, ("spec", "modules", module.name, "createOptions"),
+                             f"serialises to {chunks} chunks of {limits.CREATE_OPTIONS_CHUNK} characters; "
+                             f"IoT Edge tooling accepts at most {limits.MAX_CREATE_OPTIONS_CHUNKS} (4 KB)"))
+    if spec.registry is not None and registry_names is not None and spec.registry not in registry_names:
+        known = ", ".join(sorted(registry_names)) or "none"
+        found.append(_at(item, ("spec", "registry"),
+                         f"no registry named {spec.registry!r} in environment.yaml (defined: {known})"))
+    if uses_images and spec.registry is None:
+        found.append(_at(item, ("spec",),
+                         "spec.registry is required when a module uses an Image spec: it names the registry "
+                         "whose credentials devices use to pull", key=False))
+    return found

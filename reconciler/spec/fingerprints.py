@@ -1,0 +1,105 @@
+"""Content fingerprints of models and images: identity and change detection by content.
+
+A model's fingerprint is the SHA-256 of its files (names and contents); an image's covers
+its runtime, entry script, conda file, source directory and the fingerprints of its models.
+Hashing a multi-gigabyte model on every plan would be slow, so file digests are cached by
+(path, size, mtime): an unchanged file is never read again. The cache is a plain value the
+engine loads from and saves to the environment's state folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
+
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class HashCache:
+    """File digests keyed by absolute path, valid while size and mtime are unchanged."""
+
+    entries: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    bytes_hashed: int = 0  # how much was actually read: 0 on a warm no-op plan
+    dirty: bool = False
+
+    @classmethod
+    def from_json(cls, text: str) -> HashCache:
+        try:
+            raw = json.loads(text)
+            return cls({path: (int(size), int(mtime), str(digest)) for path, (size, mtime, digest) in raw.items()})
+        except (ValueError, TypeError):
+            return cls()  # a damaged cache only costs a re-hash
+
+    def to_json(self) -> str:
+        return json.dumps(self.entries, sort_keys=True)
+
+    def digest(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+        stat = path.stat()
+        key = str(path)
+        cached = self.entries.get(key)
+        if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+            return cached[2]
+        sha = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK):
+                sha.update(chunk)
+                self.bytes_hashed += len(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+        digest = sha.hexdigest()
+        self.entries[key] = (stat.st_size, stat.st_mtime_ns, digest)
+        self.dirty = True
+        return digest
+
+
+def tree_digest(path: Path, cache: HashCache, on_bytes: Callable[[int], None] | None = None) -> str:
+    """Digest of a file (its name and content) or of a folder (every file's relative path
+    and content, in sorted order). Moving a file inside a folder changes the digest."""
+    sha = hashlib.sha256()
+    if path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+    for relative, file in files:
+        sha.update(f"{relative}\0{cache.digest(file, on_bytes)}\n".encode())
+    return sha.hexdigest()
+
+
+def image_fingerprint(image: ImageSpec, model_fingerprints: dict[str, str], cache: HashCache) -> str:
+    base = image.source_directory or image.entry_script.parent
+    inputs = {
+        "runtime": image.runtime,
+        "entryScript": [os.path.relpath(image.entry_script, base), cache.digest(image.entry_script)],
+        "condaFile": cache.digest(image.conda_file),
+        "sourceDirectory": tree_digest(image.source_directory, cache) if image.source_directory else None,
+        "models": {name: model_fingerprints[name] for name in sorted(image.models)},
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def compute_fingerprints(
+    desired: DesiredState, cache: HashCache, on_bytes: Callable[[int], None] | None = None
+) -> Fingerprints:
+    models = {name: tree_digest(spec.path, cache, on_bytes) for name, spec in sorted(desired.models.items())}
+    images = {name: image_fingerprint(spec, models, cache) for name, spec in sorted(desired.images.items())}
+    return Fingerprints(models=models, images=images)
+
+
+def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
+    """How many bytes ``compute_fingerprints`` will read (for a progress bar)."""
+    total = 0
+    for spec in desired.models.values():
+        files = [spec.path] if spec.path.is_file() else [p for p in spec.path.rglob("*") if p.is_file()]
+        for file in files:
+            stat = file.stat()
+            cached = cache.entries.get(str(file))
+            if not (cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns):
+                total += stat.st_size
+    return total

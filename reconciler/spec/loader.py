@@ -1,0 +1,191 @@
+"""Load an environment folder into a ``DesiredState``, collecting every problem.
+
+Stages, each of which only runs on documents that passed the previous one:
+
+1. read every ``*.yaml`` / ``*.yml`` under the folder (``yaml_source``: safe, located);
+2. validate each document against its kind's JSON Schema (``schemas``);
+3. build typed specs (``model.specs``) with defaults applied and paths resolved;
+4. cross-check them (``checks``): names, references, files, scripts, IoT Hub rules.
+
+Nothing is executed and nothing is written. All problems are raised together as one
+``SpecError``, in file order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import SpecError
+from reconciler.model.diagnostics import Diagnostic, SourceLocation
+from reconciler.model.specs import (
+    DeploymentSpec,
+    DesiredState,
+    EnvironmentSpec,
+    ImageSpec,
+    ModelSpec,
+    ModuleSpec,
+    RegistrySpec,
+)
+from reconciler.spec import checks
+from reconciler.spec.paths import display_path, find_repository_root
+from reconciler.spec.schemas import subject_of, validate_document
+from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic
+
+ENVIRONMENT_FILE = "environment.yaml"
+
+
+@dataclass(frozen=True)
+class Located:
+    """A typed spec with the document it came from (for locating later problems)."""
+
+    spec: Any
+    document: Document
+
+
+def spec_files(directory: Path) -> list[Path]:
+    files = [p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(files, key=lambda p: (p.name != ENVIRONMENT_FILE, str(p.relative_to(directory))))
+
+
+def load_environment(directory: Path) -> DesiredState:
+    """Load and validate an environment folder. Raises ``SpecError`` with every problem."""
+    directory = Path(directory)
+    display = display_path(directory)
+    if not directory.is_dir():
+        raise SpecError([Diagnostic(SourceLocation(display), "", "", "not a folder: pass environments/<name>")])
+    root = find_repository_root(directory)
+    diagnostics: list[Diagnostic] = []
+    documents: list[Document] = []
+    for file in spec_files(directory):
+        try:
+            documents.extend(load_documents(file, display_path(file)))
+        except YamlProblem as problem:
+            diagnostics.append(problem_diagnostic(problem))
+
+    valid: list[Document] = []
+    for document in documents:
+        problems = validate_document(document)
+        diagnostics.extend(problems)
+        if not problems:
+            valid.append(document)
+
+    environment_docs = [d for d in valid if d.data["kind"] == "Environment"]
+    all_environment_docs = [d for d in documents if isinstance(d.data, dict) and d.data.get("kind") == "Environment"]
+    if not all_environment_docs:
+        diagnostics.append(Diagnostic(SourceLocation(display_path(directory / ENVIRONMENT_FILE)), "", "",
+                                      f"no Environment document: create {ENVIRONMENT_FILE} with kind: Environment"))
+    for extra in all_environment_docs[1:]:
+        diagnostics.append(Diagnostic(extra.location(("kind",)), subject_of(extra.data), "kind",
+                                      "only one Environment document is allowed per environment folder"))
+
+    environment = _environment(environment_docs[0], directory, root) if len(environment_docs) == 1 else None
+    models = [Located(_model(d), d) for d in valid if d.data["kind"] == "Model"]
+    images = [Located(_image(d), d) for d in valid if d.data["kind"] == "Image"]
+    deployments = [Located(_deployment(d), d) for d in valid if d.data["kind"] == "Deployment"]
+
+    diagnostics.extend(checks.check_all(environment, models, images, deployments, root))
+    if diagnostics:
+        raise SpecError(sorted(set(diagnostics)))
+    assert environment is not None
+    return DesiredState(
+        environment=environment,
+        models={item.spec.name: item.spec for item in models},
+        images={item.spec.name: item.spec for item in images},
+        deployments={item.spec.name: item.spec for item in deployments},
+    )
+
+
+def _here(document: Document) -> Path:
+    return document.file.parent.absolute()
+
+
+def _metadata(document: Document) -> tuple[str, str, dict[str, str]]:
+    metadata = document.data["metadata"]
+    return metadata["name"], metadata.get("description", ""), dict(metadata.get("tags", {}))
+
+
+def _environment(document: Document, directory: Path, root: Path) -> EnvironmentSpec:
+    name, _, _ = _metadata(document)
+    spec = document.data["spec"]
+    provider = spec["provider"]
+    registries = {
+        registry_name: RegistrySpec(name=registry_name, settings=dict(settings or {}))
+        for registry_name, settings in spec.get("registries", {}).items()
+    }
+    return EnvironmentSpec(
+        name=name,
+        provider=provider,
+        settings=dict(spec.get(provider, {}) or {}),
+        registries=registries,
+        directory=directory.resolve(),
+        repository_root=root,
+        location=document.location(()),
+    )
+
+
+def _model(document: Document) -> ModelSpec:
+    name, description, tags = _metadata(document)
+    spec = document.data["spec"]
+    return ModelSpec(
+        name=name,
+        path=_here(document) / spec["path"],
+        description=description,
+        tags=tags,
+        properties=dict(spec.get("properties", {})),
+        location=document.location(()),
+    )
+
+
+def _image(document: Document) -> ImageSpec:
+    name, description, tags = _metadata(document)
+    spec = document.data["spec"]
+    source = _here(document) / spec["sourceDirectory"] if "sourceDirectory" in spec else None
+    base = source if source is not None else _here(document)
+    return ImageSpec(
+        name=name,
+        runtime=spec.get("runtime", "python"),
+        entry_script=base / spec["entryScript"],
+        conda_file=base / spec["condaFile"],
+        source_directory=source,
+        models=tuple(spec["models"]),
+        description=description,
+        tags=tags,
+        location=document.location(()),
+    )
+
+
+def _module(name: str, spec: dict[str, Any]) -> ModuleSpec:
+    return ModuleSpec(
+        name=name,
+        image=spec["image"],
+        create_options=dict(spec.get("createOptions", {})),
+        env=dict(spec.get("env", {})),
+        restart_policy=spec.get("restartPolicy", "always"),
+        status=spec.get("status", "running"),
+        startup_order=spec.get("startupOrder"),
+        image_pull_policy=spec.get("imagePullPolicy"),
+        desired_properties=dict(spec.get("desiredProperties", {})),
+    )
+
+
+def _deployment(document: Document) -> DeploymentSpec:
+    name, description, tags = _metadata(document)
+    spec = document.data["spec"]
+    return DeploymentSpec(
+        name=name,
+        target_condition=spec.get("targetCondition"),
+        device_ids=tuple(spec.get("deviceIds", ())),
+        priority=spec.get("priority", 0),
+        layered=spec.get("layered", False),
+        registry=spec.get("registry"),
+        modules=tuple(_module(module_name, module) for module_name, module in sorted(spec["modules"].items())),
+        routes=dict(spec.get("routes", {})),
+        edge_agent=dict(spec.get("edgeAgent", {})),
+        edge_hub=dict(spec.get("edgeHub", {})),
+        labels=tags,
+        metrics=dict(spec.get("metrics", {})),
+        description=description,
+        location=document.location(()),
+    )
