@@ -82,7 +82,7 @@ def test_score_handles_a_batch_and_matches_the_reported_accuracy(score: ModuleTy
     score.init()
     predicted = score.run(json.dumps({"data": rows}))
     assert len(predicted) == 150
-    correct = sum(p == train.CLASSES[y] for p, y in zip(predicted, labels))
+    correct = sum(p == train.CLASSES[y] for p, y in zip(predicted, labels, strict=True))
     model = json.loads(COMMITTED.read_text(encoding="utf-8"))
     assert round(correct / 150, 4) == model["training"]["accuracy"]
 
@@ -106,7 +106,12 @@ def test_score_finds_the_model_under_azureml_model_dir(
 
 @pytest.mark.parametrize(
     "body",
-    ['{"rows": [[5.1, 3.5, 1.4, 0.2]]}', '{"data": [[5.1, 3.5, 1.4]]}', '{"data": [["a", 3.5, 1.4, 0.2]]}', "[]"],
+    [
+        '{"rows": [[5.1, 3.5, 1.4, 0.2]]}',  # wrong key
+        '{"data": [[5.1, 3.5, 1.4]]}',  # three features
+        '{"data": [["a", 3.5, 1.4, 0.2]]}',  # not a number
+        "[]",  # not an object
+    ],
 )
 def test_score_rejects_malformed_input(score: ModuleType, body: str) -> None:
     score.init()

@@ -51,7 +51,9 @@ def init() -> None:
 def _rows(input_data: str | bytes | dict[str, Any]) -> list[list[float]]:
     payload = json.loads(input_data) if isinstance(input_data, (str, bytes)) else input_data
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-        raise ValueError('expected a JSON object {"data": [[sepal_length, sepal_width, petal_length, petal_width], ...]}')
+        raise ValueError(
+            'expected a JSON object {"data": [[sepal_length, sepal_width, petal_length, petal_width], ...]}'
+        )
     width = len(model["features"]) if model else 4
     rows = []
     for index, row in enumerate(payload["data"]):
@@ -73,8 +75,11 @@ def predict(rows: list[list[float]]) -> list[str]:
     stds = model["standardisation"]["std"]
     names = []
     for row in rows:
-        x = [(v - m) / s for v, m, s in zip(row, means, stds)]
-        scores = [sum(w * v for w, v in zip(weights, x)) + b for weights, b in zip(model["weights"], model["bias"])]
+        x = [(v - m) / s for v, m, s in zip(row, means, stds, strict=True)]
+        scores = [
+            sum(w * v for w, v in zip(weights, x, strict=True)) + b
+            for weights, b in zip(model["weights"], model["bias"], strict=True)
+        ]
         names.append(model["classes"][scores.index(max(scores))])
     return names
 

@@ -212,7 +212,7 @@ def softmax(scores: list[float]) -> list[float]:
 
 
 def scores_of(x: list[float], weights: list[list[float]], bias: list[float]) -> list[float]:
-    return [sum(w * v for w, v in zip(weights[k], x)) + bias[k] for k in range(len(CLASSES))]
+    return [sum(w * v for w, v in zip(weights[k], x, strict=True)) + bias[k] for k in range(len(CLASSES))]
 
 
 def fit(xs: list[list[float]], labels: list[int]) -> tuple[list[list[float]], list[float]]:
@@ -223,7 +223,7 @@ def fit(xs: list[list[float]], labels: list[int]) -> tuple[list[list[float]], li
     for _ in range(EPOCHS):
         grad_w = [[0.0] * d for _ in range(c)]
         grad_b = [0.0] * c
-        for x, y in zip(xs, labels):
+        for x, y in zip(xs, labels, strict=True):
             probabilities = softmax(scores_of(x, weights, bias))
             for k in range(c):
                 error = probabilities[k] - (1.0 if k == y else 0.0)
@@ -239,7 +239,8 @@ def fit(xs: list[list[float]], labels: list[int]) -> tuple[list[list[float]], li
 
 def predict(row: list[float], model: dict) -> str:
     """The class name the model gives a raw (unstandardised) feature row; mirrors score.py."""
-    x = [(v - m) / s for v, m, s in zip(row, model["standardisation"]["mean"], model["standardisation"]["std"])]
+    means, stds = model["standardisation"]["mean"], model["standardisation"]["std"]
+    x = [(v - m) / s for v, m, s in zip(row, means, stds, strict=True)]
     scores = scores_of(x, model["weights"], model["bias"])
     return model["classes"][scores.index(max(scores))]
 
@@ -247,7 +248,7 @@ def predict(row: list[float], model: dict) -> str:
 def train() -> dict:
     rows, labels = load_iris()
     means, stds = standardise(rows)
-    xs = [[(v - m) / s for v, m, s in zip(row, means, stds)] for row in rows]
+    xs = [[(v - m) / s for v, m, s in zip(row, means, stds, strict=True)] for row in rows]
     weights, bias = fit(xs, labels)
     model = {
         "format": FORMAT,
@@ -260,7 +261,7 @@ def train() -> dict:
         "hyperparameters": {"learningRate": LEARNING_RATE, "epochs": EPOCHS, "l2": L2, "decimals": DECIMALS},
         "training": {"dataset": "iris (UCI iris.data)", "rows": len(rows)},
     }
-    correct = sum(predict(row, model) == CLASSES[y] for row, y in zip(rows, labels))
+    correct = sum(predict(row, model) == CLASSES[y] for row, y in zip(rows, labels, strict=True))
     model["training"]["accuracy"] = round(correct / len(rows), 4)
     return model
 
