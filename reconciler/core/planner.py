@@ -150,7 +150,8 @@ def _owned(resources: Iterable[Any], environment: str) -> dict[str, list[Any]]:
     return owned
 
 
-def _plan_models(models: dict[str, DesiredModel], owned: dict[str, list[ModelVersion]]) -> Iterable[Change | ResourceKey | Orphan]:
+def _plan_models(models: dict[str, DesiredModel],
+                 owned: dict[str, list[ModelVersion]]) -> Iterable[Change | ResourceKey | Orphan]:
     for name, model in models.items():
         key = ResourceKey(Kind.MODEL, name)
         after = {"fingerprint": model.fingerprint, "description": model.spec.description,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 KEYWORDS = {"AND", "OR", "NOT"}
 COMPARISONS = ("<=", ">=", "!=", "<>", "=", "<", ">")
@@ -73,8 +73,8 @@ class Literal:
     value: Any
 
 
-Operand = Union[PathRef, Literal]
-Condition = Union[Comparison, IsDefined, BoolOp, Not, Everything]
+Operand = PathRef | Literal
+Condition = Comparison | IsDefined | BoolOp | Not | Everything
 
 _TOKEN = re.compile(
     r"""(?P<space>\s+)

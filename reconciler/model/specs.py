@@ -6,7 +6,7 @@ dicts (JSON-like values) and must be treated as read-only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any

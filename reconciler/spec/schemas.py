@@ -114,7 +114,9 @@ def _message(error: ValidationError) -> str:
     if validator_name == "maxLength":
         return f"is {len(value)} characters long; at most {error.validator_value} are allowed"
     if validator_name == "minLength":
-        return f"must not be empty" if error.validator_value == 1 else f"needs at least {error.validator_value} characters"
+        if error.validator_value == 1:
+            return "must not be empty"
+        return f"needs at least {error.validator_value} characters"
     if validator_name == "maxProperties":
         return f"has {len(value)} entries; at most {error.validator_value} are allowed"
     if validator_name == "maxItems":
@@ -123,9 +125,9 @@ def _message(error: ValidationError) -> str:
         return f"needs at least {error.validator_value} item{'s' if error.validator_value != 1 else ''}"
     if validator_name == "uniqueItems":
         return "items must be unique"
-    if validator_name == "not" or validator_name == "oneOf":
-        return error.schema.get("description", error.message) if validator_name == "not" else error.message
-    return error.message
+    if validator_name == "not":
+        return str(error.schema.get("description", error.message))
+    return str(error.message)
 
 
 def _article(type_name: str) -> str:

@@ -1,5 +1,5 @@
 """The commands, in the order ``reconciler --help`` lists them."""
 
-from reconciler.cli.commands import schema, validate
+from reconciler.cli.commands import apply, drift, plan, schema, validate
 
-COMMANDS = [validate, schema]
+COMMANDS = [validate, plan, apply, drift, schema]

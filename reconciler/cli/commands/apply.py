@@ -1,0 +1,62 @@
+"""``reconciler apply ENV_DIR | PLAN.json``: make the actual state match the specs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reconciler.cli import exit_codes
+from reconciler.cli.progress import TerminalProgress
+from reconciler.cli.views import plan as plan_view
+from reconciler.core.plan_json import SavedPlan
+from reconciler.engine import opened
+from reconciler.errors import Aborted, PlanRefused
+from reconciler.model.plan import Plan
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "apply", help="apply the changes (from the specs, or a saved plan)",
+        description="Plan under the environment's lock and apply the changes, in dependency order. "
+                    "Given a saved plan file, apply it only if the specs and the actual state are unchanged.",
+    )
+    parser.add_argument("target", type=Path, metavar="ENV_DIR|PLAN.json",
+                        help="an environments/<name> folder, or a plan saved with `plan --out`")
+    parser.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--prune", action="store_true",
+                        help="delete owned resources that are no longer in the specs")
+    parser.set_defaults(run=run)
+
+
+def _confirm(plan: Plan) -> bool:
+    if not sys.stdin.isatty():
+        raise Aborted("apply needs confirmation and there is no terminal to ask on; "
+                      "review the plan and run again with --auto-approve (or apply a saved plan)")
+    print(plan_view.render_text(plan))
+    answer = input("Apply these changes? Only 'yes' is accepted: ")
+    return answer.strip() == "yes"
+
+
+def _load_saved(path: Path) -> SavedPlan:
+    try:
+        return SavedPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanRefused(f"{path}: not a plan saved by `reconciler plan --out` ({exc})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    saved = _load_saved(args.target) if args.target.is_file() else None
+    environment_dir = Path(saved.environment_dir) if saved else args.target
+    # A saved plan was reviewed already: applying it is the approval.
+    confirm = None if (args.auto_approve or saved) else _confirm
+    with opened(environment_dir, TerminalProgress()) as engine:
+        result = engine.apply(prune=args.prune, saved=saved, confirm=confirm)
+    if not result.applied:
+        print("No changes. The actual state matches the specs.")
+        return exit_codes.OK
+    plan = result.plan
+    source = "the saved plan" if result.from_saved_plan else "a fresh plan"
+    print(f"Apply complete ({source}): {plan.summary.removeprefix('Plan: ')}")
+    return exit_codes.OK

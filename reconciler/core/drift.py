@@ -1,0 +1,90 @@
+"""Drift: how the actual state differs from the specs, and how rollouts are doing.
+
+Drift is computed like Argo CD's "OutOfSync": the specs at the checked-out commit (main,
+for the nightly job) against the live state. Since main is applied on merge, anything a
+plan would change is drift: a field edited by hand, a resource deleted out of band, an
+owned resource no longer in the specs. On top of the plan it adds what a plan cannot show:
+deployments shadowed by a higher-priority deployment we do not own, and rollout health.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.model.plan import Action, Change, Plan
+from reconciler.model.state import DeploymentHealth, Snapshot
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """One difference. ``category`` is one of: missing, changed, replaced, orphaned, shadowed."""
+
+    resource: str
+    category: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """A managed deployment's rollout, from the hub's system metrics."""
+
+    name: str
+    id: str
+    priority: int
+    health: DeploymentHealth
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    environment: str
+    items: tuple[DriftItem, ...]
+    rollouts: tuple[RolloutStatus, ...]
+
+    @property
+    def has_drift(self) -> bool:
+        return bool(self.items)
+
+    @property
+    def failing(self) -> tuple[RolloutStatus, ...]:
+        return tuple(r for r in self.rollouts if r.health.failed)
+
+
+def _change_item(change: Change) -> DriftItem:
+    resource = str(change.key)
+    if change.action is Action.CREATE:
+        return DriftItem(resource, "missing", "in the specs but not in the backend (deleted outside git, "
+                                              "or never applied)")
+    if change.action is Action.REPLACE:
+        return DriftItem(resource, "replaced", f"live content differs from the specs: {change.reason}")
+    if change.action is Action.DELETE:
+        return DriftItem(resource, "orphaned", f"{change.target}: {change.reason}")
+    if change.new_version:
+        return DriftItem(resource, "changed", f"the newest version does not match the specs: {change.reason}")
+    details = "; ".join(f"{f.path} is {f.before!r}, the specs say {f.after!r}" for f in change.fields)
+    return DriftItem(resource, "changed", f"edited outside git: {details}")
+
+
+def detect(plan: Plan, snapshot: Snapshot) -> DriftReport:
+    """Drift items from a plan made against ``snapshot`` (read with health)."""
+    items = [_change_item(change) for change in plan.changes]
+    items += [DriftItem(resource, "orphaned", "owned but no longer in the specs (apply with --prune removes it)")
+              for resource in plan.orphans]
+    by_id = {d.id: d for d in snapshot.deployments}
+    rollouts = []
+    for deployment in snapshot.deployments:
+        if deployment.owner != plan.environment:
+            continue
+        health = deployment.health or DeploymentHealth(0, 0, 0, 0)
+        rollouts.append(RolloutStatus(deployment.name, deployment.id, deployment.priority, health))
+        foreign = [by_id[i] for i in health.shadowed_by if i in by_id and by_id[i].owner != plan.environment]
+        for winner in foreign:
+            items.append(DriftItem(
+                f"deployment/{deployment.name}", "shadowed",
+                f"{deployment.id} (priority {deployment.priority}) loses to unmanaged deployment {winner.id} "
+                f"(priority {winner.priority}) on some of its {health.targeted} targeted devices",
+            ))
+    return DriftReport(
+        environment=plan.environment,
+        items=tuple(sorted(items, key=lambda i: (i.resource, i.category, i.message))),
+        rollouts=tuple(sorted(rollouts, key=lambda r: (r.name, r.id))),
+    )

@@ -1,0 +1,100 @@
+"""The JSON form of a plan: the ``--format json`` output and the saved plan file.
+
+Structure (``format_version`` 1), documented in docs/plan-format.md:
+
+    {
+      "format_version": 1,
+      "environment": "local",              # Environment metadata.name
+      "environment_dir": "environments/local",
+      "prune": false,
+      "state_fingerprint": "<sha256>",      # of the actual state the plan was made from
+      "desired_fingerprint": "<sha256>",    # of the specs, file contents included
+      "summary": {"add": 1, "change": 0, "replace": 1, "destroy": 0},
+      "changes": [                          # in apply order
+        {"resource": "deployment/iris-base", "kind": "deployment", "name": "iris-base",
+         "action": "replace", "symbol": "-/+", "target": "iris-base-1a2b3c4d",
+         "reason": "...", "new_version": false, "devices": 12,
+         "fields": [{"path": "priority", "before": 10, "after": 20}]}
+      ],
+      "unchanged": ["model/iris-classifier"],
+      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": []
+    }
+
+There are no timestamps, and every list is sorted, so the same inputs give the same bytes.
+Secrets never appear: deployment content carries password placeholders only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.model.plan import Action, Change, Plan
+
+FORMAT_VERSION = 1
+
+
+def change_to_dict(change: Change) -> dict[str, Any]:
+    return {
+        "resource": str(change.key),
+        "kind": change.key.kind.label,
+        "name": change.key.name,
+        "action": change.action.value,
+        "symbol": change.action.symbol,
+        "target": change.target,
+        "reason": change.reason,
+        "new_version": change.new_version,
+        "devices": change.devices,
+        "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
+    }
+
+
+def plan_to_dict(plan: Plan, environment_dir: str) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "environment": plan.environment,
+        "environment_dir": environment_dir,
+        "prune": plan.prune,
+        "state_fingerprint": plan.state_fingerprint,
+        "desired_fingerprint": plan.desired_fingerprint,
+        "summary": {
+            "add": plan.count(Action.CREATE),
+            "change": plan.count(Action.UPDATE),
+            "replace": plan.count(Action.REPLACE),
+            "destroy": plan.count(Action.DELETE),
+        },
+        "changes": [change_to_dict(change) for change in plan.changes],
+        "unchanged": [str(key) for key in plan.unchanged],
+        "orphans": list(plan.orphans),
+        "unmanaged": list(plan.unmanaged),
+        "warnings": list(plan.warnings),
+    }
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """What a saved plan file promises; the engine re-derives the changes and compares."""
+
+    environment: str
+    environment_dir: str
+    prune: bool
+    state_fingerprint: str
+    desired_fingerprint: str
+    actions: tuple[tuple[str, str, str], ...]  # (resource, action, target) in order
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SavedPlan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
+        return cls(
+            environment=str(data["environment"]),
+            environment_dir=str(data["environment_dir"]),
+            prune=bool(data["prune"]),
+            state_fingerprint=str(data["state_fingerprint"]),
+            desired_fingerprint=str(data["desired_fingerprint"]),
+            actions=tuple((c["resource"], c["action"], c["target"]) for c in data["changes"]),
+        )
+
+
+def actions_of(plan: Plan) -> tuple[tuple[str, str, str], ...]:
+    return tuple((str(c.key), c.action.value, c.target) for c in plan.changes)

@@ -1,0 +1,195 @@
+"""The engine: load the specs, read the actual state, plan, apply. Composition only.
+
+    specs --load--> DesiredState --fingerprint--> Fingerprints ┐
+    provider --read_snapshot--------------------> Snapshot     ├--plan--> Plan --apply--> provider
+                                                               ┘
+Apply runs under the provider's lock and always re-reads the state under it, so two
+applies never act on the same snapshot; a saved plan is applied only if both the specs
+and the actual state are still exactly what it was made from.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reconciler.core import drift as drift_core
+from reconciler.core import planner
+from reconciler.core.plan_json import SavedPlan, actions_of
+from reconciler.errors import Aborted, PlanRefused, ProviderError
+from reconciler.model.plan import Change, DesiredDeployment, Plan
+from reconciler.model.specs import DesiredState, Fingerprints
+from reconciler.model.state import LiveDeployment, Snapshot
+from reconciler.providers.base import Progress, Provider, SilentProgress
+from reconciler.providers.registry import open_provider
+from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
+from reconciler.spec.loader import load_environment
+
+CACHE_FILE = "fingerprint-cache.json"
+
+
+def cache_directory(desired: DesiredState) -> Path:
+    """Where the fingerprint cache lives: beside the local state, git-ignored."""
+    override = os.environ.get("RECONCILER_CACHE_DIR")
+    if override:
+        return Path(override)
+    environment = desired.environment
+    return environment.repository_root / ".reconciler" / environment.name
+
+
+def holder_name() -> str:
+    """Who is applying, for lock messages: ``user@host pid N`` (or the CI run)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    run = os.environ.get("GITHUB_RUN_ID")
+    where = f"GitHub run {run}" if run else f"pid {os.getpid()}"
+    return f"{user}@{socket.gethostname()} {where}"
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    applied: list[Change]
+    from_saved_plan: bool
+
+
+class Engine:
+    """One environment folder and its provider."""
+
+    def __init__(self, environment_dir: Path, progress: Progress | None = None,
+                 provider_factory: Callable[..., Provider] = open_provider):
+        self.environment_dir = Path(environment_dir)
+        self.progress = progress or SilentProgress()
+        self.desired = load_environment(self.environment_dir)
+        self._provider_factory = provider_factory
+        self._provider: Provider | None = None
+        self._fingerprints: Fingerprints | None = None
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = self._provider_factory(self.desired.environment)
+        return self._provider
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- planning -------------------------------------------------------------------
+
+    def fingerprints(self) -> Fingerprints:
+        """Fingerprint models and images, reading only files whose size or mtime changed."""
+        if self._fingerprints is None:
+            directory = cache_directory(self.desired)
+            cache_path = directory / CACHE_FILE
+            cache = HashCache.from_json(cache_path.read_text()) if cache_path.exists() else HashCache()
+            total = bytes_to_hash(self.desired, cache)
+            if total:
+                self.progress.step(f"hashing {total / 1e6:.1f} MB of model files")
+            done = 0
+
+            def on_bytes(count: int) -> None:
+                nonlocal done
+                done += count
+                self.progress.advance(done, total)
+
+            self._fingerprints = compute_fingerprints(self.desired, cache, on_bytes)
+            if cache.dirty:
+                directory.mkdir(parents=True, exist_ok=True)
+                cache_path.write_text(cache.to_json())
+        return self._fingerprints
+
+    def snapshot(self, *, health: bool = False) -> Snapshot:
+        return self.provider.read_snapshot(self.desired, health=health)
+
+    def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True) -> Plan:
+        fingerprints = self.fingerprints()
+        snapshot = snapshot or self.snapshot()
+        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune)
+        return self._with_device_counts(plan) if count_devices else plan
+
+    def _with_device_counts(self, plan: Plan) -> Plan:
+        """Say how many devices each deployment change reaches (one query per change)."""
+        changes = []
+        for change in plan.changes:
+            condition = None
+            if isinstance(change.desired, DesiredDeployment):
+                condition = change.desired.target_condition
+            elif isinstance(change.actual, LiveDeployment):
+                condition = change.actual.target_condition
+            if condition is not None:
+                change = replace(change, devices=self.provider.count_devices(condition))
+            changes.append(change)
+        return replace(plan, changes=tuple(changes))
+
+    # --- applying -------------------------------------------------------------------
+
+    def apply(self, *, prune: bool = False, saved: SavedPlan | None = None,
+              confirm: Callable[[Plan], bool] | None = None) -> ApplyResult:
+        """Plan under the lock and apply. With ``saved``, refuse unless the fresh plan is
+        the saved one (same specs, same actual state, same actions)."""
+        if saved is not None:
+            prune = saved.prune
+        with self.provider.lock(holder_name()):
+            plan = self.plan(prune=prune)
+            if saved is not None:
+                self._check_saved(saved, plan)
+            if not plan.has_changes:
+                return ApplyResult(plan, [], saved is not None)
+            if confirm is not None and not confirm(plan):
+                raise Aborted("Apply cancelled: nothing was changed.")
+            applied: list[Change] = []
+            for change in plan.changes:
+                self.progress.step(f"{change.action.symbol} {change.key} ({change.target})")
+                try:
+                    self.provider.apply(change, self.desired, self.progress)
+                except ProviderError as error:
+                    raise type(error)(
+                        f"{error} [applied {len(applied)} of {len(plan.changes)} changes before this one; "
+                        "run `reconciler plan` to see what remains, then apply again]"
+                    ) from error
+                applied.append(change)
+            return ApplyResult(plan, applied, saved is not None)
+
+    def _check_saved(self, saved: SavedPlan, plan: Plan) -> None:
+        if saved.environment != plan.environment:
+            raise PlanRefused(f"the plan is for environment {saved.environment!r}, not {plan.environment!r}")
+        if saved.desired_fingerprint != plan.desired_fingerprint:
+            raise PlanRefused("the specs (or the files they use) changed since this plan was made; "
+                              "run `reconciler plan` again and review the new plan")
+        if saved.state_fingerprint != plan.state_fingerprint:
+            raise PlanRefused("the actual state changed since this plan was made (another apply, or a change "
+                              "made outside git); run `reconciler plan` again and review the new plan")
+        if saved.actions != actions_of(plan):
+            raise PlanRefused("the saved plan's actions differ from what would be applied now; "
+                              "run `reconciler plan` again")
+
+    # --- drift ----------------------------------------------------------------------
+
+    def drift(self) -> drift_core.DriftReport:
+        snapshot = self.snapshot(health=True)
+        plan = self.plan(snapshot=snapshot, count_devices=False)
+        return drift_core.detect(plan, snapshot)
+
+
+@contextmanager
+def opened(environment_dir: Path, progress: Progress | None = None) -> Iterator[Engine]:
+    engine = Engine(environment_dir, progress)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
