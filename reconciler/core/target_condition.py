@@ -137,6 +137,8 @@ class _Parser:
         return token
 
     def expect(self, kind: str) -> Token:
+        if self.peek() is None:
+            raise ConditionError(f"expected {kind!r} before the end of the condition", len(self.text))
         token = self.take()
         if token.kind != kind:
             raise ConditionError(f"expected {kind!r} but found {token.text!r}", token.offset)

@@ -1,0 +1,26 @@
+"""Shared fixtures: a throwaway repository with a valid environment, built from the sample."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_sample(destination: Path, environment: str = "local") -> Path:
+    """Copy environments/<environment> and models/ into ``destination`` (a fake repository
+    with its own .git) and return the environment folder."""
+    (destination / ".git").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "models", destination / "models", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "environments" / environment, destination / "environments" / environment,
+                    dirs_exist_ok=True)
+    return destination / "environments" / environment
+
+
+@pytest.fixture
+def sample_env(tmp_path: Path) -> Path:
+    return copy_sample(tmp_path)
