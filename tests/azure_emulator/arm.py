@@ -1,0 +1,499 @@
+"""ARM and AAD routes: the Azure ML workspace resource, subscriptions, cloud metadata and tokens.
+
+What is served (all through the MITM proxy, so the real SDKs keep their stock URLs):
+
+* ``management.azure.com``: ``GET {ws}`` (the AML workspace; any ``api-version``), ``POST {ws}/listKeys``
+  (the workspace's ACR admin credentials, as ``Model.package(...).get_container_registry()`` reads them),
+  ``GET /subscriptions[/{sub}]`` (for auth classes that list subscriptions) and
+  ``GET /metadata/endpoints`` (cloud metadata, fetched by azureml when no cloud name is known).
+* ``login.microsoftonline.com``: tenant discovery, instance discovery and the v2 / v1 token endpoints, so
+  ``azure.identity.ClientSecretCredential`` and azureml's ``ServicePrincipalAuthentication`` work unmodified.
+  Tokens are *unsigned* JWTs (``alg: none``) with ``exp``: the SDKs decode them without verifying.
+
+State: ``state.service("arm")`` holds ``workspaces`` (``ResourceKey`` -> ``WorkspaceRecord``) and
+``subscriptions`` (id -> tenant id); ``state.service("aad")`` holds optional ``clients`` (client id -> secret;
+empty means every client id / secret is accepted) and ``issued`` (a count of tokens handed out).
+Seed a workspace with ``add_workspace`` (it also creates the workspace's container registry in the ACR module).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs
+
+from .framework import EmulatorState, Request, Response, Route, error
+
+ARM_HOST = r"management\.azure\.com"
+AAD_HOST = r"login\.microsoftonline\.com"
+ARM_AUDIENCE = "https://management.azure.com/"
+DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000e7e7"
+TOKEN_LIFETIME_S = 3600
+
+# ARM paths are case-insensitive ("resourcegroups" and "resourceGroups" both occur in the wild).
+_WS = (
+    r"(?i)/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tokens shared by every module
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_jwt(claims: dict[str, Any]) -> str:
+    """An ``alg: none`` JWT. The payload is padded until its base64 has no ``-``/``_``.
+
+    azure-containerregistry's ``_parse_exp_time`` decodes the payload with *standard* base64, so a url-safe
+    character would make it read a garbled ``exp``; a filler claim keeps the token readable by both decoders.
+    """
+    header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    for filler in range(64):
+        body = dict(claims, **({"pad": "p" * filler} if filler else {}))
+        payload = _b64url(json.dumps(body, separators=(",", ":")).encode())
+        if "-" not in payload and "_" not in payload:
+            break
+    return f"{header}.{payload}."
+
+
+def decode_jwt(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, unverified; ``None`` when the token is not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def access_token(audience: str, tenant_id: str, client_id: str, **extra: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "aud": audience,
+        "iss": f"https://sts.windows.net/{tenant_id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + TOKEN_LIFETIME_S,
+        "tid": tenant_id,
+        "appid": client_id,
+        "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, client_id)),
+        **extra,
+    }
+    return unsigned_jwt(claims)
+
+
+def bearer_claims(request: Request) -> dict[str, Any] | None:
+    """Claims of the request's unexpired ``Authorization: Bearer <jwt>``, else ``None``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    claims = decode_jwt(token.strip())
+    if claims is None or float(claims.get("exp", 0)) < time.time():
+        return None
+    return claims
+
+
+def require_bearer(request: Request) -> Response | None:
+    """The ARM 401 when the request carries no usable bearer token; ``None`` when it does."""
+    if bearer_claims(request) is not None:
+        return None
+    return error(
+        401,
+        "AuthenticationFailed",
+        "Authentication failed. The 'Authorization' header is missing or its bearer token is expired.",
+        **{"WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/{DEFAULT_TENANT}"'},
+    )
+
+
+def require_api_version(request: Request) -> Response | None:
+    if request.q("api-version"):
+        return None
+    return error(
+        400,
+        "MissingApiVersionParameter",
+        "The api-version query parameter (?api-version=) is required for all requests.",
+    )
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Workspaces
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceKey:
+    """An ARM resource identity; ARM names compare case-insensitively, so the parts are lower-cased."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @classmethod
+    def of(cls, subscription_id: str, resource_group: str, name: str) -> ResourceKey:
+        return cls(subscription_id.lower(), resource_group.lower(), name.lower())
+
+
+@dataclass
+class WorkspaceRecord:
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str
+    registry_name: str
+    storage_account: str
+    tenant_id: str
+    workspace_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created: str = field(default_factory=now_iso)
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey.of(self.subscription_id, self.resource_group, self.name)
+
+    @property
+    def rg_id(self) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+
+    @property
+    def arm_id(self) -> str:
+        return f"{self.rg_id}/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
+
+    @property
+    def registry_id(self) -> str:
+        return f"{self.rg_id}/providers/Microsoft.ContainerRegistry/registries/{self.registry_name}"
+
+    @property
+    def storage_id(self) -> str:
+        return f"{self.rg_id}/providers/Microsoft.Storage/storageAccounts/{self.storage_account}"
+
+    @property
+    def discovery_url(self) -> str:
+        return f"https://{self.location}.api.azureml.ms/discovery"
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of ``_base_sdk_common/workspace/models/workspace.py`` (api-version 2022-05-01)."""
+        return {
+            "id": self.arm_id,
+            "name": self.name,
+            "type": "Microsoft.MachineLearningServices/workspaces",
+            "location": self.location,
+            "tags": {},
+            "sku": {"name": "Basic", "tier": "Basic"},
+            "identity": {
+                "type": "SystemAssigned",
+                "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.arm_id)),
+                "tenantId": self.tenant_id,
+            },
+            "systemData": {"createdAt": self.created, "createdByType": "User"},
+            "properties": {
+                "workspaceId": self.workspace_id,
+                "friendlyName": self.name,
+                "description": "",
+                "creationTime": self.created,
+                "storageAccount": self.storage_id,
+                "containerRegistry": self.registry_id,
+                "keyVault": f"{self.rg_id}/providers/Microsoft.KeyVault/vaults/kv{self.workspace_id[:8]}",
+                "applicationInsights": f"{self.rg_id}/providers/Microsoft.Insights/components/ai{self.workspace_id[:8]}",
+                "discoveryUrl": self.discovery_url,
+                "provisioningState": "Succeeded",
+                "hbiWorkspace": False,
+                "v1LegacyMode": False,
+                "publicNetworkAccess": "Enabled",
+                "storageHnsEnabled": False,
+                "mlFlowTrackingUri": f"azureml://{self.location}.api.azureml.ms/mlflow/v1.0{self.arm_id}",
+            },
+        }
+
+
+def add_workspace(
+    state: EmulatorState,
+    subscription_id: str,
+    resource_group: str,
+    name: str,
+    *,
+    location: str = "westeurope",
+    registry_name: str = "emuacr",
+    storage_account: str = "emustorage",
+    tenant_id: str = DEFAULT_TENANT,
+    registry_admin_enabled: bool = True,
+) -> WorkspaceRecord:
+    """Create an AML workspace (and, in the ACR module, its registry, whose admin user AML enables)."""
+    from . import acr  # acr imports this module for its tokens
+
+    record = WorkspaceRecord(subscription_id, resource_group, name, location, registry_name, storage_account, tenant_id)
+    with state.lock:
+        state.service("arm").setdefault("workspaces", {})[record.key] = record
+        state.service("arm").setdefault("subscriptions", {})[subscription_id] = tenant_id
+        if acr.find_registry(state, registry_name) is None:
+            acr.add_registry(
+                state, subscription_id, resource_group, registry_name, location=location,
+                admin_user_enabled=registry_admin_enabled,
+            )
+    return record
+
+
+def find_workspace(state: EmulatorState, subscription_id: str, resource_group: str, name: str) -> WorkspaceRecord | None:
+    with state.lock:
+        workspaces: dict[ResourceKey, WorkspaceRecord] = state.service("arm").get("workspaces", {})
+        return workspaces.get(ResourceKey.of(subscription_id, resource_group, name))
+
+
+def workspace_or_error(state: EmulatorState, request: Request) -> WorkspaceRecord | Response:
+    """The workspace named by the route's ``sub``/``rg``/``ws`` groups, or ARM's 404."""
+    p = request.params
+    record = find_workspace(state, p["sub"], p["rg"], p["ws"])
+    if record is not None:
+        return record
+    return error(
+        404,
+        "ResourceNotFound",
+        f"The Resource 'Microsoft.MachineLearningServices/workspaces/{p['ws']}' under resource group "
+        f"'{p['rg']}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+    )
+
+
+def _guarded(request: Request) -> Response | None:
+    return require_api_version(request) or require_bearer(request)
+
+
+def get_workspace(request: Request, state: EmulatorState) -> Response:
+    if (failure := _guarded(request)) is not None:
+        return failure
+    record = workspace_or_error(state, request)
+    return record if isinstance(record, Response) else Response(200, record.to_json())
+
+
+def list_workspace_keys(request: Request, state: EmulatorState) -> Response:
+    """``POST {ws}/listKeys``. ``containerRegistryCredentials`` is left out when the registry's admin user is off.
+
+    (What the live service answers then is not known here; azureml turns the missing key into
+    ``WebserviceException('Unable to retrieve workspace keys ...')``.)
+    """
+    from . import acr
+
+    if (failure := _guarded(request)) is not None:
+        return failure
+    record = workspace_or_error(state, request)
+    if isinstance(record, Response):
+        return record
+    body: dict[str, Any] = {
+        "userStorageKey": base64.b64encode(f"{record.storage_account}-key".encode()).decode(),
+        "userStorageResourceId": record.storage_id,
+        "appInsightsInstrumentationKey": str(uuid.uuid5(uuid.NAMESPACE_URL, record.arm_id + "/ai")),
+        "notebookAccessKeys": {"primaryAccessKey": "emu-nb-1", "secondaryAccessKey": "emu-nb-2"},
+    }
+    registry = acr.find_registry(state, record.registry_name)
+    if registry is not None and registry.admin_user_enabled:
+        body["containerRegistryCredentials"] = {
+            "location": registry.location,
+            "username": registry.name,
+            "passwords": [{"name": n, "value": v} for n, v in registry.passwords.items()],
+        }
+    return Response(200, body)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Subscriptions and cloud metadata
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _subscription_json(subscription_id: str, tenant_id: str) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{subscription_id}",
+        "subscriptionId": subscription_id,
+        "tenantId": tenant_id,
+        "displayName": f"Emulated subscription {subscription_id[:8]}",
+        "state": "Enabled",
+        "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
+                                 "spendingLimit": "Off"},
+        "authorizationSource": "RoleBased",
+    }
+
+
+def list_subscriptions(request: Request, state: EmulatorState) -> Response:
+    if (failure := _guarded(request)) is not None:
+        return failure
+    with state.lock:
+        subscriptions = dict(state.service("arm").get("subscriptions", {}))
+    return Response(200, {"value": [_subscription_json(s, t) for s, t in subscriptions.items()]})
+
+
+def get_subscription(request: Request, state: EmulatorState) -> Response:
+    if (failure := _guarded(request)) is not None:
+        return failure
+    sub = request.params["sub"]
+    with state.lock:
+        tenant = state.service("arm").get("subscriptions", {}).get(sub)
+    if tenant is None:
+        return error(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+    return Response(200, _subscription_json(sub, tenant))
+
+
+def cloud_metadata(request: Request, state: EmulatorState) -> Response:
+    """``GET /metadata/endpoints``: the public-cloud entry (the list shape of api-version 2019-05-01)."""
+    return Response(200, [{
+        "name": "AzureCloud",
+        "portal": "https://portal.azure.com",
+        "authentication": {
+            "loginEndpoint": "https://login.microsoftonline.com/",
+            "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
+            "tenant": "common",
+            "identityProvider": "AAD",
+        },
+        "media": "https://rest.media.azure.net",
+        "graphAudience": "https://graph.windows.net/",
+        "graph": "https://graph.windows.net/",
+        "microsoftGraphResourceId": "https://graph.microsoft.com/",
+        "resourceManager": "https://management.azure.com/",
+        "sqlManagement": "https://management.core.windows.net:8443/",
+        "batch": "https://batch.core.windows.net/",
+        "gallery": "https://gallery.azure.com/",
+        "activeDirectoryDataLake": "https://datalake.azure.net/",
+        "vmImageAliasDoc": "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/arm-compute/"
+                           "quickstart-templates/aliases.json",
+        "suffixes": {
+            "azureDataLakeStoreFileSystem": "azuredatalakestore.net",
+            "acrLoginServer": "azurecr.io",
+            "sqlServerHostname": "database.windows.net",
+            "azureDataLakeAnalyticsCatalogAndJob": "azuredatalakeanalytics.net",
+            "keyVaultDns": "vault.azure.net",
+            "storage": "core.windows.net",
+            "azureFrontDoorEndpointSuffix": "azurefd.net",
+        },
+    }])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# AAD
+# --------------------------------------------------------------------------------------------------------------
+
+_GENERIC_TENANTS = {"common", "organizations", "consumers"}
+
+
+def _tenant(raw: str) -> str:
+    return DEFAULT_TENANT if raw.lower() in _GENERIC_TENANTS else raw
+
+
+def openid_configuration(request: Request, state: EmulatorState) -> Response:
+    base = f"https://login.microsoftonline.com/{request.params['tenant']}"
+    tenant = _tenant(request.params["tenant"])
+    v2 = "/v2.0" if request.params.get("v2") else ""
+    return Response(200, {
+        "token_endpoint": f"{base}/oauth2{v2}/token",
+        "authorization_endpoint": f"{base}/oauth2{v2}/authorize",
+        "device_authorization_endpoint": f"{base}/oauth2{v2}/devicecode",
+        "end_session_endpoint": f"{base}/oauth2{v2}/logout",
+        "issuer": f"https://login.microsoftonline.com/{tenant}{v2}" if v2 else f"https://sts.windows.net/{tenant}/",
+        "jwks_uri": f"{base}/discovery{v2}/keys",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+    })
+
+
+def instance_discovery(request: Request, state: EmulatorState) -> Response:
+    tenant = DEFAULT_TENANT
+    return Response(200, {
+        "tenant_discovery_endpoint": f"https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration",
+        "api-version": "1.1",
+        "metadata": [{
+            "preferred_network": "login.microsoftonline.com",
+            "preferred_cache": "login.windows.net",
+            "aliases": ["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"],
+        }],
+    })
+
+
+def _aad_error(status: int, code: str, description: str) -> Response:
+    return Response(status, {"error": code, "error_description": description, "error_codes": [7000215],
+                             "timestamp": now_iso(), "trace_id": str(uuid.uuid4())})
+
+
+def _client_check(state: EmulatorState, form: dict[str, str]) -> Response | None:
+    """Only when ``state.service("aad")["clients"]`` is seeded are client ids and secrets checked."""
+    with state.lock:
+        clients: dict[str, str] = state.service("aad").get("clients", {})
+    client_id = form.get("client_id", "")
+    if not client_id:
+        return _aad_error(400, "invalid_request", "AADSTS900144: The request body must contain 'client_id'.")
+    if clients and clients.get(client_id) != form.get("client_secret"):
+        return _aad_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+    return None
+
+
+def _form(request: Request) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
+
+
+def _count_token(state: EmulatorState) -> None:
+    with state.lock:
+        aad = state.service("aad")
+        aad["issued"] = aad.get("issued", 0) + 1
+
+
+def token_v2(request: Request, state: EmulatorState) -> Response:
+    """``POST /{tenant}/oauth2/v2.0/token`` (MSAL: client_credentials; refresh_token is accepted too)."""
+    form = _form(request)
+    if form.get("grant_type") not in {"client_credentials", "refresh_token", "password"}:
+        return _aad_error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.")
+    if (failure := _client_check(state, form)) is not None:
+        return failure
+    scope = next((s for s in form.get("scope", "").split() if s.endswith("/.default")), ARM_AUDIENCE + ".default")
+    audience = scope[: -len(".default")].rstrip("/")
+    _count_token(state)
+    return Response(200, {
+        "token_type": "Bearer",
+        "expires_in": TOKEN_LIFETIME_S - 1,
+        "ext_expires_in": TOKEN_LIFETIME_S - 1,
+        "access_token": access_token(audience, _tenant(request.params["tenant"]), form["client_id"]),
+    })
+
+
+def token_v1(request: Request, state: EmulatorState) -> Response:
+    """``POST /{tenant}/oauth2/token`` (ADAL-style ``resource`` instead of ``scope``)."""
+    form = _form(request)
+    if (failure := _client_check(state, form)) is not None:
+        return failure
+    resource = form.get("resource", ARM_AUDIENCE)
+    _count_token(state)
+    now = int(time.time())
+    return Response(200, {
+        "token_type": "Bearer",
+        "expires_in": str(TOKEN_LIFETIME_S - 1),
+        "expires_on": str(now + TOKEN_LIFETIME_S - 1),
+        "not_before": str(now),
+        "resource": resource,
+        "access_token": access_token(resource, _tenant(request.params["tenant"]), form["client_id"]),
+    })
+
+
+ROUTES: list[Route] = [
+    Route("GET", ARM_HOST, _WS, get_workspace),
+    Route("POST", ARM_HOST, _WS + r"/listKeys", list_workspace_keys),
+    Route("GET", ARM_HOST, r"(?i)/subscriptions/?", list_subscriptions),
+    Route("GET", ARM_HOST, r"(?i)/subscriptions/(?P<sub>[^/]+)", get_subscription),
+    Route("GET", ARM_HOST, r"/metadata/endpoints", cloud_metadata),
+    Route("GET", AAD_HOST, r"/(?P<tenant>[^/]+)(?P<v2>/v2\.0)?/\.well-known/openid-configuration", openid_configuration),
+    Route("GET", AAD_HOST, r"/common/discovery/instance", instance_discovery),
+    Route("POST", AAD_HOST, r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", token_v2),
+    Route("POST", AAD_HOST, r"/(?P<tenant>[^/]+)/oauth2/token", token_v1),
+]
