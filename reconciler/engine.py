@@ -71,6 +71,7 @@ class Engine:
         self._provider_factory = provider_factory
         self._provider: Provider | None = None
         self._fingerprints: Fingerprints | None = None
+        self.bytes_hashed = 0  # model bytes read to fingerprint: 0 when every file is in the cache
 
     @property
     def provider(self) -> Provider:
@@ -107,6 +108,7 @@ class Engine:
                 self.progress.advance(done, total)
 
             self._fingerprints = compute_fingerprints(self.desired, cache, on_bytes)
+            self.bytes_hashed = cache.bytes_hashed
             if cache.dirty:
                 directory.mkdir(parents=True, exist_ok=True)
                 cache_path.write_text(cache.to_json())
