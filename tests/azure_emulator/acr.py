@@ -57,7 +57,9 @@ _SCOPE_MAP_ACTIONS = {
     "metadata/write": {"metadata_write"},
 }
 _ALL_REPO_ACTIONS = {"pull", "push", "delete", "metadata_read", "metadata_write"}
-_ACTION_PATTERN = re.compile(r"repositories/(?P<repo>[a-z0-9*][a-z0-9._/*-]*)/(?P<verb>content|metadata)/(?P<op>read|write|delete)")
+_ACTION_PATTERN = re.compile(
+    r"repositories/(?P<repo>[a-z0-9*][a-z0-9._/*-]*)/(?P<verb>content|metadata)/(?P<op>read|write|delete)"
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -347,8 +349,7 @@ def _put_response(request: Request, state: EmulatorState, record: RegistryRecord
     if _lro_mode(state) == "sync":
         return Response(201 if created else 200, final)
     op_url = _operation_url(request, record, "operationStatuses", _new_operation(state))
-    return Response(201 if created or request.method == "PUT" else 200, in_progress,
-                    {"Azure-AsyncOperation": op_url})
+    return Response(201 if created else 200, in_progress, {"Azure-AsyncOperation": op_url})
 
 
 def _post_or_delete_response(request: Request, state: EmulatorState, record: RegistryRecord,

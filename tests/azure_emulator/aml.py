@@ -86,7 +86,7 @@ def blob_error(status: int, code: str, message: str) -> Response:
 
 def _workspace(request: Request, state: EmulatorState) -> WorkspaceRecord | Response:
     """The bearer token and the workspace of a data-plane route, or the service's error."""
-    if (failure := require_bearer(request)) is not None:
+    if require_bearer(request) is not None:
         return mms_error(401, "Unauthorized", "The request is not authenticated: missing or expired bearer token.")
     p = request.params
     record = find_workspace(state, p["sub"], p["rg"], p["ws"])

@@ -208,7 +208,9 @@ class WorkspaceRecord:
                 "storageAccount": self.storage_id,
                 "containerRegistry": self.registry_id,
                 "keyVault": f"{self.rg_id}/providers/Microsoft.KeyVault/vaults/kv{self.workspace_id[:8]}",
-                "applicationInsights": f"{self.rg_id}/providers/Microsoft.Insights/components/ai{self.workspace_id[:8]}",
+                "applicationInsights": (
+                    f"{self.rg_id}/providers/Microsoft.Insights/components/ai{self.workspace_id[:8]}"
+                ),
                 "discoveryUrl": self.discovery_url,
                 "provisioningState": "Succeeded",
                 "hbiWorkspace": False,
@@ -247,7 +249,9 @@ def add_workspace(
     return record
 
 
-def find_workspace(state: EmulatorState, subscription_id: str, resource_group: str, name: str) -> WorkspaceRecord | None:
+def find_workspace(
+    state: EmulatorState, subscription_id: str, resource_group: str, name: str
+) -> WorkspaceRecord | None:
     with state.lock:
         workspaces: dict[ResourceKey, WorkspaceRecord] = state.service("arm").get("workspaces", {})
         return workspaces.get(ResourceKey.of(subscription_id, resource_group, name))
@@ -492,7 +496,8 @@ ROUTES: list[Route] = [
     Route("GET", ARM_HOST, r"(?i)/subscriptions/?", list_subscriptions),
     Route("GET", ARM_HOST, r"(?i)/subscriptions/(?P<sub>[^/]+)", get_subscription),
     Route("GET", ARM_HOST, r"/metadata/endpoints", cloud_metadata),
-    Route("GET", AAD_HOST, r"/(?P<tenant>[^/]+)(?P<v2>/v2\.0)?/\.well-known/openid-configuration", openid_configuration),
+    Route("GET", AAD_HOST, r"/(?P<tenant>[^/]+)(?P<v2>/v2\.0)?/\.well-known/openid-configuration",
+          openid_configuration),
     Route("GET", AAD_HOST, r"/common/discovery/instance", instance_discovery),
     Route("POST", AAD_HOST, r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", token_v2),
     Route("POST", AAD_HOST, r"/(?P<tenant>[^/]+)/oauth2/token", token_v1),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import importlib
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,11 +43,8 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     home = tmp_path_factory.mktemp("home")
     saved = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
-    os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")  # no cloud-metadata fetch on import
-    if "azureml.core" in sys.modules:
-        # Imported earlier in this session: its ~/.azureml cache path is already fixed. Harmless here because
-        # every emulated workspace has a fresh workspace id, so a cached discovery entry never matches.
-        pass
+    # If azureml was imported earlier in the session its ~/.azureml cache path is already fixed; harmless here,
+    # because every emulated workspace has a fresh workspace id, so no cached discovery entry ever matches.
     try:
         modules = {name: importlib.import_module(name) for name in (
             "azureml.core", "azureml.core.model", "azureml.core.environment", "azureml.exceptions",
