@@ -29,6 +29,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import socketserver
 import ssl
@@ -692,11 +693,16 @@ class AzureEmulator:
 # --------------------------------------------------------------------------- standalone
 
 
+def _raise_keyboard_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the Azure emulator (HTTPS MITM proxy) in the foreground.")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = ephemeral)")
     args = parser.parse_args(argv)
     emulator = AzureEmulator(port=args.port).start()
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # clean up the CA directory on kill
     print(f"# azure emulator listening on {emulator.url}; services: {', '.join(emulator.loaded_services) or 'none'}")
     for key, value in emulator.env().items():
         print(f"export {key}={value}")

@@ -439,3 +439,123 @@ def test_target_condition_evaluator(condition: str, expected: bool) -> None:
     doc = {"deviceId": "o'brien", "tags": {"env": "prod", "site": {"name": "a", "rack": 3}},
            "properties": {"reported": {"ready": True}}}
     assert (iothub.compile_target_condition(condition)(doc) is True) is expected
+
+
+# ------------------------------------------------------------------------------ the server itself
+
+
+def _echo(request, state):  # a route for server-level tests
+    from .framework import Response
+
+    return Response(200, {"host": request.host, "path": request.path, "query": request.query,
+                          "body": request.body.decode()})
+
+
+def _echo_emulator() -> AzureEmulator:
+    from .framework import Route
+
+    emulator = AzureEmulator(load_services=False)
+    emulator.register([Route(m, r".*", r"/echo.*", _echo) for m in ("GET", "POST", "PUT")])
+    return emulator
+
+
+def test_server_modes_latency_and_concurrency() -> None:
+    import concurrent.futures
+
+    with _echo_emulator() as emulator, emulator.environ():
+        # through the proxy, for any host name: the leaf certificate is issued on demand
+        assert requests.get("https://svc.example.test/echo?a=1").json()["host"] == "svc.example.test"
+        # TLS straight to the port, certificate for 127.0.0.1
+        direct = requests.get(f"https://127.0.0.1:{emulator.port}/echo%20x", verify=emulator.ca_bundle_path)
+        assert direct.json() == {"host": "127.0.0.1", "path": "/echo x", "query": {}, "body": ""}
+        # chunked request body
+        chunked = requests.post(f"{emulator.url}/echo", data=iter([b"ab", b"cd"]))
+        assert chunked.json()["body"] == "abcd"
+
+        emulator.faults.add(latency=0.3, path="/echo/slow")
+        started = time.monotonic()
+        assert requests.get("https://svc.example.test/echo/slow").status_code == 200
+        assert time.monotonic() - started >= 0.3
+
+        emulator.reset_log()
+
+        def worker(n: int) -> list[int]:
+            with requests.Session() as session:
+                return [session.put(f"https://h{n % 4}.example.test/echo/{n}/{i}", json={"i": i}).status_code
+                        for i in range(25)]
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            statuses = [s for result in pool.map(worker, range(16)) for s in result]
+        assert statuses == [200] * 400
+        assert len(emulator.calls("PUT")) == 400
+        assert emulator.unmatched == [] and emulator.errors == []
+
+
+def test_stop_does_not_hang_on_open_connections() -> None:
+    import socket
+
+    emulator = _echo_emulator().start()
+    port = emulator.port
+    with emulator.environ():
+        session = requests.Session()
+        assert session.get("https://svc.example.test/echo").status_code == 200  # pooled keep-alive tunnel
+    idle = socket.create_connection(("127.0.0.1", port))  # connected, never sends a byte
+    started = time.monotonic()
+    emulator.close()
+    assert time.monotonic() - started < 3
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    idle.close()
+    session.close()
+
+
+def test_handler_exceptions_become_500_and_are_recorded() -> None:
+    from .framework import Route
+
+    def boom(request, state):
+        raise RuntimeError("bug in a handler")
+
+    with AzureEmulator(load_services=False) as emulator:
+        emulator.register([Route("GET", r".*", r"/boom", boom)])
+        response = requests.get(f"{emulator.url}/boom")
+        assert response.status_code == 500
+        assert "bug in a handler" in emulator.errors[0]
+
+
+def test_percent_faults_are_reproducible_with_a_seed() -> None:
+    from .framework import Request
+    from .server import Faults
+
+    def pattern(seed: int) -> list[bool]:
+        faults = Faults()
+        faults.add(status=500, percent=30, seed=seed, method="GET")
+        request = Request("GET", HUB, "/twins/x", {}, {}, b"")
+        return [faults.evaluate(request).response is not None for _ in range(200)]
+
+    first = pattern(seed=42)
+    assert first == pattern(seed=42) != pattern(seed=7)
+    assert 40 <= sum(first) <= 80  # ~30 %
+
+
+def test_standalone_mode_prints_a_usable_environment() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.azure_emulator.server", "--port", "0"], cwd=root,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        lines = [proc.stdout.readline() for _ in range(8)]
+        env = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines if line.startswith("export "))
+        assert set(env) >= {"HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"}
+        proxies = {"https": env["HTTPS_PROXY"]}
+        response = requests.get(f"https://{HUB}/configurations{API}", headers=SAS, proxies=proxies,
+                                verify=env["REQUESTS_CA_BUNDLE"], timeout=10)
+        assert (response.status_code, response.json()) == (200, [])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert not Path(env["REQUESTS_CA_BUNDLE"]).exists()  # temporary CA directory removed on exit
