@@ -208,12 +208,12 @@ def compare(op: str, a: Any, b: Any) -> bool | None:
     if ka != kb or ka == "object":
         return None
     if op == "=":
-        return a == b
+        return bool(a == b)
     if op in ("!=", "<>"):
-        return a != b
+        return bool(a != b)
     if ka in ("null", "bool"):
         return None
-    return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+    return bool({"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op])
 
 
 def _and(a: bool | None, b: bool | None) -> bool | None:
@@ -287,14 +287,14 @@ class _Parser:
         left = self.and_expr()
         while self.accept("kw", "OR"):
             right = self.and_expr()
-            left = (lambda l, r: lambda d: _or(l(d), r(d)))(left, right)
+            left = (lambda lhs, rhs: lambda d: _or(lhs(d), rhs(d)))(left, right)
         return left
 
     def and_expr(self) -> Pred:
         left = self.not_expr()
         while self.accept("kw", "AND"):
             right = self.not_expr()
-            left = (lambda l, r: lambda d: _and(l(d), r(d)))(left, right)
+            left = (lambda lhs, rhs: lambda d: _and(lhs(d), rhs(d)))(left, right)
         return left
 
     def not_expr(self) -> Pred:
@@ -327,7 +327,7 @@ class _Parser:
         return lambda d: compare(op.value, left(d), right(d))
 
     def path(self) -> tuple[str, ...]:
-        parts = self.expect("path").value
+        parts: tuple[str, ...] = self.expect("path").value
         self.paths.append(parts)
         return parts
 
@@ -724,11 +724,12 @@ def render_configuration(hub: Hub, cfg: dict[str, Any]) -> dict[str, Any]:
         applied = (f"select deviceId from devices.modules where moduleId = '$edgeAgent' "
                    f"and configurations.[[{cid}]].status = 'Applied'")
         reported = " and properties.desired.$version = properties.reported.lastDesiredVersion"
+        status_code = "properties.reported.lastDesiredStatus.code"
         queries = {"targetedCount": f"select deviceId from devices where capabilities.iotEdge = true and "
                                     f"({cfg.get('targetCondition') or ''})",
                    "appliedCount": applied,
-                   "reportedSuccessfulCount": applied + reported + " and properties.reported.lastDesiredStatus.code = 200",
-                   "reportedFailedCount": applied + reported + " and properties.reported.lastDesiredStatus.code != 200"}
+                   "reportedSuccessfulCount": f"{applied}{reported} and {status_code} = 200",
+                   "reportedFailedCount": f"{applied}{reported} and {status_code} != 200"}
     else:
         queries = {"targetedCount": f"select deviceId from devices where {cfg.get('targetCondition') or ''}",
                    "appliedCount": f"select deviceId from devices where configurations.[[{cid}]].status = 'Applied'"}
@@ -841,7 +842,7 @@ def _validate_target_condition(text: Any) -> None:
     try:
         compile_target_condition(text or "")
     except QueryError as exc:
-        raise HubError(400, "InvalidConfigurationTargetCondition", f"Invalid target condition {text!r}: {exc}")
+        raise HubError(400, "InvalidConfigurationTargetCondition", f"Invalid target condition {text!r}: {exc}") from exc
 
 
 def _validate_mutable_fields(body: dict[str, Any]) -> None:
@@ -862,7 +863,7 @@ def _validate_mutable_fields(body: dict[str, Any]) -> None:
         try:
             parse_query(query)
         except QueryError as exc:
-            raise HubError(400, "InvalidConfigurationCustomMetricsQuery", f"Metric {name!r}: {exc}")
+            raise HubError(400, "InvalidConfigurationCustomMetricsQuery", f"Metric {name!r}: {exc}") from exc
 
 
 def _count_modules(modules_content: dict[str, Any]) -> int:
@@ -927,11 +928,13 @@ def get_hub(state: EmulatorState, name: str = DEFAULT_HUB) -> Hub:
         hubs = state.service("iothub").setdefault("hubs", {})
         if host not in hubs:
             hubs[host] = Hub(host)
-        return hubs[host]
+        hub: Hub = hubs[host]
+        return hub
 
 
 def _new_keys() -> dict[str, Any]:
-    return {"symmetricKey": {"primaryKey": _b64(secrets.token_bytes(32)), "secondaryKey": _b64(secrets.token_bytes(32))},
+    keys = {"primaryKey": _b64(secrets.token_bytes(32)), "secondaryKey": _b64(secrets.token_bytes(32))}
+    return {"symmetricKey": keys,
             "x509Thumbprint": {"primaryThumbprint": None, "secondaryThumbprint": None}, "type": "sas"}
 
 
@@ -1286,6 +1289,8 @@ def get_module_twin(request: Request, hub: Hub) -> Response:
 def query_devices(request: Request, hub: Hub) -> Response:
     """``POST /devices/query``; keyset paging via ``x-ms-max-item-count`` / ``x-ms-continuation``."""
     query = _body(request).get("query")
+    if not isinstance(query, str):
+        raise HubError(400, "BadRequest", "The body must be {\"query\": \"SELECT ...\"}")
     raw_size = request.headers.get("x-ms-max-item-count")
     try:
         size = int(raw_size) if raw_size else DEFAULT_PAGE_SIZE

@@ -39,7 +39,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, BinaryIO, NamedTuple
@@ -90,7 +90,7 @@ class CertificateAuthority:
         """Context for TLS sent straight to the port: picks the certificate by SNI."""
         ctx = self.context_for("127.0.0.1")
 
-        def pick(sock: ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        def pick(sock: ssl.SSLObject, server_name: str, _ctx: ssl.SSLContext) -> None:
             if server_name:
                 sock.context = self.context_for(server_name)
 
@@ -143,7 +143,9 @@ class RequestLog:
         """Logged calls, filtered; *host* is an exact host or a full-match regex."""
         return [call for call, _ in self._select(method, host, path_contains)]
 
-    def requests(self, method: str | None = None, host: str | None = None, path_contains: str | None = None) -> list[Request]:
+    def requests(
+        self, method: str | None = None, host: str | None = None, path_contains: str | None = None
+    ) -> list[Request]:
         """Like ``calls`` but the full ``Request`` objects (headers, body) for detailed asserts."""
         return [req for _, req in self._select(method, host, path_contains)]
 
@@ -151,6 +153,13 @@ class RequestLog:
         with self._lock:
             self._entries.clear()
             self.tunnels.clear()
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self.calls())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 # --------------------------------------------------------------------------- fault injection
@@ -334,7 +343,7 @@ def read_request(rfile: BinaryIO) -> RawRequest | None:
 
 def read_body(rfile: BinaryIO, headers: dict[str, str]) -> bytes:
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(_read_line(rfile).split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -376,14 +385,10 @@ def _host_without_port(authority: str) -> str:
 
 def _abort(sock: socket.socket) -> None:
     """Close with RST (SO_LINGER 0) so the client sees a reset, not a clean EOF."""
-    try:
+    with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    except OSError:
-        pass
-    try:
+    with suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- the emulator
@@ -394,7 +399,7 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], emulator: "AzureEmulator") -> None:
+    def __init__(self, address: tuple[str, int], emulator: AzureEmulator) -> None:
         self.emulator = emulator
         super().__init__(address, _Handler)
 
@@ -529,7 +534,7 @@ class AzureEmulator:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> "AzureEmulator":
+    def start(self) -> AzureEmulator:
         if self._server is not None:
             return self
         self._stopping.clear()
@@ -549,14 +554,10 @@ class AzureEmulator:
             conns = list(self._conns)
             self._conns.clear()
         for conn in conns:
-            try:
+            with suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
+            with suppress(OSError):
                 conn.close()
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
@@ -567,7 +568,7 @@ class AzureEmulator:
         self.stop()
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> "AzureEmulator":
+    def __enter__(self) -> AzureEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -599,10 +600,8 @@ class AzureEmulator:
             pass  # client went away, TLS failure, injected drop, garbage: just close
         finally:
             self._track(sock, False)
-            try:
+            with suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def _serve_http(self, sock: socket.socket, tunnel_host: str | None, scheme: str) -> None:
         """Request loop on one connection (plain, direct TLS, or inside a CONNECT tunnel)."""
@@ -637,10 +636,8 @@ class AzureEmulator:
             self._serve_http(tls, tunnel_host=host, scheme="https")
         finally:
             self._track(tls, False)
-            try:
+            with suppress(OSError):
                 tls.close()
-            except OSError:
-                pass
 
     @staticmethod
     def _to_request(raw: RawRequest, tunnel_host: str | None) -> Request:
@@ -687,7 +684,8 @@ class AzureEmulator:
                 self.errors.append(traceback.format_exc())
                 return error(500, "EmulatorHandlerError", "handler raised; see AzureEmulator.errors")
         self.unmatched.append(request)
-        return error(404, "EmulatorRouteNotFound", f"no emulated route for {request.method} {request.host}{request.path}")
+        message = f"no emulated route for {request.method} {request.host}{request.path}"
+        return error(404, "EmulatorRouteNotFound", message)
 
 
 # --------------------------------------------------------------------------- standalone

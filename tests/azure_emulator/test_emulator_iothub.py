@@ -70,7 +70,8 @@ def base_content(image: str = "emuacr.azurecr.io/model-server:1.0.0") -> Configu
                 "edgeHub": {"type": "docker", "status": "running", "restartPolicy": "always",
                             "settings": {"image": "mcr.microsoft.com/azureiotedge-hub:1.5"}}},
             "modules": {"modelserver": {"version": "1.0", "type": "docker", "status": "running",
-                                        "restartPolicy": "always", "settings": {"image": image, "createOptions": "{}"}}},
+                                        "restartPolicy": "always",
+                                        "settings": {"image": image, "createOptions": "{}"}}},
         }},
         "$edgeHub": {"properties.desired": {"schemaVersion": "1.1", "routes": {"up": "FROM /messages/* INTO $upstream"},
                                             "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}}},
@@ -134,8 +135,8 @@ def test_create_existing_configuration_is_a_conflict(cfg_mgr: IoTHubConfiguratio
 def test_update_mutable_fields_with_quoted_if_match(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager) -> None:
     created = cfg_mgr.create_configuration(deployment("ms-v1"))
     fresh = deployment("ms-v1", target="tags.env='prod' OR tags.env='canary'", priority=20,
-                       metrics=ConfigurationMetrics(queries={"ok": "SELECT deviceId FROM devices WHERE tags.env='prod'"}))
-    updated = cfg_mgr.protocol.configuration.create_or_update("ms-v1", fresh, if_match='"%s"' % created.etag)
+                       metrics=ConfigurationMetrics(queries={"ok": "SELECT deviceId FROM devices WHERE tags.env='p'"}))
+    updated = cfg_mgr.protocol.configuration.create_or_update("ms-v1", fresh, if_match=f'"{created.etag}"')
     assert (updated.etag, updated.priority) == ("Mg==", 20)
     assert updated.target_condition == "tags.env='prod' OR tags.env='canary'"
     assert updated.created_time_utc == created.created_time_utc
@@ -169,7 +170,7 @@ def test_plain_update_configuration_reproduces_the_409(emu: AzureEmulator, cfg_m
     assert cfg_mgr.get_configuration("ms-v1").target_condition == "tags.env='prod'"
 
     # Passing a pre-quoted etag works even though the body carries the read-only fields.
-    updated = cfg_mgr.update_configuration(current, '"%s"' % current.etag)
+    updated = cfg_mgr.update_configuration(current, f'"{current.etag}"')
     assert (updated.target_condition, updated.etag) == ("tags.env='test'", "Mg==")
 
 
@@ -220,7 +221,8 @@ def test_system_metrics_follow_priorities_and_layers(emu: AzureEmulator, cfg_mgr
     iothub.set_device_report(emu.state, ["prod-4"], iothub.REPORT_FAILED)
     cfg_mgr.create_configuration(deployment("fleet", target="tags.env='prod'", priority=10))
     cfg_mgr.create_configuration(deployment("site-a", target="tags.site='a'", priority=20))
-    cfg_mgr.create_configuration(deployment("sidecar", target="tags.env='prod'", priority=15, content=layered_content()))
+    cfg_mgr.create_configuration(deployment("sidecar", target="tags.env='prod'", priority=15,
+                                            content=layered_content()))
 
     def results(cid: str) -> dict[str, int]:
         return cfg_mgr.get_configuration(cid).system_metrics.results
@@ -380,7 +382,8 @@ def test_request_log_counts(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationMana
     for _ in range(3):
         cfg_mgr.get_configuration("a")
     reg_mgr.create_device_with_sas("e1", None, None, "enabled", iot_edge=True)
-    assert len(emu.calls()) == 5
+    assert len(emu.calls()) == len(emu.log) == 5
+    assert list(emu.log)[0] == ("PUT", HUB, "/configurations/a", {"api-version": ["2021-04-12"]}, 201)
     assert len(emu.calls("GET")) == 3
     assert len(emu.calls(path_contains="/configurations/a")) == 4
     assert [c.status for c in emu.calls("PUT")] == [201, 200]
