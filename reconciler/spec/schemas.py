@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,14 @@ from reconciler.spec.yaml_source import Document
 
 KINDS = ("Environment", "Model", "Image", "Deployment")
 API_VERSION = "reconciler/v1"
+
+# Why a field is required only in some cases (a schema's if/then cannot say it).
+CONDITIONALLY_REQUIRED = {
+    ("Environment", "spec.azure"): "required with provider: azure (the subscription, resource group, Azure ML "
+                                   "workspace and IoT Hub to use)",
+    ("Deployment", "spec.registry"): "required when a module uses an Image spec of this environment: name the "
+                                     "registry devices pull it from (a key of spec.registries in environment.yaml)",
+}
 
 
 def schema_directory() -> Path:
@@ -65,54 +75,117 @@ def validate_document(document: Document) -> list[Diagnostic]:
                                                              "metadata and spec")]
     kind = data.get("kind")
     if kind not in KINDS:
-        where = document.location(("kind",)) if "kind" in data else document.location(())
-        got = f" (got {kind!r})" if kind is not None else ""
-        return [Diagnostic(where, "", "kind", f"must be one of {', '.join(KINDS)}{got}")]
-    errors = sorted(validator(kind).iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    return [_diagnostic(document, subject, error) for error in errors]
+        if "kind" not in data:
+            return [Diagnostic(document.location(()), "", "kind",
+                               f"required field is missing: set it to one of {', '.join(KINDS)}")]
+        return [Diagnostic(document.location(("kind",)), "", "kind",
+                           f"must be one of {', '.join(KINDS)} (got {_short(kind)}){_did_you_mean(kind, KINDS)}")]
+    errors = list(validator(kind).iter_errors(data))
+    # A value of the wrong type fails the other keywords too (`not: {required: ...}` holds for
+    # null): report only the type.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    errors = [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
+    errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
+    return [diagnostic for error in errors for diagnostic in _diagnostics(document, kind, subject, error)]
 
 
-def _diagnostic(document: Document, subject: str, error: ValidationError) -> Diagnostic:
+def _diagnostics(document: Document, kind: str, subject: str, error: ValidationError) -> list[Diagnostic]:
+    path = tuple(error.absolute_path)
+    if error.validator == "anyOf" and all(isinstance(branch, dict) and set(branch) == {"required"}
+                                          for branch in error.validator_value):
+        names = [name for branch in error.validator_value for name in branch["required"]]
+        return [Diagnostic(document.location(path, key=True), subject, dotted(path),
+                           f"required field is missing: give {' or '.join(names)}")]
     if error.context:  # oneOf / anyOf: report the branch that came closest
         error = best_match(error.context)
-    path = tuple(error.absolute_path)
-    message = _message(error)
+        path = tuple(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path:  # a bad key: point at the key itself
+        key = str(error.instance)
+        field_path = (*path, key)
+        rule = error.schema.get("description", error.message)
+        return [Diagnostic(document.location(field_path, key=True), subject, dotted(field_path),
+                           f"{_short(key)} is not allowed here: {rule}")]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
-        extras = sorted(k for k in error.instance if k not in allowed)
+        allowed = sorted(error.schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed]
         if extras:
-            field_path = (*path, extras[0])
-            names = ", ".join(sorted(allowed)) or "none"
-            return Diagnostic(document.location(field_path, key=True), subject, dotted(field_path),
-                              f"unknown field (allowed here: {names})")
+            listed = ", ".join(allowed) or "none"
+            return [Diagnostic(document.location((*path, extra), key=True), subject, dotted((*path, extra)),
+                               f"unknown field{_did_you_mean(extra, allowed)} (allowed here: {listed})")
+                    for extra in extras]
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
-        return Diagnostic(document.location(path, key=True), subject, dotted((*path, missing)) if missing
-                          else dotted(path), "required field is missing")
-    return Diagnostic(document.location(path), subject, dotted(path), message)
+        field = dotted((*path, missing)) if missing else dotted(path)
+        return [Diagnostic(document.location(path, key=True), subject, field,
+                           CONDITIONALLY_REQUIRED.get((kind, field), "required field is missing"))]
+    if error.validator == "not" and isinstance(error.instance, dict):
+        # `not: {required: [a, b]}` (exclusive fields): point at the offending field given last.
+        present = [name for name in _required_names(error.validator_value) if name in error.instance]
+        if present:
+            last = max(present, key=lambda name: document.location((*path, name), key=True))
+            return [Diagnostic(document.location((*path, last), key=True), subject, dotted((*path, last)),
+                               _message(error))]
+    return [Diagnostic(document.location(path), subject, dotted(path), _message(error))]
+
+
+def _required_names(schema: Any) -> list[str]:
+    """The field names a schema requires, through anyOf / allOf / oneOf."""
+    if not isinstance(schema, dict):
+        return []
+    names = [name for name in schema.get("required", []) if isinstance(name, str)]
+    for combinator in ("anyOf", "allOf", "oneOf"):
+        for branch in schema.get(combinator, []):
+            names += _required_names(branch)
+    return names
+
+
+def _did_you_mean(word: object, choices: Any) -> str:
+    match = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not the one in "e.g." or a host name)."""
+    return re.split(r"(?<!e\.g)(?<!i\.e)\.(?=\s|$)", text, maxsplit=1)[0]
+
+
+def _is_secret(error: ValidationError) -> bool:
+    """Whether the value sits where a secret reference belongs: it may be a pasted secret."""
+    in_reference = bool(error.absolute_path) and error.absolute_path[-1] == "fromEnv"
+    return in_reference or "fromEnv" in error.schema.get("properties", {})
 
 
 def _message(error: ValidationError) -> str:
     validator_name = error.validator
     value = error.instance
+    description = error.schema.get("description", "")
+    hint = f": {_first_sentence(description)}" if isinstance(description, str) and description else ""
+    if _is_secret(error):  # never echo the value
+        if validator_name == "type" and "fromEnv" in error.schema.get("properties", {}):
+            return ("must name the environment variable that holds the secret, never the secret itself: write "
+                    "{fromEnv: VARIABLE_NAME} and set VARIABLE_NAME where the reconciler runs "
+                    "(the value is not shown: it may be a secret)")
+        return f"is not allowed{hint} (the value is not shown: it may be a secret)"
     if validator_name == "type":
         expected = error.validator_value
         names = expected if isinstance(expected, list) else [expected]
-        return f"must be {' or '.join(_article(n) for n in names)} (got {_json_type(value)} {_short(value)})"
+        got = "an empty value" if value is None else f"{_json_type(value)} {_short(value)}"
+        return f"must be {' or '.join(_article(n) for n in names)} (got {got})"
     if validator_name == "enum":
         return f"must be one of {', '.join(map(str, error.validator_value))} (got {_short(value)})"
     if validator_name == "const":
         return f"must be {error.validator_value!r} (got {_short(value)})"
     if validator_name == "pattern":
-        description = error.schema.get("description", "")
-        hint = f": {description.split('.')[0]}" if description else ""
-        return f"{_short(value)} is not allowed{hint} (pattern {error.validator_value})"
+        shown = _short(value)
+        if isinstance(value, str) and shown != repr(value):  # cut short: say how long it is
+            shown += f" ({len(value)} characters)"
+        return f"{shown} is not allowed{hint} (pattern {error.validator_value})"
     if validator_name in ("minimum", "exclusiveMinimum"):
         return f"must be at least {error.validator_value} (got {value})"
     if validator_name in ("maximum", "exclusiveMaximum"):
         return f"must be at most {error.validator_value} (got {value})"
     if validator_name == "maxLength":
-        return f"is {len(value)} characters long; at most {error.validator_value} are allowed"
+        return f"is {len(value)} characters long; at most {error.validator_value} are allowed{hint}"
     if validator_name == "minLength":
         if error.validator_value == 1:
             return "must not be empty"
