@@ -20,7 +20,8 @@ from reconciler.core.target_condition import ConditionError, parse
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
 from reconciler.spec.paths import display_path, is_inside
-from reconciler.spec.schemas import subject_of
+from reconciler.spec.schemas import dotted, subject_of
+from reconciler.spec.yaml_source import YamlProblem, read_text
 
 if TYPE_CHECKING:
     from reconciler.spec.loader import Located
@@ -32,11 +33,15 @@ def check_all(
     images: Sequence[Located],
     deployments: Sequence[Located],
     root: Path,
+    declared: Iterable[str] = (),
 ) -> list[Diagnostic]:
+    """``declared``: ``kind/name`` of documents that exist but failed the schema (not checked
+    here, but references to them are not reported as missing)."""
     found: list[Diagnostic] = []
     found += _duplicates([*models, *images, *deployments])
-    model_names = {item.spec.name for item in models}
-    image_names = {item.spec.name for item in images}
+    declared = set(declared)
+    model_names = {item.spec.name for item in models} | _names(declared, "Model")
+    image_names = {item.spec.name for item in images} | _names(declared, "Image")
     registry_names = set(environment.registries) if environment else None
     for item in models:
         found += _model(item, root)
@@ -52,10 +57,14 @@ def check_all(
     return found
 
 
+def _names(subjects: set[str], kind: str) -> set[str]:
+    prefix = f"{kind}/"
+    return {subject[len(prefix):] for subject in subjects if subject.startswith(prefix)}
+
+
 def _at(item: Located, path: tuple[str | int, ...], message: str, *, key: bool = False) -> Diagnostic:
     document = item.document
-    field = ".".join(str(p) for p in path)
-    return Diagnostic(document.location(path, key=key), subject_of(document.data), field, message)
+    return Diagnostic(document.location(path, key=key), subject_of(document.data), dotted(path), message)
 
 
 def _duplicates(items: Iterable[Located]) -> list[Diagnostic]:
@@ -76,9 +85,10 @@ def _file_problem(path: Path, root: Path, *, want: str) -> str | None:
     """Why ``path`` cannot be used, or None. ``want`` is "file", "folder" or "any"."""
     shown = display_path(path)
     if not is_inside(path, root):
-        return f"{shown} resolves outside the repository; spec files may only use files inside it"
+        link = " is a link that" if path.is_symlink() else ""
+        return f"{shown}{link} resolves outside the repository; spec files may only use files inside it"
     if not path.exists():
-        return f"no such {'folder' if want == 'folder' else 'file'}: {shown}"
+        return f"no such {'file or folder' if want == 'any' else want}: {shown}"
     if want == "file" and not path.is_file():
         return f"{shown} is not a file"
     if want == "folder" and not path.is_dir():
@@ -156,10 +166,17 @@ def _required_positional(function: ast.FunctionDef | ast.AsyncFunctionDef) -> in
 
 def conda_problems(conda_file: Path) -> list[str]:
     try:
-        content = yaml.safe_load(conda_file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        detail = str(exc).splitlines()[0]
-        return [f"{conda_file.name} is not valid YAML: {detail}"]
+        content = yaml.safe_load(read_text(conda_file, conda_file.name))
+    except YamlProblem as problem:  # too large, or not UTF-8
+        line, column = problem.location.line, problem.location.column
+        where = f", line {line}, column {column}" if (line, column) != (1, 1) else ""
+        return [f"{conda_file.name}{where}: {problem.message}"]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return [f"{conda_file.name} is not valid YAML: {exc.problem or exc.context}{where}"]
+    except yaml.YAMLError as exc:
+        return [f"{conda_file.name} is not valid YAML: {exc}"]
     if not isinstance(content, dict) or not isinstance(content.get("dependencies"), list):
         return [f"{conda_file.name} has no 'dependencies' list (a conda environment file needs one)"]
     return []

@@ -30,7 +30,7 @@ from reconciler.model.specs import (
 )
 from reconciler.spec import checks
 from reconciler.spec.paths import display_path, find_repository_root
-from reconciler.spec.schemas import subject_of, validate_document
+from reconciler.spec.schemas import dotted, subject_of, validate_document
 from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic
 
 ENVIRONMENT_FILE = "environment.yaml"
@@ -66,6 +66,9 @@ def load_environment(directory: Path) -> DesiredState:
 
     valid: list[Document] = []
     for document in documents:
+        subject = subject_of(document.data)
+        diagnostics.extend(Diagnostic(location, subject, dotted(path), message)
+                           for location, path, message in document.problems)
         problems = validate_document(document)
         diagnostics.extend(problems)
         if not problems:
@@ -77,15 +80,20 @@ def load_environment(directory: Path) -> DesiredState:
         diagnostics.append(Diagnostic(SourceLocation(display_path(directory / ENVIRONMENT_FILE)), "", "",
                                       f"no Environment document: create {ENVIRONMENT_FILE} with kind: Environment"))
     for extra in all_environment_docs[1:]:
+        first = all_environment_docs[0].location(("kind",))
         diagnostics.append(Diagnostic(extra.location(("kind",)), subject_of(extra.data), "kind",
-                                      "only one Environment document is allowed per environment folder"))
+                                      "only one Environment document is allowed per environment folder "
+                                      f"(the first is at {first})"))
 
     environment = _environment(environment_docs[0], directory, root) if len(environment_docs) == 1 else None
     models = [Located(_model(d), d) for d in valid if d.data["kind"] == "Model"]
     images = [Located(_image(d), d) for d in valid if d.data["kind"] == "Image"]
     deployments = [Located(_deployment(d), d) for d in valid if d.data["kind"] == "Deployment"]
 
-    diagnostics.extend(checks.check_all(environment, models, images, deployments, root))
+    # Names of documents that failed the schema still exist: references to them are not errors.
+    checked = {id(d) for d in valid}
+    declared = {subject_of(d.data) for d in documents if id(d) not in checked}
+    diagnostics.extend(checks.check_all(environment, models, images, deployments, root, declared))
     if diagnostics:
         raise SpecError(sorted(set(diagnostics)))
     assert environment is not None

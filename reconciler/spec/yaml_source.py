@@ -5,7 +5,8 @@ node graph instead (which keeps marks), then build values ourselves so that:
 
 * each value's location is recorded under its path (``("spec", "modules", "scorer")``),
   so schema errors can point at the offending line and column;
-* duplicate mapping keys are reported (PyYAML silently keeps the last one);
+* duplicate mapping keys are reported (PyYAML silently keeps the last one); loading goes
+  on with the first value, so the rest of the document is still checked;
 * alias expansion is budgeted: a "billion laughs" file references a few nodes billions of
   times, which costs nothing to compose and everything to construct. We count the values
   we build and stop at ``MAX_VALUES``, so such a file fails in milliseconds.
@@ -56,6 +57,8 @@ class Document:
     data: Any
     locations: dict[Path_, SourceLocation] = field(default_factory=dict)
     key_locations: dict[Path_, SourceLocation] = field(default_factory=dict)
+    # Problems that do not stop loading (duplicate keys): location, path of the value, message.
+    problems: list[tuple[SourceLocation, Path_, str]] = field(default_factory=list)
 
     def location(self, path: Path_, *, key: bool = False) -> SourceLocation:
         """The location of ``path``, or of its nearest ancestor that has one.
@@ -113,16 +116,19 @@ class _Builder:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise YamlProblem(_location(self.document.display, key_node), "merge keys (<<) are not supported")
+                raise YamlProblem(_location(self.document.display, key_node),
+                                  "merge keys (<<) are not supported: write the keys out")
             if not isinstance(key_node, ScalarNode):
                 raise YamlProblem(_location(self.document.display, key_node), "mapping keys must be plain strings")
             key = str(key_node.value)
             if key in result:
                 first = self.document.key_locations[(*path, key)]
-                raise YamlProblem(
-                    _location(self.document.display, key_node),
-                    f"duplicate key {key!r} (first defined at line {first.line})",
-                )
+                self.document.problems.append((
+                    _location(self.document.display, key_node), (*path, key),
+                    f"duplicate key: {key!r} is already set at line {first.line}; YAML keeps only one "
+                    "value, remove the other",
+                ))
+                continue
             self.document.key_locations[(*path, key)] = _location(self.document.display, key_node)
             result[key] = self.build(value_node, (*path, key), depth + 1)
         return result
@@ -134,7 +140,8 @@ def read_text(file: Path, display: str) -> str:
     if size > MAX_FILE_BYTES:
         raise YamlProblem(
             SourceLocation(display, 1, 1),
-            f"file is {size} bytes, more than the {MAX_FILE_BYTES} bytes a spec file may have",
+            f"file is {size} bytes, more than the {MAX_FILE_BYTES} bytes a spec file may have; "
+            "split its documents into several files",
         )
     raw = file.read_bytes()
     try:
@@ -142,7 +149,10 @@ def read_text(file: Path, display: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise YamlProblem(SourceLocation(display, line, column), "file is not valid UTF-8") from None
+        raise YamlProblem(
+            SourceLocation(display, line, column),
+            f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save it with the UTF-8 encoding",
+        ) from None
 
 
 def load_documents(file: Path, display: str) -> Iterator[Document]:
@@ -151,10 +161,7 @@ def load_documents(file: Path, display: str) -> Iterator[Document]:
     try:
         nodes = list(yaml.compose_all(text, Loader=_LOADER))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        location = SourceLocation(display, mark.line + 1, mark.column + 1) if mark else SourceLocation(display)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlProblem(location, f"not valid YAML: {problem}") from None
+        raise YamlProblem(*_syntax_error(display, text, exc)) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(SourceLocation(display), f"not valid YAML: {exc}") from None
     for index, node in enumerate(nodes):
@@ -168,6 +175,19 @@ def load_documents(file: Path, display: str) -> Iterator[Document]:
             location = SourceLocation(display, mark.line + 1, mark.column + 1) if mark else _location(display, node)
             raise YamlProblem(location, f"not valid YAML: {exc.problem}") from None
         yield document
+
+
+def _syntax_error(display: str, text: str, exc: yaml.MarkedYAMLError) -> tuple[SourceLocation, str]:
+    """Where PyYAML stopped, and its message with the construct it was reading."""
+    mark = exc.problem_mark or exc.context_mark
+    location = SourceLocation(display, mark.line + 1, mark.column + 1) if mark else SourceLocation(display)
+    message = f"not valid YAML: {exc.problem or exc.context or 'invalid YAML'}"
+    context = exc.context_mark
+    if exc.problem and exc.context and context is not None and (mark is None or context.line != mark.line):
+        message += f" ({exc.context} at line {context.line + 1})"
+    if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+        message += "; YAML cannot indent with tabs, use spaces"
+    return location, message
 
 
 def problem_diagnostic(problem: YamlProblem) -> Diagnostic:
