@@ -136,12 +136,14 @@ class _Parser:
         self.index += 1
         return token
 
-    def expect(self, kind: str) -> Token:
+    def expect(self, kind: str, opening: Token | None = None) -> Token:
+        """The next token, which must be ``kind``; ``opening`` is the '(' a ')' closes."""
+        closes = f" to close the '(' at character {opening.offset + 1}" if opening is not None else ""
         if self.peek() is None:
-            raise ConditionError(f"expected {kind!r} before the end of the condition", len(self.text))
+            raise ConditionError(f"expected {kind!r}{closes} before the end of the condition", len(self.text))
         token = self.take()
         if token.kind != kind:
-            raise ConditionError(f"expected {kind!r} but found {token.text!r}", token.offset)
+            raise ConditionError(f"expected {kind!r}{closes} but found {token.text!r}", token.offset)
         return token
 
     def is_keyword(self, word: str) -> bool:
@@ -155,6 +157,8 @@ class _Parser:
             return Everything()
         condition = self.parse_or()
         token = self.peek()
+        if token is not None and token.kind == ")":
+            raise ConditionError("unbalanced parentheses: this ')' closes no '('", token.offset)
         if token is not None:
             raise ConditionError(f"unexpected {token.text!r}; expected AND, OR or the end", token.offset)
         return condition
@@ -186,13 +190,13 @@ class _Parser:
         if token.kind == "(":
             self.take()
             condition = self.parse_or()
-            self.expect(")")
+            self.expect(")", opening=token)
             return condition
         if token.kind == "word" and token.text.upper() == "IS_DEFINED":
             self.take()
-            self.expect("(")
+            opening = self.expect("(")
             path = self.parse_path(self.take())
-            self.expect(")")
+            self.expect(")", opening=opening)
             return IsDefined(path.path)
         left = self.parse_operand()
         op = self.take()
