@@ -1,0 +1,5 @@
+"""Scoring script: init() once, then run(input_data) per request."""
+
+
+def run(input_data):
+    return input_data
