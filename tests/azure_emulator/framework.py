@@ -62,7 +62,8 @@ class Response:
 
 def error(status: int, code: str, message: str, **headers: str) -> Response:
     """The ARM / IoT Hub error envelope: {"error": {"code", "message"}} plus a flat Message."""
-    return Response(status, {"error": {"code": code, "message": message}, "Message": f"ErrorCode:{code};{message}"}, headers)
+    body = {"error": {"code": code, "message": message}, "Message": f"ErrorCode:{code};{message}"}
+    return Response(status, body, headers)
 
 
 Handler = Callable[[Request, "EmulatorState"], Response]

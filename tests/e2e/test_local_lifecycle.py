@@ -122,6 +122,7 @@ def test_removed_spec_is_kept_without_prune_and_deleted_with_it(ws: Workspace, t
 def test_unmanaged_deployments_are_listed_and_never_touched(ws: Workspace, tmp_path: Path) -> None:
     ws.apply()
     from reconciler.providers.local.provider import LocalProvider
+
     from reconciler.spec.loader import load_environment
 
     provider = LocalProvider(load_environment(ws.env_dir).environment)
@@ -158,6 +159,7 @@ def test_saved_plan_is_applied_exactly_and_refused_once_stale(ws: Workspace) -> 
 
 def test_concurrent_apply_is_refused_with_the_holder_named(ws: Workspace) -> None:
     from reconciler.providers.local.provider import LocalProvider
+
     from reconciler.spec.loader import load_environment
 
     provider = LocalProvider(load_environment(ws.env_dir).environment)
@@ -205,6 +207,7 @@ def test_drift_reports_hand_edits_deletions_and_shadowing(ws: Workspace, tmp_pat
     with db:
         db.execute("UPDATE deployments SET priority = 3 WHERE name = 'iris-base'")
     from reconciler.providers.local.provider import LocalProvider
+
     from reconciler.spec.loader import load_environment
 
     provider = LocalProvider(load_environment(ws.env_dir).environment)
