@@ -168,10 +168,6 @@ def deployment_id(name: str, digest: str) -> str:
     return f"{name}-{digest}"
 
 
-def deployment_id_length(name: str) -> int:
-    return len(name) + 1 + limits.CONTENT_HASH_LENGTH
-
-
 def is_layered_content(content: dict[str, JSON]) -> bool:
     """IoT Hub's own test: a layered deployment sets dotted ``properties.desired.*`` paths."""
     agent = content.get("$edgeAgent", {})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from reconciler.core import limits
-from reconciler.core.manifest import create_options_chunks, deployment_id_length
+from reconciler.core.manifest import create_options_chunks
 from reconciler.core.target_condition import ConditionError, parse
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
@@ -183,29 +183,20 @@ def conda_problems(conda_file: Path) -> list[str]:
 
 
 def _deployment(item: Located, image_names: set[str], registry_names: set[str] | None) -> list[Diagnostic]:
+    """Hub rules the schema cannot express. (Id lengths, device ids and "registry is required
+    with an Image module" are schema rules: see schemas/deployment.schema.json.)"""
     spec: DeploymentSpec = item.spec
     found = []
-    if deployment_id_length(spec.name) > limits.MAX_ID_LENGTH:
-        found.append(_at(item, ("metadata", "name"),
-                         f"the deployment id ({spec.name}-<8-character content hash>) would be "
-                         f"{deployment_id_length(spec.name)} characters; IoT Hub allows {limits.MAX_ID_LENGTH}"))
     if spec.target_condition is not None:
         try:
             parse(spec.target_condition)
         except ConditionError as exc:
             found.append(_at(item, ("spec", "targetCondition"), f"{exc} (at character {exc.offset + 1})"))
-    for index, device_id in enumerate(spec.device_ids):
-        if len(device_id) > limits.MAX_ID_LENGTH:
-            found.append(_at(item, ("spec", "deviceIds", index),
-                             f"device id is {len(device_id)} characters; IoT Hub allows {limits.MAX_ID_LENGTH}"))
-    uses_images = False
     for module in spec.modules:
-        if not module.image_is_external:
-            uses_images = True
-            if module.image not in image_names:
-                found.append(_at(item, ("spec", "modules", module.name, "image"),
-                                 f"no Image named {module.image!r} in this environment (an external image "
-                                 "needs a full reference such as mcr.microsoft.com/name:tag)"))
+        if not module.image_is_external and module.image not in image_names:
+            found.append(_at(item, ("spec", "modules", module.name, "image"),
+                             f"no Image named {module.image!r} in this environment (an external image "
+                             "needs a full reference such as mcr.microsoft.com/name:tag)"))
         chunks = len(create_options_chunks(module.create_options))
         if chunks > limits.MAX_CREATE_OPTIONS_CHUNKS:
             found.append(_at(item, ("spec", "modules", module.name, "createOptions"),
@@ -215,8 +206,4 @@ def _deployment(item: Located, image_names: set[str], registry_names: set[str] |
         known = ", ".join(sorted(registry_names)) or "none"
         found.append(_at(item, ("spec", "registry"),
                          f"no registry named {spec.registry!r} in environment.yaml (defined: {known})"))
-    if uses_images and spec.registry is None:
-        found.append(_at(item, ("spec",),
-                         "spec.registry is required when a module uses an Image spec: it names the registry "
-                         "whose credentials devices use to pull", key=False))
     return found
