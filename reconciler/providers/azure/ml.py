@@ -1,0 +1,354 @@
+"""The ``ml_api`` protocols on azureml-core 1.61 (Azure ML SDK v1), with images read from ACR.
+
+azureml is imported inside functions only: ``reconciler validate`` and plans on the local backend never
+load it (about a second of imports). Nothing needs to be set in the environment before that import:
+the cloud is named explicitly (``CLOUD``), which keeps azureml from fetching the cloud list from
+``management.azure.com/metadata/endpoints``. azureml does fix its discovery cache path
+(``~/.azureml/.discovery``) from ``HOME`` at import; tests isolate ``HOME`` themselves.
+
+Traps of the SDK that shape this module (see also the wire notes in the docstrings below):
+
+* ``Model.register`` refuses a ``model_path`` outside the working directory since 1.61: see
+  ``_working_directory``.
+* ``Model.package`` treats a *string* model id it cannot find as a local path and registers it: only
+  ``Model`` objects are passed.
+* ``Model.update`` skips falsy values: it can neither clear tags nor a description. Tags always include the
+  ownership keys here, so the full-map replace it sends is never empty; an emptied description has its own
+  patch (``_clear_description``).
+* The SDK prints progress ("Registering model ...") on stdout, which belongs to the CLI (``plan --format
+  json``): every call runs with stdout captured (``_sdk``).
+* SDK v1 cannot list built images (``Model.package`` results): they are read from the registry's tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from reconciler.core.planner import IMAGE_LABEL_LENGTH
+from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
+from reconciler.model import ownership
+from reconciler.model.plan import DesiredImage
+from reconciler.model.specs import ModelSpec
+from reconciler.model.state import ImageVersion, ModelVersion
+from reconciler.providers.azure.ml_api import changed_properties
+from reconciler.providers.base import Progress
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+T = TypeVar("T")
+
+CLOUD = "AzureCloud"
+LABEL = re.compile(rf"[0-9a-f]{{{IMAGE_LABEL_LENGTH}}}")
+BUILD_LOG_TAIL = 60  # lines of a failed build's log quoted in the error
+RUNNING = frozenset({"NotStarted", "Running"})
+
+
+def call(fn: Callable[[], T], *, what: str, write: bool) -> T:
+    """Stand-in for ``retry.call`` until it exists: map any SDK failure to a permanent provider error."""
+    try:
+        return fn()
+    except ProviderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the provider boundary: nothing else may escape
+        raise PermanentProviderError(str(exc), resource=what) from exc
+
+
+def _sdk(fn: Callable[[], T], *, what: str, write: bool) -> T:
+    """One SDK call through the retry/error wrapper, its prints kept off the CLI's stdout."""
+
+    def quietly() -> T:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return fn()
+
+    return call(quietly, what=what, write=write)
+
+
+def _scope(resource: str) -> str:
+    """An AAD v1 resource (what azureml asks for) as a v2 scope: ``https://management.core.windows.net/``
+    becomes ``https://management.core.windows.net/.default``."""
+    return resource.rstrip("/") + "/.default"
+
+
+class WorkspaceConnection:
+    """One Azure ML workspace, opened on first use and shared by the model registry and the image builder.
+
+    Opening it costs an AAD token, ``GET /subscriptions`` (``TokenAuthentication`` checks the subscription)
+    and ``GET {workspace}``; the first model call adds one unauthenticated discovery ``GET``.
+    """
+
+    def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
+                 credential: TokenCredential) -> None:
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.workspace_name = workspace_name
+        self.credential = credential
+
+    @cached_property
+    def workspace(self) -> Any:
+        from azureml.core import Workspace
+        from azureml.core.authentication import TokenAuthentication
+
+        # azureml asks for tokens by AAD v1 resource (ARM, or Azure ML's own audience); any azure-identity
+        # credential answers by v2 scope and caches the tokens.
+        auth = TokenAuthentication(lambda resource: self.credential.get_token(_scope(resource)).token, cloud=CLOUD)
+        return _sdk(lambda: Workspace(self.subscription_id, self.resource_group, self.workspace_name, auth=auth),
+                    what=f"workspace {self.workspace_name}", write=False)
+
+    @cached_property
+    def registry(self) -> str:
+        """The login server of the workspace's container registry, where ``Model.package`` pushes images."""
+        details = _sdk(self.workspace.get_details, what=f"workspace {self.workspace_name}", write=False)
+        registry_id = details.get("containerRegistry")
+        if not registry_id:
+            raise PermanentProviderError(
+                "the workspace has no container registry attached; attach one (az ml workspace update "
+                "--container-registry <acr id>) so images can be built", resource=f"workspace {self.workspace_name}")
+        return f"{registry_id.rstrip('/').rsplit('/', 1)[-1].lower()}.azurecr.io"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _owner_tags(environment: str, name: str) -> dict[str, str]:
+    """The ownership keys that go into a model's (mutable, filterable) tags. The fingerprint goes into its
+    properties instead: it is a fact about the version's files, and properties cannot be edited."""
+    tags = ownership.ownership_tags(environment, name, "")
+    del tags[ownership.FINGERPRINT]
+    return tags
+
+
+def _to_version(model: Any) -> ModelVersion:
+    tags, properties = dict(model.tags or {}), dict(model.properties or {})
+    return ModelVersion(
+        name=model.name, version=int(model.version), fingerprint=properties.get(ownership.FINGERPRINT),
+        description=model.description or "", tags=ownership.user_tags(tags),
+        properties=ownership.user_tags(properties), owner=ownership.owner_of(tags),
+    )
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """Run with ``path`` as the working directory, restored afterwards.
+
+    azureml-core 1.61 added a path-traversal guard to ``Model.register``: a ``model_path`` outside the
+    working directory raises ``PermissionError``. Specs point anywhere in the repository, so registering
+    runs from the model's parent folder with the model's own name as the path; the uploaded artifact names
+    are relative to that parent either way. The working directory is process-wide: this is not
+    thread-safe, which is fine because the engine applies one change at a time.
+    """
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _get_model(workspace: Any, version: ModelVersion) -> Any:
+    """One version as an SDK ``Model`` (``GET {mms}/models/{name}:{version}``)."""
+    from azureml.core.model import Model
+
+    return _sdk(lambda: Model(workspace, id=f"{version.name}:{version.version}"),
+                what=f"model/{version.name}:{version.version}", write=False)
+
+
+def _clear_description(model: Any) -> None:
+    """Empty a model's description. ``Model.update`` drops a falsy description (``if description:``), so the
+    same JSON patch it would send goes through the SDK's own models client (``PATCH {mms}/models/{id}``)."""
+    from azureml._restclient.models_client import ModelsClient
+
+    ModelsClient(model.workspace.service_context).patch(
+        model.id, body=[{"op": "replace", "path": "/description", "value": ""}])
+
+
+class AzureMLModelRegistry:
+    """``ml_api.ModelRegistry`` on azureml-core.
+
+    REST calls: ``list_owned`` one ``GET {mms}/models?tags=...`` (+ ``$skipToken`` pages of 255);
+    ``register`` artifact batch ``POST``, blob ``PUT`` + ``HEAD`` per file, ``POST assets``, ``POST models``;
+    ``update`` ``GET`` the version, one ``PATCH`` (tags and description), one more to add properties or to
+    clear the description; ``delete_all`` one filtered ``GET`` and one ``DELETE`` per owned version.
+    """
+
+    def __init__(self, connection: WorkspaceConnection) -> None:
+        self._connection = connection
+
+    def _list(self, environment: str, name: str | None = None) -> list[Any]:
+        from azureml.core.model import Model
+
+        wanted = [[ownership.MANAGED_BY, ownership.MANAGED_BY_VALUE], [ownership.ENVIRONMENT, environment]]
+        # expand=False: otherwise models that name a run or datasets cost a run-history call each.
+        models = _sdk(lambda: Model.list(self._connection.workspace, name=name, tags=wanted, expand=False),
+                      what=f"model/{name}" if name else "models", write=False)
+        return [m for m in models if ownership.owner_of(dict(m.tags or {})) == environment]
+
+    def list_owned(self, environment: str) -> list[ModelVersion]:
+        return [_to_version(m) for m in self._list(environment)]
+
+    def register(self, spec: ModelSpec, fingerprint: str, environment: str) -> ModelVersion:
+        from azureml.core.model import Model
+
+        def register() -> Any:
+            return Model.register(
+                self._connection.workspace, model_path=spec.path.name, model_name=spec.name,
+                tags={**spec.tags, **_owner_tags(environment, spec.name)},
+                properties={**spec.properties, ownership.FINGERPRINT: fingerprint},
+                description=spec.description or None,
+            )
+
+        with _working_directory(spec.path.parent):
+            return _to_version(_sdk(register, what=f"model/{spec.name}", write=True))
+
+    def update(self, version: ModelVersion, spec: ModelSpec) -> ModelVersion:
+        what = f"model/{version.name}:{version.version}"
+        if version.owner is None:
+            raise PermanentProviderError("not created by edge-reconciler: left unchanged", resource=what)
+        model = _get_model(self._connection.workspace, version)
+        current = _to_version(model)
+        if changed := changed_properties(current, spec):
+            raise PermanentProviderError(
+                f"properties are add-only in Azure ML and {', '.join(changed)} would change; "
+                "register a new version instead", resource=what)
+        tags = {**spec.tags, **_owner_tags(version.owner, version.name)}
+        _sdk(lambda: model.update(tags=tags, description=spec.description or None), what=what, write=True)
+        if not spec.description and current.description:
+            _sdk(lambda: _clear_description(model), what=what, write=True)
+        added = {k: v for k, v in spec.properties.items() if k not in current.properties}
+        if added:
+            _sdk(lambda: model.add_properties(added), what=what, write=True)
+        return replace(current, description=spec.description, tags=dict(spec.tags),
+                       properties={**current.properties, **added})
+
+    def delete_all(self, name: str, environment: str) -> None:
+        for model in self._list(environment, name):
+            _sdk(model.delete, what=f"model/{name}:{model.version}", write=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------------------
+
+
+class AzureMLImageBuilder:
+    """``ml_api.ImageBuilder``: ``Model.package`` builds, the registry's tags tell what was built.
+
+    REST calls: ``list_owned`` per name one ``GET /acr/v1/{name}/_tags`` (+ ``Link`` pages of 100), each
+    preceded by the ACR token dance (401 challenge, ``POST /oauth2/exchange``, ``POST /oauth2/token``:
+    azure-containerregistry 1.2 does not reuse its refresh token); ``build`` one ``GET`` per model, two
+    uploads (artifact batch ``POST``, blob ``PUT`` + ``HEAD``) for the generated driver and the entry script
+    or source folder, ``POST packages``, then ``GET operations/{id}`` per poll; ``delete`` one
+    ``DELETE /acr/v1/{name}/_tags/{label}`` (after the token dance).
+    """
+
+    def __init__(self, connection: WorkspaceConnection, *, poll_interval: float = 5.0,
+                 timeout: float = 3600.0) -> None:
+        self._connection = connection
+        self._poll_interval = poll_interval
+        self._timeout = timeout
+
+    @property
+    def registry(self) -> str:
+        return self._connection.registry
+
+    @cached_property
+    def _client(self) -> Any:
+        from azure.containerregistry import ContainerRegistryClient
+
+        return ContainerRegistryClient(f"https://{self.registry}", self._connection.credential)
+
+    def list_owned(self, environment: str, names: list[str]) -> list[ImageVersion]:
+        return [self._to_image(name, tag, environment) for name in sorted(set(names))
+                for tag in self._tags(name) if LABEL.fullmatch(tag.name)]
+
+    def _tags(self, repository: str) -> list[Any]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def fetch() -> list[Any]:
+            try:
+                return list(self._client.list_tag_properties(repository))
+            except ResourceNotFoundError:
+                return []  # nothing was ever built under this name
+
+        return _sdk(fetch, what=f"image/{repository}", write=False)
+
+    def _to_image(self, name: str, tag: Any, environment: str) -> ImageVersion:
+        built = tag.last_updated_on or tag.created_on  # a rebuilt label is pushed again
+        return ImageVersion(name=name, label=tag.name, fingerprint=None, reference=f"{self.registry}/{name}:{tag.name}",
+                            owner=environment, created=built.astimezone(timezone.utc).isoformat())
+
+    def build(self, image: DesiredImage, models: list[ModelVersion], environment: str,
+              progress: Progress) -> ImageVersion:
+        what = f"image/{image.spec.name}:{image.label}"
+        progress.step(f"building image {image.spec.name}:{image.label}")
+        package = self._submit(image, models, what)
+        started, polls = time.monotonic(), 0
+        while package.state in RUNNING:
+            if time.monotonic() - started > self._timeout:
+                raise TransientProviderError(
+                    f"the build is still {package.state} after {self._timeout:.0f} s; run `reconciler plan` "
+                    "again later: a finished build shows up as unchanged", resource=what)
+            time.sleep(self._poll_interval)
+            _sdk(package.update_creation_state, what=what, write=False)
+            polls += 1
+            progress.advance(polls, None)
+        if package.state != "Succeeded":
+            raise PermanentProviderError(self._failure(package), resource=what)
+        return ImageVersion(name=image.spec.name, label=image.label, fingerprint=image.fingerprint,
+                            reference=package.location, owner=environment,
+                            created=datetime.now(timezone.utc).isoformat())
+
+    def _submit(self, image: DesiredImage, models: list[ModelVersion], what: str) -> Any:
+        """Start the build. ``ModelPackage`` reads the operation once on construction, so a build the
+        service finishes at once needs no poll (``wait_for_creation`` would sleep 5 s per poll, with no
+        progress hook and no time limit: ``build`` polls itself)."""
+        from azureml.core.environment import Environment
+        from azureml.core.model import InferenceConfig, Model
+
+        workspace = self._connection.workspace
+        resolved = [_get_model(workspace, m) for m in models]
+        spec = image.spec
+        environment = Environment.from_conda_specification(name=spec.name, file_path=str(spec.conda_file))
+        if spec.source_directory is not None:
+            config = InferenceConfig(entry_script=os.path.relpath(spec.entry_script, spec.source_directory),
+                                     source_directory=str(spec.source_directory), environment=environment)
+        else:
+            config = InferenceConfig(entry_script=str(spec.entry_script), environment=environment)
+        return _sdk(lambda: Model.package(workspace, resolved, config, image_name=spec.name, image_label=image.label),
+                    what=what, write=True)
+
+    def _failure(self, package: Any) -> str:
+        error = package.error or {}
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        text = f"the image build ended {package.state}: {message or 'no reason given'}"
+        try:
+            log = _sdk(package.get_logs, what="build log", write=False)
+        except ProviderError as exc:
+            return f"{text}\n(the build log could not be read: {exc})"
+        lines = log.splitlines()
+        omitted = f" (last {BUILD_LOG_TAIL} of {len(lines)} lines)" if len(lines) > BUILD_LOG_TAIL else ""
+        return f"{text}\nbuild log{omitted}:\n" + "\n".join(lines[-BUILD_LOG_TAIL:])
+
+    def delete(self, version: ImageVersion) -> None:
+        what = f"image/{version.name}:{version.label}"
+        if not LABEL.fullmatch(version.label):
+            raise PermanentProviderError("not an image label edge-reconciler builds: left in place", resource=what)
+        # Only the tag: its manifest may carry other tags, and untagged manifests are the registry's
+        # retention policy's business.
+        _sdk(lambda: self._client.delete_tag(version.name, version.label), what=what, write=True)
+
+    def close(self) -> None:
+        if "_client" in self.__dict__:
+            self.__dict__.pop("_client").close()

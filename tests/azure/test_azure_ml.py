@@ -1,0 +1,378 @@
+"""The Azure ML adapter (azureml-core 1.61 + azure-containerregistry) against the emulator, unpatched SDKs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.core.planner import desired_images
+from reconciler.errors import PermanentProviderError, TransientProviderError
+from reconciler.model import ownership
+from reconciler.model.plan import DesiredImage
+from reconciler.model.specs import DesiredState, Fingerprints, ModelSpec
+from reconciler.model.state import ModelVersion
+from reconciler.providers.azure.ml import AzureMLImageBuilder, AzureMLModelRegistry, WorkspaceConnection
+from reconciler.spec.fingerprints import HashCache, compute_fingerprints
+from reconciler.spec.loader import load_environment
+from tests.azure.ml_fixtures import REGISTRY, RG, SUB, WS
+from tests.azure_emulator import acr, aml, arm
+from tests.azure_emulator.server import AzureEmulator
+
+pytest_plugins = ["tests.azure.ml_fixtures"]
+
+REPO = Path(__file__).resolve().parents[2]
+FAST_S = 3.0  # no adapter call may come near the SDK's 5 s poll sleep
+MODEL = "iris-classifier"
+IMAGE = "iris-scorer"
+
+
+class RecordingProgress:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def step(self, message: str) -> None:
+        self.events.append(("step", message))
+
+    def advance(self, done: int, total: int | None) -> None:
+        self.events.append(("advance", done))
+
+
+def _desired(env: Path) -> tuple[DesiredState, Fingerprints]:
+    state = load_environment(env)
+    return state, compute_fingerprints(state, HashCache())
+
+
+def _model_spec(env: Path) -> tuple[ModelSpec, str]:
+    state, fingerprints = _desired(env)
+    return state.models[MODEL], fingerprints.models[MODEL]
+
+
+def _image(env: Path, registry: str) -> DesiredImage:
+    state, fingerprints = _desired(env)
+    return desired_images(state, fingerprints, registry)[IMAGE]
+
+
+def _server_model(connection: WorkspaceConnection, version: int, name: str = MODEL) -> Any:
+    from azureml.core.model import Model
+
+    return Model(connection.workspace, id=f"{name}:{version}")
+
+
+def _register_unowned(connection: WorkspaceConnection, folder: Path, monkeypatch: pytest.MonkeyPatch,
+                      name: str = MODEL) -> None:
+    from azureml.core.model import Model
+
+    monkeypatch.chdir(folder.parent)
+    Model.register(connection.workspace, model_path=folder.name, model_name=name, tags={"team": "data"})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_register_then_changed_files_register_version_2(connection: WorkspaceConnection, prod_env: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    cwd = Path.cwd()
+
+    first = registry.register(spec, fingerprint, "prod")
+    (spec.path / "model.json").write_text('{"weights": [1, 2, 3]}\n')
+    spec, changed = _model_spec(prod_env)
+    second = registry.register(spec, changed, "prod")
+
+    assert first == ModelVersion(MODEL, 1, fingerprint, spec.description, spec.tags, spec.properties, "prod")
+    assert (second.version, second.fingerprint, second.owner) == (2, changed, "prod") and changed != fingerprint
+    assert [(v.version, v.fingerprint) for v in sorted(registry.list_owned("prod"), key=lambda v: v.version)] \
+        == [(1, fingerprint), (2, changed)]
+    stored = _server_model(connection, 2)
+    assert stored.tags == {**spec.tags, ownership.MANAGED_BY: ownership.MANAGED_BY_VALUE,
+                           ownership.ENVIRONMENT: "prod", ownership.NAME: MODEL}
+    assert stored.properties == {**spec.properties, ownership.FINGERPRINT: changed}
+    assert Path.cwd() == cwd  # the cwd trick is undone
+    assert capsys.readouterr().out == ""  # the SDK's "Registering model ..." stays off the CLI's stdout
+
+
+def test_register_restores_the_cwd_when_the_upload_fails(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                                        prod_env: Path) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    connection.workspace  # noqa: B018 - open it before the fault, which hits every MMS call
+    emulator.faults.add(method="POST", path="/models$", status=400)
+    cwd = Path.cwd()
+
+    with pytest.raises(PermanentProviderError, match=f"model/{MODEL}"):
+        registry.register(spec, fingerprint, "prod")
+    assert Path.cwd() == cwd
+
+
+def test_list_owned_returns_only_this_environments_versions(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                                            prod_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    registry.register(spec, fingerprint, "prod")
+    registry.register(replace(spec, name="other-model"), fingerprint, "staging")
+    _register_unowned(connection, spec.path, monkeypatch)
+    emulator.reset_log()
+
+    owned = registry.list_owned("prod")
+
+    assert [(v.name, v.version, v.owner) for v in owned] == [(MODEL, 1, "prod")]
+    assert owned[0].tags == spec.tags and ownership.FINGERPRINT not in owned[0].properties
+    [listed] = emulator.calls(method="GET", path_contains="/models")
+    assert listed.query["tags"] == [f"{ownership.MANAGED_BY}={ownership.MANAGED_BY_VALUE},"
+                                    f"{ownership.ENVIRONMENT}=prod"]
+    assert registry.list_owned("staging")[0].name == "other-model"
+
+
+def test_update_sets_description_and_tags_and_adds_properties(connection: WorkspaceConnection,
+                                                              emulator: AzureEmulator, prod_env: Path) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    version = registry.register(replace(spec, tags={"stage": "dev", "team": "a"}), fingerprint, "prod")
+    wanted = replace(spec, description="better", tags={"stage": "prod"},
+                     properties={**spec.properties, "dataset": "iris-v2"})
+    emulator.reset_log()
+
+    updated = registry.update(version, wanted)
+
+    stored = _server_model(connection, 1)
+    assert stored.description == "better"
+    assert ownership.user_tags(stored.tags) == {"stage": "prod"}  # "team" removed
+    assert ownership.owner_of(stored.tags) == "prod"
+    assert stored.properties == {**wanted.properties, ownership.FINGERPRINT: fingerprint}
+    assert updated == replace(version, description="better", tags={"stage": "prod"}, properties=wanted.properties)
+    assert registry.list_owned("prod") == [updated]
+    writes = [c.method for c in emulator.calls(host=r".*\.modelmanagement\.azureml\.net") if c.method != "GET"]
+    assert writes == ["PATCH", "PATCH"]  # tags + description, then the new property
+
+
+def test_update_clears_a_description_and_all_user_tags(connection: WorkspaceConnection, prod_env: Path) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    version = registry.register(spec, fingerprint, "prod")
+
+    registry.update(version, replace(spec, description="", tags={}))
+
+    stored = _server_model(connection, 1)
+    assert stored.description == "" and ownership.user_tags(stored.tags) == {}
+    assert ownership.owner_of(stored.tags) == "prod"  # ownership survives the replace
+
+
+def test_update_refuses_to_change_a_property(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                             prod_env: Path) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    version = registry.register(spec, fingerprint, "prod")
+    emulator.reset_log()
+
+    with pytest.raises(PermanentProviderError, match="add-only.*trainingScript.*register a new version"):
+        registry.update(version, replace(spec, description="x", properties={"trainingScript": "other.py"}))
+    assert not emulator.calls(method="PATCH")
+
+
+def test_update_refuses_an_unowned_version(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                           prod_env: Path) -> None:
+    spec, _ = _model_spec(prod_env)
+    foreign = ModelVersion(MODEL, 1, None, "", {}, {}, owner=None)
+
+    with pytest.raises(PermanentProviderError, match="not created by edge-reconciler"):
+        AzureMLModelRegistry(connection).update(foreign, spec)
+    assert not emulator.calls(host=r".*\.modelmanagement\.azureml\.net")
+
+
+def test_delete_all_deletes_only_owned_versions(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                                prod_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    registry.register(spec, fingerprint, "prod")
+    registry.register(spec, fingerprint, "prod")
+    registry.register(spec, fingerprint, "staging")
+    _register_unowned(connection, spec.path, monkeypatch)
+    registry.register(replace(spec, name="other-model"), fingerprint, "prod")
+
+    registry.delete_all(MODEL, "prod")
+    registry.delete_all(MODEL, "prod")  # idempotent
+
+    workspace = arm.find_workspace(emulator.state, SUB, RG, WS)
+    assert workspace is not None
+    assert sorted(m.id for m in aml.models_in(emulator.state, workspace)) == \
+        [f"{MODEL}:3", f"{MODEL}:4", "other-model:1"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _registered(connection: WorkspaceConnection, env: Path) -> ModelVersion:
+    spec, fingerprint = _model_spec(env)
+    return AzureMLModelRegistry(connection).register(spec, fingerprint, "prod")
+
+
+def test_build_packages_the_iris_sample(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                       prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+    progress = RecordingProgress()
+
+    started = time.monotonic()
+    built = builder.build(image, [model], "prod", progress)
+
+    assert time.monotonic() - started < FAST_S
+    assert builder.registry == f"{REGISTRY}.azurecr.io"
+    assert (built.name, built.label, built.fingerprint, built.owner) == (IMAGE, image.label, image.fingerprint, "prod")
+    assert built.reference == image.reference == f"{REGISTRY}.azurecr.io/{IMAGE}:{image.label}"
+    assert progress.events == [("step", f"building image {IMAGE}:{image.label}")]
+    [submitted] = aml.packages_submitted(emulator.state)
+    assert submitted["modelIds"] == [f"{MODEL}:1"]
+    assert (submitted["imageName"], submitted["imageLabel"], submitted["environment"]) == (IMAGE, image.label, IMAGE)
+    assert any(f.endswith(".tar.gz") for f in submitted["files"])  # the source directory
+    assert list(acr.list_tags(emulator.state, REGISTRY, IMAGE)) == [image.label]
+
+
+def test_build_failure_carries_the_build_log(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                             prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+    aml.fail_next_package(emulator.state, "pip install exited with 1")
+
+    with pytest.raises(PermanentProviderError) as failed:
+        builder.build(image, [model], "prod", RecordingProgress())
+
+    message = str(failed.value)
+    assert message.startswith(f"image/{IMAGE}:{image.label}: the image build ended Failed: ")
+    assert "build log:\n" in message and "ERROR: pip install exited with 1" in message
+    assert "sig=" not in message  # the log's SAS url stays out
+    assert acr.list_tags(emulator.state, REGISTRY, IMAGE) == {}
+
+
+def test_build_polls_and_reports_progress(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                          prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection, poll_interval=0)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+    aml.set_package_progression(emulator.state, ["NotStarted", "Running", "Running"])
+    progress = RecordingProgress()
+
+    builder.build(image, [model], "prod", progress)
+
+    assert progress.events[1:] == [("advance", 1), ("advance", 2), ("advance", 3)]
+    assert len(emulator.calls(method="GET", path_contains="/operations/")) == 4
+
+
+def test_build_that_outlasts_the_limit_is_transient(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                                    prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection, poll_interval=0, timeout=0)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+    aml.set_package_progression(emulator.state, ["Running"])
+
+    with pytest.raises(TransientProviderError, match="still Running after 0 s"):
+        builder.build(image, [model], "prod", RecordingProgress())
+
+
+def test_build_of_a_deleted_model_version_fails_without_registering(connection: WorkspaceConnection,
+                                                                    emulator: AzureEmulator, prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection)
+    model = _registered(connection, prod_env)
+    AzureMLModelRegistry(connection).delete_all(MODEL, "prod")
+    emulator.reset_log()
+
+    with pytest.raises(PermanentProviderError, match=f"model/{MODEL}:1"):
+        builder.build(_image(prod_env, builder.registry), [model], "prod", RecordingProgress())
+    assert not emulator.calls(method="POST", path_contains="/models")  # no stray registration of a "path"
+
+
+def test_list_owned_images_reads_label_tags(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
+    builder = AzureMLImageBuilder(connection)
+    for repository, tag in [(IMAGE, "0123456789ab"), (IMAGE, "ba9876543210"), (IMAGE, "latest"), (IMAGE, "v1"),
+                            (IMAGE, "0123456789AB"), (IMAGE, "0123456789abc"), ("someone-else", "aaaaaaaaaaaa")]:
+        acr.push_image(emulator.state, REGISTRY, repository, tag)
+
+    images = builder.list_owned("prod", [IMAGE, "never-built"])
+
+    assert [(i.name, i.label, i.owner, i.fingerprint) for i in images] == [
+        (IMAGE, "0123456789ab", "prod", None), (IMAGE, "ba9876543210", "prod", None)]
+    assert images[0].reference == f"{REGISTRY}.azurecr.io/{IMAGE}:0123456789ab"
+    assert images[0].created.endswith("+00:00")
+
+
+def test_delete_image_removes_only_its_tag(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
+    builder = AzureMLImageBuilder(connection)
+    for tag in ("0123456789ab", "ba9876543210", "latest"):
+        acr.push_image(emulator.state, REGISTRY, IMAGE, tag)
+    [old, _] = builder.list_owned("prod", [IMAGE])
+
+    builder.delete(old)
+    builder.delete(old)  # idempotent
+    with pytest.raises(PermanentProviderError, match="left in place"):
+        builder.delete(replace(old, label="latest"))
+    builder.close()
+    builder.close()
+
+    assert sorted(acr.list_tags(emulator.state, REGISTRY, IMAGE)) == ["ba9876543210", "latest"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bounded reads
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnection, emulator: AzureEmulator,
+                                                    prod_env: Path) -> None:
+    registry = AzureMLModelRegistry(connection)
+    spec, fingerprint = _model_spec(prod_env)
+    for name in ("a", "b", "c"):
+        for _ in range(3):
+            registry.register(replace(spec, name=name), fingerprint, "prod")
+    for repository in ("img-a", "img-b"):
+        for n in range(5):
+            acr.push_image(emulator.state, REGISTRY, repository, f"{n:012x}")
+
+    fresh = WorkspaceConnection(SUB, RG, WS, connection.credential)
+    emulator.reset_log()
+    started = time.monotonic()
+    assert len(AzureMLModelRegistry(fresh).list_owned("prod")) == 9
+    assert len(AzureMLImageBuilder(fresh).list_owned("prod", ["img-a", "img-b"])) == 10
+    elapsed = time.monotonic() - started
+
+    calls = [(c.method, c.host, c.path.rsplit("/", 1)[-1]) for c in emulator.calls()]
+    mms = [c for c in calls if "modelmanagement" in c[1]]
+    arm_calls = [c for c in calls if c[1] == "management.azure.com"]
+    acr_calls = [c for c in calls if c[1].endswith(".azurecr.io")]
+    assert mms == [("GET", "westeurope.modelmanagement.azureml.net", "models")]
+    assert [c[2] for c in arm_calls] == ["subscriptions", WS] * 2  # open the workspace, then its details
+    assert len(acr_calls) == 2 * 4  # per repository: challenge, exchange, token, tags
+    assert not [c for c in calls if c[2] == "endpoints"]  # the cloud is named: no cloud metadata fetch
+    others = [c for c in calls if c not in mms + arm_calls + acr_calls]
+    assert len(others) <= 3  # AAD (discovery and a token per audience, cached by the credential), discovery
+    assert elapsed < FAST_S
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Import hygiene
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_validate_and_the_adapter_modules_do_not_import_azureml() -> None:
+    script = (
+        "import sys\n"
+        "import reconciler.cli.main as cli\n"
+        "import reconciler.providers.azure.ml, reconciler.providers.azure.ml_api\n"
+        "for env in ('environments/local', 'environments/prod'):\n"
+        "    assert cli.main(['validate', env]) == 0\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'azureml')\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
