@@ -293,6 +293,43 @@ def test_build_of_a_deleted_model_version_fails_without_registering(connection: 
     assert not emulator.calls(method="POST", path_contains="/models")  # no stray registration of a "path"
 
 
+def test_build_without_source_directory_uploads_the_entry_script(connection: WorkspaceConnection,
+                                                                 emulator: AzureEmulator, prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+
+    builder.build(replace(image, spec=replace(image.spec, source_directory=None)), [model], "prod",
+                  RecordingProgress())
+
+    [submitted] = aml.packages_submitted(emulator.state)
+    assert "score.py" in submitted["files"] and not any(f.endswith(".tar.gz") for f in submitted["files"])
+
+
+def test_build_with_a_broken_entry_script_fails_before_submitting(connection: WorkspaceConnection,
+                                                                  emulator: AzureEmulator, prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+    image.spec.entry_script.write_text("def init(:\n")
+
+    expected = rf"(?s)image/{IMAGE}:{image.label}: .*invalid syntax \(score\.py, line 1\)"
+    with pytest.raises(PermanentProviderError, match=expected):
+        builder.build(image, [model], "prod", RecordingProgress())
+    assert aml.packages_submitted(emulator.state) == []
+
+
+def test_build_refuses_model_versions_its_label_does_not_stand_for(connection: WorkspaceConnection,
+                                                                   emulator: AzureEmulator, prod_env: Path) -> None:
+    builder = AzureMLImageBuilder(connection)
+    model = _registered(connection, prod_env)
+    image = _image(prod_env, builder.registry)
+
+    with pytest.raises(ValueError, match="label stands for"):
+        builder.build(image, [replace(model, fingerprint="0" * 64)], "prod", RecordingProgress())
+    assert aml.packages_submitted(emulator.state) == []
+
+
 def test_list_owned_images_reads_label_tags(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
     builder = AzureMLImageBuilder(connection)
     for repository, tag in [(IMAGE, "0123456789ab"), (IMAGE, "ba9876543210"), (IMAGE, "latest"), (IMAGE, "v1"),

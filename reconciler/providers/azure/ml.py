@@ -317,17 +317,24 @@ class AzureMLImageBuilder:
         from azureml.core.environment import Environment
         from azureml.core.model import InferenceConfig, Model
 
+        given = {m.name: m.fingerprint for m in models}
+        if given != image.model_fingerprints:  # the label promises exactly these model files
+            raise ValueError(f"{what}: built from {given}, but its label stands for {image.model_fingerprints}")
         workspace = self._connection.workspace
         resolved = [_get_model(workspace, m) for m in models]
         spec = image.spec
-        environment = Environment.from_conda_specification(name=spec.name, file_path=str(spec.conda_file))
-        if spec.source_directory is not None:
-            config = InferenceConfig(entry_script=os.path.relpath(spec.entry_script, spec.source_directory),
-                                     source_directory=str(spec.source_directory), environment=environment)
-        else:
-            config = InferenceConfig(entry_script=str(spec.entry_script), environment=environment)
-        return _sdk(lambda: Model.package(workspace, resolved, config, image_name=spec.name, image_label=image.label),
-                    what=what, write=True)
+
+        def submit() -> Any:
+            # Local checks first (conda file parsed, entry script compiled): their errors surface here too.
+            environment = Environment.from_conda_specification(name=spec.name, file_path=str(spec.conda_file))
+            if spec.source_directory is None:
+                config = InferenceConfig(entry_script=str(spec.entry_script), environment=environment)
+            else:
+                config = InferenceConfig(entry_script=os.path.relpath(spec.entry_script, spec.source_directory),
+                                         source_directory=str(spec.source_directory), environment=environment)
+            return Model.package(workspace, resolved, config, image_name=spec.name, image_label=image.label)
+
+        return _sdk(submit, what=what, write=True)
 
     def _failure(self, package: Any) -> str:
         error = package.error or {}
