@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from reconciler.core import limits
 from reconciler.core.manifest import canonical_json, fill_passwords, is_layered_content, password_placeholder
-from reconciler.core.target_condition import ConditionError, parse
+from reconciler.core.target_condition import Condition, ConditionError, parse
 from reconciler.errors import PermanentProviderError
 from reconciler.model import ownership
 from reconciler.model.plan import Action, Change, DesiredDeployment, DesiredImage, DesiredModel
@@ -77,10 +77,10 @@ def _reserved(tags: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in tags.items() if key in ownership.RESERVED_KEYS}
 
 
-def _check_condition(condition: str, resource: str) -> None:
-    """Refuse a target condition the hub would refuse."""
+def _check_condition(condition: str, resource: str | None = None) -> Condition:
+    """Parse a target condition; refuse it as the hub would if it does not parse."""
     try:
-        parse(condition)
+        return parse(condition)
     except ConditionError as exc:
         raise PermanentProviderError(f"invalid target condition {condition!r}: {exc}", resource=resource) from exc
 
@@ -110,10 +110,7 @@ class LocalProvider:
                               registries, rollout)
 
     def count_devices(self, target_condition: str) -> int:
-        try:
-            condition = parse(target_condition)
-        except ConditionError as exc:
-            raise PermanentProviderError(f"invalid target condition {target_condition!r}: {exc}") from exc
+        condition = _check_condition(target_condition)
         if self._devices is None:
             self._devices = self.store.devices()
         return count_matching(condition, self._devices)
@@ -285,16 +282,19 @@ class LocalProvider:
                                   labels, spec.metrics, is_layered_content(deployment.content),
                                   limits.MAX_DEPLOYMENTS_PER_HUB)
 
+    def _check_owner(self, row: DeploymentRow) -> None:
+        owner = ownership.owner_of(row.labels)
+        if owner != self.name:
+            whose = f"environment {owner!r}" if owner else "no environment (unmanaged)"
+            raise PermanentProviderError(f"owned by {whose}, not {self.name!r}; the reconciler never changes it",
+                                         resource=row.id)
+
     def _owned_deployment(self, deployment_id: str) -> DeploymentRow:
         row = self.store.deployment(deployment_id)
         if row is None:
             raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
                                          resource=deployment_id)
-        owner = ownership.owner_of(row.labels)
-        if owner != self.name:
-            whose = f"environment {owner!r}" if owner else "no environment (unmanaged)"
-            raise PermanentProviderError(f"owned by {whose}, not {self.name!r}; the reconciler never changes it",
-                                         resource=deployment_id)
+        self._check_owner(row)
         return row
 
     def _update_deployment(self, deployment: DesiredDeployment, live: LiveDeployment) -> None:
@@ -306,9 +306,10 @@ class LocalProvider:
                                      {**spec.labels, **_reserved(row.labels)}, spec.metrics)
 
     def _delete_deployment(self, deployment_id: str) -> None:
-        if self.store.deployment(deployment_id) is None:
+        row = self.store.deployment(deployment_id)
+        if row is None:
             return  # already gone: the plan's intent holds
-        self._owned_deployment(deployment_id)
+        self._check_owner(row)
         self.store.delete_deployment(deployment_id)
 
     # --- beyond the protocol: registries, devices, unmanaged deployments --------------
