@@ -22,15 +22,30 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, NotPresent) else value
 
 
+def _leaves(path: list[Any], before: Any, after: Any) -> list[tuple[list[Any], Any, Any]]:
+    """Split a change of a whole mapping into changes of its leaves.
+
+    DeepDiff reports ``{} -> {"a": 1}`` as one change of the container; people want to read
+    ``a added``. Lists stay whole: their items have no names to show."""
+    mappings = (isinstance(before, dict) or before is None) and (isinstance(after, dict) or after is None)
+    if not mappings or (before is None and after is None):
+        return [(path, before, after)]
+    old, new = before or {}, after or {}
+    if not old and not new:
+        return []  # an absent mapping and an empty one mean the same
+    return [leaf for key in sorted(set(old) | set(new), key=str) if old.get(key) != new.get(key)
+            for leaf in _leaves([*path, key], old.get(key), new.get(key))]
+
+
 def field_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> tuple[FieldChange, ...]:
     """Every leaf that differs, with dotted paths, sorted by path."""
     diff = DeepDiff(before, after, view="tree", verbose_level=2)
     changes = []
     for levels in diff.values():
         for level in levels:
-            path = _dotted(level.path(output_format="list"))
-            changes.append(FieldChange(f"{prefix}{path}" if path else prefix.rstrip("."),
-                                       _plain(level.t1), _plain(level.t2)))
+            for path, old, new in _leaves(level.path(output_format="list"), _plain(level.t1), _plain(level.t2)):
+                dotted = _dotted(path)
+                changes.append(FieldChange(f"{prefix}{dotted}" if dotted else prefix.rstrip("."), old, new))
     return tuple(sorted(changes, key=lambda change: change.path))
 
 

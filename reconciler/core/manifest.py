@@ -168,6 +168,15 @@ def deployment_id(name: str, digest: str) -> str:
     return f"{name}-{digest}"
 
 
+def module_images(content: dict[str, JSON]) -> dict[str, str]:
+    """Module name -> image reference, for base and layered content alike."""
+    agent = content.get("$edgeAgent", {})
+    modules: dict[str, JSON] = dict(agent.get("properties.desired", {}).get("modules", {}))
+    prefix = "properties.desired.modules."
+    modules.update({key[len(prefix):]: value for key, value in agent.items() if key.startswith(prefix)})
+    return {name: module["settings"]["image"] for name, module in sorted(modules.items())}
+
+
 def is_layered_content(content: dict[str, JSON]) -> bool:
     """IoT Hub's own test: a layered deployment sets dotted ``properties.desired.*`` paths."""
     agent = content.get("$edgeAgent", {})

@@ -217,8 +217,9 @@ def _plan_deployments(deployments: dict[str, DesiredDeployment],
         existing = sorted(owned.get(name, []), key=lambda d: (d.created, d.id))
         current = next((d for d in existing if d.id == deployment.id), None)
         if current is None and not existing:
+            shown = {**after, "modules": manifest.module_images(deployment.content)}
             yield Change(key, Action.CREATE, f"new deployment {deployment.id}",
-                         field_changes({}, after), desired=deployment)
+                         field_changes({}, shown), desired=deployment)
             continue
         if current is not None:
             before = _mutable(current.target_condition, current.priority, current.labels, current.metrics)
