@@ -58,18 +58,19 @@ def _image(env: Path, registry: str) -> DesiredImage:
     return desired_images(state, fingerprints, registry)[IMAGE]
 
 
-def _server_model(connection: WorkspaceConnection, version: int, name: str = MODEL) -> Any:
+def _server_model(connection: WorkspaceConnection, version: int) -> Any:
+    """The version as the service holds it, read with the SDK directly."""
     from azureml.core.model import Model
 
-    return Model(connection.workspace, id=f"{name}:{version}")
+    return Model(connection.workspace, id=f"{MODEL}:{version}")
 
 
-def _register_unowned(connection: WorkspaceConnection, folder: Path, monkeypatch: pytest.MonkeyPatch,
-                      name: str = MODEL) -> None:
+def _register_unowned(connection: WorkspaceConnection, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version someone registered by hand: no ownership tags."""
     from azureml.core.model import Model
 
     monkeypatch.chdir(folder.parent)
-    Model.register(connection.workspace, model_path=folder.name, model_name=name, tags={"team": "data"})
+    Model.register(connection.workspace, model_path=folder.name, model_name=MODEL, tags={"team": "data"})
 
 
 # --------------------------------------------------------------------------------------------------------------
