@@ -17,9 +17,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+R := $(BIN)/reconciler
+
 ## The main job on the embedded backend: validate, plan, apply, then show the devices.
 demo: $(STAMP)
-	$(BIN)/reconciler validate $(ENV)
+	$(R) validate $(ENV)
+	$(R) device $(ENV) add cam-a1 --exist-ok --tag environment=dev --tag site=a
+	$(R) device $(ENV) add cam-a2 --exist-ok --tag environment=dev --tag site=a
+	$(R) device $(ENV) add cam-b1 --exist-ok --tag environment=dev --tag site=b
+	$(R) plan $(ENV) --out .reconciler/demo-plan.json
+	$(R) apply .reconciler/demo-plan.json
+	$(R) device $(ENV) show cam-a1
+	$(R) device $(ENV) show cam-b1
+	$(R) plan $(ENV) --detailed-exitcode
 
 ## Lint, types, layering and the whole test suite.
 test: $(STAMP)

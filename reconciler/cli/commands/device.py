@@ -44,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("name", metavar="NAME", help="the device id")
     add.add_argument("--tag", dest="tags", action="append", type=_tag, default=[], metavar="KEY=VALUE",
                      help="a twin tag (repeatable); values are strings")
+    add.add_argument("--exist-ok", action="store_true",
+                     help="if the device exists, set these tags on it instead of failing (for scripts)")
     add.set_defaults(device_action=_add)
 
     listing = actions.add_parser("list", help="list the devices and their tags")
@@ -95,6 +97,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _add(provider: LocalProvider, args: argparse.Namespace) -> int:
     tags = dict(args.tags)
+    if args.exist_ok and any(device.id == args.name for device in provider.list_devices()):
+        provider.tag_device(args.name, tags)
+        print(f"Device {args.name} exists; tags set: {format_tags(tags)}")
+        return exit_codes.OK
     provider.add_device(args.name, tags)
     print(f"Added device {args.name}: {format_tags(tags)}")
     return exit_codes.OK
