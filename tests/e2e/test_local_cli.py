@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.helpers import Workspace, check_golden
@@ -40,3 +43,22 @@ def test_prune_golden_output(ws: Workspace) -> None:
     path = ws.env_dir / "deployments.yaml"
     path.write_text(path.read_text().split("\n---")[0] + "\n")
     check_golden("plan/prune.txt", ws.run("plan", ws.env, "--prune").out)
+
+
+def test_the_registry_password_never_leaves_the_secrets_folder(ws: Workspace, tmp_path: Path) -> None:
+    saved = ws.root / "plan.json"
+    outputs = [ws.run("plan", ws.env, "--out", str(saved)), ws.run("apply", str(saved))]
+    secret_file = tmp_path / "state" / "secrets" / "registry-local.json"
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    password = json.loads(secret_file.read_text())["password"]
+    assert len(password) >= 20
+    ws.edit(f"{ws.env}/deployments.yaml", "priority: 10", "priority: 12")
+    outputs += [ws.run("plan", ws.env, "--format", fmt) for fmt in ("text", "json", "markdown")]
+    outputs += [ws.run("drift", ws.env, "--format", fmt) for fmt in ("text", "json", "markdown")]
+    outputs.append(ws.run("device", ws.env, "show", "cam-a1"))
+    for result in outputs:
+        assert password not in result.out + result.err
+    leaked = [path for path in (tmp_path / "state").rglob("*")
+              if path.is_file() and "secrets" not in path.parts and password.encode() in path.read_bytes()]
+    assert leaked == []
+    assert password not in saved.read_text()
