@@ -31,11 +31,13 @@ demo: $(STAMP)
 	$(R) device $(ENV) show cam-b1
 	$(R) plan $(ENV) --detailed-exitcode
 
-## Lint, types, layering and the whole test suite.
+## Lint, types, layering, the GitHub workflows (actionlint, zizmor) and the whole test suite.
 test: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck -pyflakes=
+	$(BIN)/zizmor --offline --quiet .github
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
