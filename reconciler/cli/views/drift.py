@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from reconciler.core.drift import DriftReport
 
-MARKDOWN_LIMIT = 60_000
+MARKDOWN_LIMIT = 60_000  # GitHub refuses issue bodies and comments over 65,536 characters
+MARKDOWN_DETAIL = 300  # the longest detail of one difference in the table
+CATEGORIES = ("missing", "changed", "replaced", "orphaned", "shadowed")  # the order of the counts
 
 
 def _rollout_rows(report: DriftReport) -> list[tuple[str, str, int, int, int, int, int]]:
@@ -29,23 +32,48 @@ def render_text(report: DriftReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(text: str) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    return text if len(text) <= MARKDOWN_DETAIL else text[: MARKDOWN_DETAIL - 3] + "..."
+
+
 def render_markdown(report: DriftReport, limit: int = MARKDOWN_LIMIT) -> str:
+    """The nightly issue's body: counts first, one row per difference, rollouts collapsed.
+
+    Deterministic (the items and rollouts are sorted, no timestamps), so an unchanged
+    drift gives an unchanged body; rows are cut with a count to stay under ``limit``.
+    """
     status = f"{len(report.items)} difference(s)" if report.items else "no drift"
     lines = [f"### edge-reconciler drift for `{report.environment}`: {status}", ""]
+    budget = limit - 2000
     if report.items:
+        counts = Counter(item.category for item in report.items)
+        order = sorted(counts, key=lambda c: (CATEGORIES.index(c) if c in CATEGORIES else len(CATEGORIES), c))
+        lines += ["**" + ", ".join(f"{counts[c]} {c}" for c in order) + "**", ""]
         lines += ["| Resource | What | Detail |", "|---|---|---|"]
-        for item in report.items:
-            detail = item.message.replace("|", "\\|")
-            row = f"| `{item.resource}` | {item.category} | {detail} |"
-            if len("\n".join(lines)) + len(row) > limit - 2000:
-                lines.append(f"| | | ... {len(report.items)} items in all; run `reconciler drift` for the rest |")
+        for shown, item in enumerate(report.items):
+            row = f"| `{item.resource}` | {item.category} | {_cell(item.message)} |"
+            if len("\n".join(lines)) + len(row) > budget * 3 // 4:
+                lines.append(f"| | | ... {len(report.items) - shown} more of {len(report.items)}; "
+                             "run `reconciler drift` for the rest |")
                 break
             lines.append(row)
         lines.append("")
+    failing = report.failing
+    if failing:
+        lines += [f"**Failing rollouts: {len(failing)}** " + ", ".join(
+            f"`{r.id}` ({r.health.failed} of {r.health.targeted} device(s) failed)" for r in failing[:20])
+            + (" ..." if len(failing) > 20 else ""), ""]
     if report.rollouts:
         lines += ["<details><summary>Rollouts</summary>", "",
                   "| Deployment | Priority | Targeted | Applied | Succeeded | Failed |", "|---|---|---|---|---|---|"]
-        lines += [f"| `{id_}` | {p} | {t} | {a} | {s} | {f} |" for _, id_, p, t, a, s, f in _rollout_rows(report)]
+        rows = _rollout_rows(report)
+        for shown, (_, id_, p, t, a, s, f) in enumerate(rows):
+            row = f"| `{id_}` | {p} | {t} | {a} | {s} | {f} |"
+            if len("\n".join(lines)) + len(row) > budget:
+                lines.append(f"| ... {len(rows) - shown} more deployment(s) | | | | | |")
+                break
+            lines.append(row)
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,8 @@ churn, and none can show a secret: plans never contain one.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from reconciler.core.plan_json import plan_to_dict
@@ -15,6 +17,9 @@ from reconciler.model.plan import Action, Change, FieldChange, Plan
 MAX_VALUE = 80
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 MARKDOWN_FIELDS_PER_CHANGE = 20
+MARKDOWN_OPEN_ROWS = 20  # more changes than this: counts per kind first, the full table collapsed
+MARKDOWN_NAMES = 50  # orphans and warnings listed at most
+MARKDOWN_REASON = 120  # the longest 'Why' in the tables of a large plan (the details have the rest)
 
 _VERB = {
     Action.CREATE: "will be created",
@@ -91,21 +96,88 @@ def render_json(plan: Plan, environment_dir: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text for a table cell: no column breaks, no line breaks, no HTML (GitHub would drop
+    ``<secret:...>``-like text as an unknown tag)."""
+    return _inline(text.replace("|", "\\|"))
+
+
+def _inline(text: str) -> str:
+    return text.replace("\n", " ").replace("<", "&lt;")
+
+
+def _fence(lines: list[str]) -> str:
+    """A code fence longer than any run of backticks inside, so no value can close it."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _row(change: Change, max_reason: int | None = None) -> str:
+    devices = "" if change.devices is None else change.devices
+    reason = change.reason
+    if max_reason is not None and len(reason) > max_reason:
+        reason = reason[: max_reason - 3] + "..."
+    return f"| `{change.action.symbol}` | `{change.key}` | `{change.target}` | {devices} | {_cell(reason)} |"
+
+
+_TABLE_HEAD = ["| | Resource | Target | Devices | Why |", "|---|---|---|---|---|"]
+
+
+def _change_table(changes: Sequence[Change], budget: int, max_reason: int | None = None) -> list[str]:
+    """Every change as a row while the table fits ``budget`` characters, then a count."""
+    table = list(_TABLE_HEAD)
+    size = sum(len(line) + 1 for line in table)
+    for shown, change in enumerate(changes):
+        row = _row(change, max_reason)
+        if size + len(row) + 1 > budget:
+            table.append(f"| | ... {len(changes) - shown} more change(s): see the saved plan artifact "
+                         "or run `reconciler plan` | | | |")
+            break
+        table.append(row)
+        size += len(row) + 1
+    return table
+
+
+def _kind_table(plan: Plan) -> list[str]:
+    """Counts per kind and action, kinds in apply order."""
+    kinds = sorted({change.key.kind for change in plan.changes}, key=lambda kind: kind.order)
+    table = ["| Kind | Add | Change | Replace | Destroy |", "|---|---|---|---|---|"]
+    for kind in kinds:
+        counts = [sum(1 for c in plan.changes if c.key.kind == kind and c.action is action)
+                  for action in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)]
+        table.append(f"| {kind.label} | " + " | ".join(str(n) for n in counts) + " |")
+    return table
 
 
 def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
-    """Summary first, a table of every change, details collapsed; stays under ``limit``."""
+    """A PR comment: the summary first, then the changes, field details collapsed; under ``limit``.
+
+    Up to ``MARKDOWN_OPEN_ROWS`` changes are listed in one open table. A larger plan opens
+    with counts per kind and the replaced and destroyed resources (the ones to review
+    first), and collapses the table of the other changes. Tables and details are cut with a
+    count of what was left out, so the comment always fits GitHub's 65,536 characters.
+    """
     head = [f"### edge-reconciler plan for `{plan.environment}`", "", f"**{plan.summary}**", ""]
-    if not plan.changes:
-        return "\n".join(head + _markdown_notes(plan)) + "\n"
-    table = ["| | Resource | Target | Devices | Why |", "|---|---|---|---|---|"]
-    table += [f"| `{c.action.symbol}` | `{c.key}` | `{c.target}` | {'' if c.devices is None else c.devices} "
-              f"| {_cell(c.reason)} |" for c in plan.changes]
     notes = _markdown_notes(plan)
-    details_open = ["", "<details><summary>Field changes</summary>", "", "```diff"]
-    details_close = ["```", "", "</details>", ""]
-    budget = limit - len("\n".join(head + table + notes + details_open + details_close)) - 200
+    if not plan.changes:
+        return "\n".join(head + notes) + "\n"
+    details_open = ["", "<details><summary>Field changes</summary>", ""]
+    details_close = ["", "</details>", ""]
+    fixed = len("\n".join(head + notes + details_open + details_close)) + 400
+    if len(plan.changes) <= MARKDOWN_OPEN_ROWS:
+        top = _change_table(plan.changes, (limit - fixed) // 2)
+    else:
+        risky = [c for c in plan.changes if c.action in (Action.REPLACE, Action.DELETE)]
+        others = [c for c in plan.changes if c.action not in (Action.REPLACE, Action.DELETE)]
+        top = _kind_table(plan)
+        if risky:
+            top += ["", f"**Replaced or destroyed: {len(risky)}** (review these first)", ""]
+            top += _change_table(risky, (limit - fixed) * 2 // 5, MARKDOWN_REASON)
+        if others:
+            title = f"{'Other changes' if risky else 'Changes'}: {len(others)}"
+            top += ["", f"<details><summary>{title}</summary>", ""]
+            top += _change_table(others, (limit - fixed - len("\n".join(top))) // 2, MARKDOWN_REASON)
+            top += ["", "</details>"]
+    budget = limit - fixed - len("\n".join(top))
     body: list[str] = []
     shown = 0
     for change in plan.changes:
@@ -119,19 +191,27 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     if shown < len(plan.changes):
         body.append(f"... details of {len(plan.changes) - shown} more change(s) left out to fit a comment; "
                     "see the saved plan artifact or run `reconciler plan` locally.")
-    if len(head) + len(table) > 0 and len("\n".join(head + table)) > limit - 1000:
-        table = table[:2] + [f"| | {len(plan.changes)} changes: too many to list | | | |"]
-    return "\n".join(head + table + notes + details_open + body + details_close) + "\n"
+    fence = _fence(body)
+    details = details_open + [fence + "diff", *body, fence] + details_close
+    return "\n".join(head + top + notes + details) + "\n"
+
+
+def _names(names: Sequence[str], at_most: int) -> str:
+    shown = ", ".join(f"`{name}`" for name in names[:at_most])
+    return shown + (f" ... and {len(names) - at_most} more" if len(names) > at_most else "")
 
 
 def _markdown_notes(plan: Plan) -> list[str]:
     lines = []
     if plan.orphans:
         lines += ["", "**Kept, no longer in the specs** (apply with `--prune` to delete): "
-                      + ", ".join(f"`{o}`" for o in plan.orphans)]
+                      + _names(plan.orphans, MARKDOWN_NAMES)]
     if plan.unmanaged:
         lines += ["", f"**Unmanaged, never changed:** {len(plan.unmanaged)} resource(s): "
                       + ", ".join(f"`{u}`" for u in plan.unmanaged[:20])
                       + (" ..." if len(plan.unmanaged) > 20 else "")]
-    lines += ["", *[f"> Warning: {w}" for w in plan.warnings]] if plan.warnings else []
+    if plan.warnings:
+        lines += ["", *[f"> Warning: {_inline(w)}" for w in plan.warnings[:MARKDOWN_NAMES]]]
+        if len(plan.warnings) > MARKDOWN_NAMES:
+            lines.append(f"> ... and {len(plan.warnings) - MARKDOWN_NAMES} more warning(s)")
     return lines
