@@ -636,8 +636,12 @@ def test_apply_runs_per_environment_behind_a_github_environment_and_never_cancel
 
 def test_plan_and_apply_agree_on_the_artifact() -> None:
     plan = workflow("plan.yml")
-    paths = triggers(plan)["pull_request"]["paths"]
-    assert paths == ["environments/**", "schemas/**", "models/**"]
+    # Every pull request runs it (environments.py picks the environments from the paths),
+    # so the required "plan status" check always reports.
+    assert triggers(plan) == {"pull_request": None}
+    status = plan["jobs"]["status"]
+    assert status["name"] == "plan status" and status["needs"] == ["environments", "plan"]
+    assert status["if"] == "${{ !cancelled() }}"
     upload = step("plan.yml", "Upload the saved plan")
     assert upload["with"]["name"] == "plan-${{ matrix.name }}"
     assert "plan.json" in upload["with"]["path"]
@@ -648,6 +652,17 @@ def test_plan_and_apply_agree_on_the_artifact() -> None:
     assert '--name "plan-$ENV_NAME" --dir reviewed-plan' in download
     assert "--workflow plan.yml" in download
     assert ["apply", "reviewed-plan/plan.json"] in reconciler_commands("apply.yml")
+
+
+@pytest.mark.parametrize(("listed", "planned", "passes"), [
+    ("success", "success", True), ("success", "skipped", True), ("success", "failure", False),
+    ("failure", "skipped", False), ("success", "cancelled", False)])
+def test_plan_status_passes_only_when_every_affected_environment_planned(
+        tmp_path: Path, listed: str, planned: str, passes: bool) -> None:
+    (tmp_path / "work").mkdir()
+    result = run_step("plan.yml", "Every affected environment planned", tmp_path / "work",
+                      {"LISTED": listed, "PLANNED": planned})
+    assert (result.code == 0) == passes
 
 
 def test_drift_runs_nightly_and_by_hand() -> None:
