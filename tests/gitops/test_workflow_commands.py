@@ -406,7 +406,7 @@ def test_download_step_finds_the_plan_of_the_merged_pull_request(tmp_path: Path)
                                                                     "reviewed-plan"]},
     ]
     found = run_step("apply.yml", "Download the reviewed plan", tmp_path / "work",
-                     {"GH_TOKEN": "t", "ENV_NAME": "prod"}, rules)
+                     {"GH_TOKEN": "t", "GH_REPO": "contoso/edge-models", "ENV_NAME": "prod"}, rules)
     assert found.code == 0, found.err
     assert found.outputs == {"pr": "42", "run": "111"}
     assert (tmp_path / "work" / "reviewed-plan" / "plan.json").exists()
@@ -414,7 +414,7 @@ def test_download_step_finds_the_plan_of_the_merged_pull_request(tmp_path: Path)
     assert run_list[run_list.index("--workflow") + 1] == "plan.yml"
 
     none = run_step("apply.yml", "Download the reviewed plan", tmp_path / "work",
-                    {"GH_TOKEN": "t", "ENV_NAME": "prod"}, [])
+                    {"GH_TOKEN": "t", "GH_REPO": "contoso/edge-models", "ENV_NAME": "prod"}, [])
     assert none.code == 0, none.err
     assert none.outputs == {}
 
