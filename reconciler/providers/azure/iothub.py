@@ -1,0 +1,326 @@
+"""IoT Hub adapter: edge deployments (configurations), device counts, rollout health, lock device.
+
+Over azure-iot-hub 2.7 (``IoTHubConfigurationManager`` + ``IoTHubRegistryManager``), with the traps of that
+SDK avoided (see /work/shared/reference/iothub-acr-wire.md):
+
+* ``update_configuration`` PUTs the whole GET result back with an *unquoted* ``If-Match`` and gets 409 from
+  the real hub. Updates here send a fresh ``Configuration`` with the unchanged content through
+  ``protocol.configuration.create_or_update(id, cfg, if_match='"<etag>"')`` (what the Azure CLI does).
+* ``delete_configuration`` sends the etag unquoted (or ``*``): deletes go through the protocol layer with the
+  quoted etag of the configuration as it was read, so a concurrent change fails (412) instead of deleting it.
+* ``get_configurations`` returns every configuration of the hub (ADM ones too) in one call, without paging:
+  edge deployments are the ones with ``content.modulesContent``.
+* Aggregates (``SELECT COUNT() AS n``) come back as ``Twin`` objects with the value in
+  ``additional_properties``.
+
+Raw SDK ``Configuration`` objects hold the real registry passwords: they stay inside the provider.
+``live_deployment`` is the only way out, and it redacts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from reconciler.core.manifest import is_layered_content, redact_passwords
+from reconciler.errors import PermanentProviderError
+from reconciler.model import ownership
+from reconciler.model.specs import JSON
+from reconciler.model.state import DeploymentHealth, LiveDeployment
+from reconciler.providers.azure import errors
+from reconciler.providers.azure.auth import IOTHUB_TOP, HubAccess, iothub_managers
+from reconciler.providers.azure.retry import Retrier
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = "1.0"
+CREDENTIALS_PREFIX = "properties.desired.runtime.settings.registryCredentials."
+COUNT_ALIAS = "numberOfDevices"
+
+
+def quoted(etag: str) -> str:
+    """An entity tag as HTTP wants it in ``If-Match``: ``"MQ=="`` (``*`` stays bare)."""
+    if etag == "*" or (len(etag) > 1 and etag[0] == etag[-1] == '"'):
+        return etag
+    return f'"{etag}"'
+
+
+def utc_iso(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def modules_content(cfg: Any) -> dict[str, JSON] | None:
+    content = getattr(cfg, "content", None)
+    modules = getattr(content, "modules_content", None) if content is not None else None
+    return modules if isinstance(modules, dict) and modules else None
+
+
+def is_edge_deployment(cfg: Any) -> bool:
+    """IoT Edge deployments carry ``modulesContent``; ADM configurations carry device/module content."""
+    return modules_content(cfg) is not None
+
+
+def labels_of(cfg: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (getattr(cfg, "labels", None) or {}).items()}
+
+
+def owner_of(cfg: Any) -> str | None:
+    return ownership.owner_of(labels_of(cfg))
+
+
+def registry_credentials(content: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
+    """Registry name -> ``{address, username, password}`` from base or layered ``modulesContent``."""
+    agent = content.get("$edgeAgent")
+    if not isinstance(agent, dict):
+        return {}
+    found: dict[str, dict[str, JSON]] = {}
+    desired = agent.get("properties.desired")
+    if isinstance(desired, dict):
+        credentials = ((desired.get("runtime") or {}).get("settings") or {}).get("registryCredentials") or {}
+        found.update({k: v for k, v in credentials.items() if isinstance(v, dict)})
+    for key, value in agent.items():
+        if key.startswith(CREDENTIALS_PREFIX) and isinstance(value, dict):
+            found[key[len(CREDENTIALS_PREFIX):]] = value
+    return found
+
+
+def _precedes(other: Any, ours: Any, ours_layered: bool) -> bool:
+    """Whether base deployment ``other`` keeps ``ours`` from applying on a device both target: a layered
+    deployment applies only above the device's base; a base loses to a higher priority, or to a newer
+    deployment of the same priority."""
+    other_priority, our_priority = int(other.priority or 0), int(ours.priority or 0)
+    if ours_layered:
+        return other_priority >= our_priority
+    return (other_priority, utc_iso(other.created_time_utc)) > (our_priority, utc_iso(ours.created_time_utc))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    targeted: int
+    applied: int
+    succeeded: int
+    failed: int
+
+
+def system_metrics(cfg: Any) -> Metrics:
+    results = getattr(getattr(cfg, "system_metrics", None), "results", None) or {}
+
+    def number(name: str) -> int:
+        try:
+            return int(results.get(name) or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    return Metrics(number("targetedCount"), number("appliedCount"), number("reportedSuccessfulCount"),
+                   number("reportedFailedCount"))
+
+
+class IoTHub:
+    """One hub, for one environment. Every SDK call goes through ``retrier``; writes of configurations are
+    paced per hub."""
+
+    def __init__(self, access: HubAccess, credential: Callable[[], TokenCredential], retrier: Retrier,
+                 environment: str) -> None:
+        self.access = access
+        self._credential = credential
+        self._retrier = retrier
+        self.environment = environment
+        self._pace = f"iothub:{access.host.lower()}"
+
+    @cached_property
+    def _managers(self) -> tuple[Any, Any]:
+        credential = None if self.access.connection_string is not None else self._credential()
+        try:
+            return iothub_managers(self.access, credential, self._retrier.stats)
+        except Exception as exc:  # noqa: BLE001 - e.g. a connection string the SDK cannot parse
+            raise errors.to_provider_error(exc, f"IoT Hub {self.access.host} ({self.access.source})") from exc
+
+    @property
+    def configurations(self) -> Any:
+        return self._managers[0]
+
+    @property
+    def registry(self) -> Any:
+        return self._managers[1]
+
+    def call(self, fn: Callable[[], T], *, what: str, write: bool = False, paced: bool = False) -> T:
+        return self._retrier.call(fn, what=what, write=write, pace=self._pace if paced else None)
+
+    # --- reading --------------------------------------------------------------------
+
+    def list_configurations(self) -> list[Any]:
+        """Every configuration of the hub: ``GET /configurations?top=200``, one call."""
+        return list(self.call(lambda: self.configurations.get_configurations(IOTHUB_TOP) or [],
+                              what=f"deployments of {self.access.host}"))
+
+    def get_configuration(self, configuration_id: str) -> Any | None:
+        """``GET /configurations/{id}``; None when it does not exist."""
+
+        def get() -> Any | None:
+            try:
+                return self.configurations.get_configuration(configuration_id)
+            except Exception as exc:
+                if errors.describe(exc).status == 404:
+                    return None
+                raise
+
+        return self.call(get, what=f"deployment {configuration_id}")
+
+    def live_deployment(self, cfg: Any, health: DeploymentHealth | None = None) -> LiveDeployment:
+        """A configuration as the planner sees it: ownership keys stripped, passwords redacted."""
+        labels = labels_of(cfg)
+        owner = ownership.owner_of(labels)
+        content = redact_passwords(modules_content(cfg) or {})
+        metrics = getattr(cfg, "metrics", None)
+        return LiveDeployment(
+            id=cfg.id,
+            name=labels.get(ownership.NAME, cfg.id) if owner else cfg.id,
+            owner=owner,
+            content_hash=labels.get(ownership.FINGERPRINT) if owner else None,
+            content=content,
+            target_condition=cfg.target_condition or "",
+            priority=int(cfg.priority or 0),
+            labels=ownership.user_tags(labels),
+            metrics={str(k): str(v) for k, v in ((getattr(metrics, "queries", None) or {}).items())},
+            layered=is_layered_content(content),
+            created=utc_iso(cfg.created_time_utc),
+            health=health,
+        )
+
+    def health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
+        """Rollout health of every edge deployment, from the system metrics of the listing. Deployments of
+        this environment that do not apply on every device they target get ``shadowed_by``: the base
+        deployments that take precedence and share at least one device with them, one count query per such
+        pair."""
+        edge = [cfg for cfg in configs if is_edge_deployment(cfg)]
+        bases = [cfg for cfg in edge if not is_layered_content(modules_content(cfg) or {})]
+        health = {}
+        for cfg in edge:
+            metrics = system_metrics(cfg)
+            shadows: list[str] = []
+            if owner_of(cfg) == self.environment and metrics.applied < metrics.targeted:
+                layered = is_layered_content(modules_content(cfg) or {})
+                for other in bases:
+                    if other.id != cfg.id and _precedes(other, cfg, layered) and self.count_devices(
+                            f"({cfg.target_condition}) AND ({other.target_condition})") > 0:
+                        shadows.append(other.id)
+            health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
+                                              metrics.failed, tuple(sorted(shadows)))
+        return health
+
+    def count_devices(self, target_condition: str) -> int:
+        """IoT Edge devices a target condition selects: ``POST /devices/query`` with ``SELECT COUNT()``,
+        following continuation tokens if the hub pages the answer. Only edge devices count, as for the
+        hub's own ``targetedCount`` (the lock device is not one)."""
+        from azure.iot.hub.models import QuerySpecification
+
+        query = (f"SELECT COUNT() AS {COUNT_ALIAS} FROM devices "
+                 f"WHERE capabilities.iotEdge = true AND ({target_condition})")
+        total, token = 0, None
+
+        def page_after(token: str | None) -> Any:
+            return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token),
+                             what=f"device count for {target_condition!r}")
+
+        while True:
+            page = page_after(token)
+            for item in page.items or []:
+                extra = item if isinstance(item, dict) else (getattr(item, "additional_properties", None) or {})
+                total += int(extra.get(COUNT_ALIAS) or 0)
+            token = page.continuation_token
+            if not token:
+                return total
+
+    # --- writing --------------------------------------------------------------------
+
+    def _configuration(self, configuration_id: str, content: Any, labels: dict[str, str], target_condition: str,
+                       priority: int, metrics: dict[str, str], schema_version: str = SCHEMA_VERSION) -> Any:
+        from azure.iot.hub.models import Configuration, ConfigurationContent, ConfigurationMetrics
+
+        if ownership.owner_of(labels) != self.environment:  # the one rule no bug may break
+            raise PermanentProviderError(f"refusing to write a deployment not labelled as owned by environment "
+                                         f"{self.environment!r}", resource=configuration_id)
+        if isinstance(content, dict):
+            content = ConfigurationContent(modules_content=content)
+        return Configuration(id=configuration_id, schema_version=schema_version, labels=labels, content=content,
+                             target_condition=target_condition, priority=priority,
+                             metrics=ConfigurationMetrics(queries=dict(metrics)))
+
+    def create(self, configuration_id: str, content: dict[str, JSON], labels: dict[str, str],
+               target_condition: str, priority: int, metrics: dict[str, str]) -> None:
+        """``PUT /configurations/{id}`` without ``If-Match``. A 409 (the id exists: an earlier apply was
+        interrupted after the hub created it, or an ambiguous write was retried) is success when the existing
+        configuration is ours with the same fingerprint, else a permanent error."""
+        cfg = self._configuration(configuration_id, content, labels, target_condition, priority, metrics)
+
+        def put() -> bool:
+            try:
+                self.configurations.create_configuration(cfg)
+            except Exception as exc:
+                if errors.describe(exc).status == 409:
+                    return False
+                raise
+            return True
+
+        if self.call(put, what=f"deployment {configuration_id}", write=True, paced=True):
+            return
+        existing = self.get_configuration(configuration_id)
+        existing_labels = labels_of(existing) if existing is not None else {}
+        if (ownership.owner_of(existing_labels) == self.environment
+                and existing_labels.get(ownership.FINGERPRINT) == labels.get(ownership.FINGERPRINT)):
+            return
+        raise PermanentProviderError(
+            "a deployment with this id exists already and was not created by this environment with this "
+            "content; delete it or rename the Deployment spec", resource=configuration_id)
+
+    def update(self, configuration_id: str, labels: dict[str, str], target_condition: str, priority: int,
+               metrics: dict[str, str]) -> None:
+        """Change the mutable fields of an owned deployment: read it (for its etag and unchanged content),
+        then ``PUT`` a fresh ``Configuration`` with ``If-Match: "<etag>"``. Labels keep the ownership keys the
+        hub has; ``labels`` are the user's."""
+        current = self.get_configuration(configuration_id)
+        if current is None:
+            raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
+                                         resource=configuration_id)
+        self.check_owned(current)
+        reserved = {k: v for k, v in labels_of(current).items() if k in ownership.RESERVED_KEYS}
+        cfg = self._configuration(configuration_id, current.content, {**labels, **reserved}, target_condition,
+                                  priority, metrics, current.schema_version or SCHEMA_VERSION)
+        etag = quoted(current.etag or "*")
+        self.call(lambda: self.configurations.protocol.configuration.create_or_update(configuration_id, cfg,
+                                                                                       if_match=etag),
+                  what=f"deployment {configuration_id}", write=True, paced=True)
+
+    def check_owned(self, cfg: Any) -> None:
+        owner = owner_of(cfg)
+        if owner != self.environment:
+            whose = f"environment {owner!r}" if owner else "no environment (unmanaged)"
+            raise PermanentProviderError(f"owned by {whose}, not {self.environment!r}; the reconciler never "
+                                         "changes it", resource=cfg.id)
+
+    def delete(self, cfg: Any) -> None:
+        """``DELETE /configurations/{id}`` with the quoted etag it was read with. Gone already: done."""
+        self.check_owned(cfg)
+        etag = quoted(cfg.etag or "*")
+
+        def delete() -> None:
+            try:
+                self.configurations.protocol.configuration.delete(cfg.id, if_match=etag)
+            except Exception as exc:
+                if errors.describe(exc).status == 404:
+                    return
+                raise
+
+        self.call(delete, what=f"deployment {cfg.id}", write=True, paced=True)
