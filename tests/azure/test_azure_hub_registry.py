@@ -1,0 +1,524 @@
+"""``AzureProvider`` against the emulator: deployments on IoT Hub, device credentials on ACR, the lock.
+
+Real SDK clients (azure-iot-hub, azure-mgmt-containerregistry, azure-identity, azureml-core) reach the
+emulator through its HTTPS proxy; nothing is patched. What the provider sent is checked in the emulator's
+request log; what it left behind in the emulator's state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from reconciler.core.plan_json import plan_to_dict
+from reconciler.engine import Engine
+from reconciler.errors import LockHeld, PermanentProviderError, ProviderError
+from reconciler.model.plan import Action, Change
+from reconciler.model.specs import Kind, ResourceKey
+from reconciler.providers.azure import registry as acr_module
+from reconciler.providers.azure.lock import LOCK_TAG, lock_device_id
+from reconciler.providers.base import SilentProgress
+from tests.azure.conftest import (
+    ACR,
+    CLIENT_SECRET,
+    CONNECTION_STRING,
+    HUB,
+    HUB_KEY,
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    AzureWorld,
+)
+from tests.azure_emulator import iothub
+
+DEPLOYMENTS = frozenset({Kind.DEPLOYMENT})
+PREFIX = acr_module.token_prefix("prod", "workspace")
+
+
+def owned(world: AzureWorld) -> dict[str, dict[str, Any]]:
+    return {cid: cfg for cid, cfg in world.configurations().items()
+            if (cfg.get("labels") or {}).get("edge-reconciler.environment") == "prod"}
+
+
+def deployment_changes(world: AzureWorld) -> list[Change]:
+    """What a plan would still do to deployments (these tests leave models and images unapplied)."""
+    return [c for c in world.plan().changes if c.key.kind is Kind.DEPLOYMENT]
+
+
+def credentials_in(cfg: dict[str, Any]) -> dict[str, Any]:
+    agent = cfg["content"]["modulesContent"]["$edgeAgent"]
+    desired = agent.get("properties.desired")
+    if desired is not None:
+        return dict(desired["runtime"]["settings"]["registryCredentials"])
+    prefix = "properties.desired.runtime.settings.registryCredentials."
+    return {key[len(prefix):]: value for key, value in agent.items() if key.startswith(prefix)}
+
+
+def token_password(world: AzureWorld, token: str) -> str:
+    return world.registry.tokens[token].passwords["password1"].value
+
+
+def unmanaged_base(world: AzureWorld, cid: str, condition: str, priority: int) -> None:
+    """A deployment made in the portal: no ownership labels."""
+    from azure.iot.hub import IoTHubConfigurationManager
+    from azure.iot.hub.models import Configuration, ConfigurationContent
+
+    content = {"$edgeAgent": {"properties.desired": {"schemaVersion": "1.1", "runtime": {"type": "docker",
+               "settings": {}}, "systemModules": {}, "modules": {}}},
+               "$edgeHub": {"properties.desired": {"schemaVersion": "1.1", "routes": {}}}}
+    manager = IoTHubConfigurationManager.from_connection_string(CONNECTION_STRING)
+    manager.create_configuration(Configuration(id=cid, schema_version="1.0", labels={"team": "ops"},
+                                               content=ConfigurationContent(modules_content=content),
+                                               target_condition=condition, priority=priority))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The whole flow
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_engine_applies_prod_and_converges(azure_world: AzureWorld) -> None:
+    with Engine(azure_world.env_dir) as engine:
+        result = engine.apply()
+        assert [c.action for c in result.applied] == [Action.CREATE] * 4
+    with Engine(azure_world.env_dir) as engine:
+        assert not engine.plan().has_changes
+        report = engine.drift()
+    assert not report.has_drift
+    assert {r.name: (r.health.targeted, r.health.applied) for r in report.rollouts} == {
+        "iris-base": (3, 3), "iris-site-a-sensor": (2, 2)}
+    assert sorted(owned(azure_world)) == sorted(c.target for c in result.applied if c.key.kind is Kind.DEPLOYMENT)
+    assert lock_device_id("prod") not in azure_world.hub.devices  # released
+    # The engine took the lock in the hub: create the lock device, tag it, ..., delete it.
+    assert azure_world.emulator.calls("PUT", HUB, f"/devices/{lock_device_id('prod')}")
+    assert azure_world.emulator.calls("DELETE", HUB, f"/devices/{lock_device_id('prod')}")
+
+
+def test_create_writes_owned_labels_and_the_token_password(azure_world: AzureWorld) -> None:
+    plan = azure_world.apply(kinds=DEPLOYMENTS)
+    assert [c.action for c in plan.changes if c.key.kind is Kind.DEPLOYMENT] == [Action.CREATE] * 2
+    deployments = owned(azure_world)
+    base = next(cfg for cid, cfg in deployments.items() if cid.startswith("iris-base-"))
+    assert base["labels"] == {"app": "iris", "managed-by": "edge-reconciler", "edge-reconciler.environment": "prod",
+                              "edge-reconciler.name": "iris-base",
+                              "edge-reconciler.fingerprint": base["id"].rsplit("-", 1)[1]}
+    assert (base["priority"], base["targetCondition"]) == (10, "tags.environment='prod'")
+    credential = credentials_in(base)["workspace"]
+    token = f"{PREFIX}-v1"
+    assert credential["username"] == token and credential["address"] == f"{ACR}.azurecr.io"
+    assert credential["password"] == token_password(azure_world, token)  # a password devices can pull with
+    scope_map = azure_world.registry.scope_maps[PREFIX]
+    assert sorted(scope_map.actions) == ["repositories/iris-scorer/content/read",
+                                         "repositories/iris-scorer/metadata/read"]
+    # Creates carry no If-Match; the configuration body's id matches the path.
+    puts = azure_world.hub_requests("PUT", "/configurations/")
+    assert len(puts) == 2 and all("if-match" not in r.headers for r in puts)
+
+
+def test_noop_read_snapshot_makes_a_bounded_number_of_calls(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    provider = azure_world.provider()
+    desired = azure_world.desired()
+    provider.read_snapshot(desired)  # opens the workspace, fetches tokens
+    counts = []
+    for extra in range(3):
+        unmanaged_base(azure_world, f"portal-{extra}", "tags.site='b'", 1)
+        azure_world.emulator.reset_log()
+        snapshot = provider.read_snapshot(desired)
+        counts.append(len(azure_world.emulator.log))
+        assert len(snapshot.deployments) == 3 + extra
+        assert [(c.method, c.path) for c in azure_world.emulator.calls(host=HUB)] == [("GET", "/configurations")]
+        assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in azure_world.arm_calls()] == [
+            ("GET", ACR), ("GET", "tokens")]
+    assert counts[0] == counts[1] == counts[2] <= 8  # + models list + image tags (and the ACR token dance)
+
+
+def test_update_in_place_sends_a_fresh_configuration_with_the_quoted_etag(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    before = {cid: dict(cfg) for cid, cfg in owned(azure_world).items()}
+    azure_world.edit("deployments.yaml", "priority: 10", "priority: 15")
+    azure_world.emulator.reset_log()
+    plan = azure_world.apply(kinds=DEPLOYMENTS)
+    changes = [c for c in plan.changes if c.key.kind is Kind.DEPLOYMENT]
+    assert [(c.action, c.key.name) for c in changes] == [(Action.UPDATE, "iris-base")]
+    base_id = changes[0].target
+    assert sorted(owned(azure_world)) == sorted(before)  # same ids: updated in place
+    after = azure_world.configurations()[base_id]
+    assert after["priority"] == 15 and after["etag"] == "Mg=="
+    assert after["content"] == before[base_id]["content"]  # the password too: untouched
+    assert after["labels"] == before[base_id]["labels"]
+    puts = azure_world.hub_requests("PUT", "/configurations/")
+    assert [r.headers.get("if-match") for r in puts] == ['"MQ=="']
+    body = json.loads(puts[0].body)
+    assert not {"etag", "createdTimeUtc", "systemMetrics"} & set(body)  # a fresh object, not the GET result
+    assert body["priority"] == 15
+
+
+def test_replace_creates_the_new_deployment_before_deleting_the_old(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    old_ids = set(owned(azure_world))
+    azure_world.edit("deployments.yaml", "MODEL_NAME: iris-classifier", "MODEL_NAME: iris-classifier-v2")
+    azure_world.emulator.reset_log()
+    plan = azure_world.apply(kinds=DEPLOYMENTS)
+    change = next(c for c in plan.changes if c.key.kind is Kind.DEPLOYMENT)
+    assert change.action is Action.REPLACE
+    assert change.target not in old_ids and change.actual is not None and change.actual.id in old_ids
+    writes = [(c.method, c.path) for c in azure_world.emulator.calls(host=HUB) if c.method in ("PUT", "DELETE")]
+    assert writes == [("PUT", f"/configurations/{change.target}"), ("DELETE", f"/configurations/{change.actual.id}")]
+    delete = azure_world.hub_requests("DELETE", "/configurations/")[0]
+    assert delete.headers["if-match"] == '"MQ=="'
+    assert set(owned(azure_world)) == (old_ids - {change.actual.id}) | {change.target}
+    # The new deployment reuses the token password the other deployment embeds: no new password.
+    assert not azure_world.arm_calls("POST", "generateCredentials")
+    assert not deployment_changes(azure_world)
+
+
+def test_delete_only_with_prune_and_unmanaged_deployments_are_never_touched(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    unmanaged_base(azure_world, "portal-made", "tags.environment='prod'", 5)
+    text = (azure_world.env_dir / "deployments.yaml").read_text()
+    (azure_world.env_dir / "deployments.yaml").write_text(text.split("\n---\n")[0] + "\n")
+    plan = azure_world.apply(kinds=DEPLOYMENTS)
+    assert not [c for c in plan.changes if c.key.kind is Kind.DEPLOYMENT]
+    assert plan.orphans == ("deployment/iris-site-a-sensor",)
+    assert plan.unmanaged == ("deployment/portal-made",)
+    pruned = azure_world.apply(kinds=DEPLOYMENTS, prune=True)
+    assert [(c.action, c.key.name) for c in pruned.changes if c.key.kind is Kind.DEPLOYMENT] == [
+        (Action.DELETE, "iris-site-a-sensor")]
+    assert sorted(azure_world.configurations()) == sorted([*owned(azure_world), "portal-made"])
+    assert len(owned(azure_world)) == 1
+
+
+def test_the_provider_refuses_to_touch_what_it_does_not_own(azure_world: AzureWorld) -> None:
+    unmanaged_base(azure_world, "portal-made", "tags.environment='prod'", 5)
+    provider = azure_world.provider()
+    snapshot = provider.read_snapshot(azure_world.desired())
+    live = next(d for d in snapshot.deployments if d.id == "portal-made")
+    assert (live.owner, live.name, live.content_hash) == (None, "portal-made", None)
+    for action in (Action.DELETE, Action.UPDATE):
+        change = Change(ResourceKey(Kind.DEPLOYMENT, "portal-made"), action, "forged", actual=live,
+                        desired=None if action is Action.DELETE else _any_desired(azure_world, provider))
+        with pytest.raises(PermanentProviderError, match="never changes it"):
+            provider.apply(change, azure_world.desired(), SilentProgress())
+    assert azure_world.configurations()["portal-made"]["etag"] == "MQ=="
+
+
+def _any_desired(world: AzureWorld, provider: Any) -> Any:
+    plan = world.plan(provider)
+    return next(c.desired for c in plan.changes if c.key.kind is Kind.DEPLOYMENT)
+
+
+def test_an_interrupted_replace_is_finished_by_the_next_plan(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    azure_world.edit("deployments.yaml", "MODEL_NAME: iris-classifier", "MODEL_NAME: other")
+    provider = azure_world.provider()
+    plan = azure_world.plan(provider)
+    replace = next(c for c in plan.changes if c.action is Action.REPLACE)
+    # Only the create half ran (as if the process died in between).
+    create = Change(replace.key, Action.CREATE, "half", desired=replace.desired)
+    provider.apply(create, azure_world.desired(), SilentProgress())
+    again = deployment_changes(azure_world)
+    assert [(c.action, c.target) for c in again] == [(Action.DELETE, replace.actual.id)]  # type: ignore[union-attr]
+    azure_world.apply(kinds=DEPLOYMENTS)
+    assert not deployment_changes(azure_world)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Throttling
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_one_request_in_five_throttled_still_converges(azure_world: AzureWorld) -> None:
+    hub_faults = azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", status=429, retry_after=1, every=5)
+    arm_faults = azure_world.emulator.faults.add(host=r"management\.azure\.com", path="ContainerRegistry",
+                                                 status=429, retry_after=1, every=5)
+    provider = azure_world.provider()
+    azure_world.apply(provider, kinds=DEPLOYMENTS)
+    azure_world.edit("deployments.yaml", "priority: 10", "priority: 11")
+    azure_world.apply(provider, kinds=DEPLOYMENTS)
+    azure_world.edit("deployments.yaml", "MODEL_NAME: iris-classifier", "MODEL_NAME: x")
+    azure_world.apply(provider, kinds=DEPLOYMENTS)
+    with provider.lock("ci"):
+        pass
+    assert hub_faults.injected >= 3 and arm_faults.injected >= 1
+    assert provider.stats.retries >= hub_faults.injected + arm_faults.injected
+    assert not deployment_changes(azure_world)
+    assert len(owned(azure_world)) == 2
+
+
+def test_throttling_that_does_not_stop_is_a_transient_error_with_retry_after(azure_world: AzureWorld) -> None:
+    azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", path="/configurations", status=429,
+                                    retry_after=7)
+    provider = azure_world.provider()
+    with pytest.raises(ProviderError) as raised:
+        provider.read_snapshot(azure_world.desired())
+    error = raised.value
+    assert type(error).__name__ == "TransientProviderError" and error.retry_after == 7
+    assert "throttling" in str(error) and "after 6 attempts" in str(error)
+    assert len(azure_world.emulator.calls("GET", HUB, "/configurations")) == 6
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registry credentials
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_one_token_serves_every_deployment_and_a_new_one_keeps_the_others_valid(azure_world: AzureWorld) -> None:
+    text = (azure_world.env_dir / "deployments.yaml").read_text()
+    first, second = text.split("\n---\n")
+    (azure_world.env_dir / "deployments.yaml").write_text(first + "\n")
+    azure_world.apply(kinds=DEPLOYMENTS)
+    token = f"{PREFIX}-v1"
+    password = token_password(azure_world, token)
+    # A second deployment using the registry, in a later apply.
+    extra = first.replace("name: iris-base", "name: iris-canary").replace("priority: 10", "priority: 12")
+    (azure_world.env_dir / "deployments.yaml").write_text(first + "\n---\n" + extra + "\n---\n" + second)
+    azure_world.apply(kinds=DEPLOYMENTS)
+    assert token_password(azure_world, token) == password  # not regenerated: the first deployment still pulls
+    embedded = {cid: credentials_in(cfg).get("workspace") for cid, cfg in owned(azure_world).items()}
+    assert {c["password"] for c in embedded.values() if c} == {password}
+    assert len(azure_world.arm_calls("POST", "generateCredentials")) == 1
+    assert list(azure_world.registry.tokens) == [token]
+
+
+def test_rotation_replaces_the_deployments_then_deletes_the_old_token(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    provider = azure_world.provider()
+    assert provider.rotate_registry_credentials("workspace") == "token:v2"
+    plan = azure_world.plan(provider)
+    changes = [c for c in plan.changes if c.key.kind is Kind.DEPLOYMENT]
+    assert [(c.action, c.key.name) for c in changes] == [(Action.REPLACE, "iris-base")]  # the layer has no registry
+    assert "registry credentials rotated" in changes[0].reason or "content.$edgeAgent" in changes[0].reason
+    azure_world.apply(provider, kinds=DEPLOYMENTS)
+    assert list(azure_world.registry.tokens) == [f"{PREFIX}-v2"]
+    base = next(cfg for cid, cfg in owned(azure_world).items() if cid.startswith("iris-base-"))
+    assert credentials_in(base)["workspace"]["password"] == token_password(azure_world, f"{PREFIX}-v2")
+    assert not deployment_changes(azure_world)
+
+
+def test_a_token_broken_outside_the_reconciler_is_replaced(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    azure_world.registry.tokens[f"{PREFIX}-v1"].status = "disabled"  # someone disabled it in the portal
+    snapshot = azure_world.provider().read_snapshot(azure_world.desired())
+    assert snapshot.registries["workspace"].credential_version == "token:v2"
+    azure_world.apply(kinds=DEPLOYMENTS)
+    base = next(cfg for cid, cfg in owned(azure_world).items() if cid.startswith("iris-base-"))
+    assert credentials_in(base)["workspace"]["username"] == f"{PREFIX}-v2"
+    assert list(azure_world.registry.tokens) == [f"{PREFIX}-v2"]
+    assert not deployment_changes(azure_world)
+
+
+def test_a_password_regenerated_outside_the_reconciler_is_replaced(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    for cfg in owned(azure_world).values():  # deployed an hour ago...
+        cfg["createdTimeUtc"] = "2026-01-01T00:00:00.000000Z"
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from azure.mgmt.containerregistry.models import GenerateCredentialsParameters
+
+    client = ContainerRegistryManagementClient(DefaultAzureCredential(), SUBSCRIPTION)
+    token_id = client.tokens.get(RESOURCE_GROUP, ACR, f"{PREFIX}-v1").id
+    client.registries.begin_generate_credentials(  # ...and someone regenerated password1 now
+        RESOURCE_GROUP, ACR, GenerateCredentialsParameters(token_id=token_id, name="password1")).result()
+    assert azure_world.provider().read_snapshot(azure_world.desired()).registries["workspace"].credential_version \
+        == "token:v2"
+
+
+def test_admin_user_mode_embeds_the_admin_password_and_sees_regeneration(azure_world: AzureWorld) -> None:
+    azure_world.edit("environment.yaml", "credentials: scopedToken", "credentials: adminUser")
+    azure_world.apply(kinds=DEPLOYMENTS)
+    base = next(cfg for cid, cfg in owned(azure_world).items() if cid.startswith("iris-base-"))
+    credential = credentials_in(base)["workspace"]
+    assert credential == {"address": f"{ACR}.azurecr.io", "username": ACR,
+                          "password": azure_world.registry.passwords["password"]}
+    assert not azure_world.registry.tokens and PREFIX not in azure_world.registry.scope_maps
+    assert not deployment_changes(azure_world)
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from azure.mgmt.containerregistry.models import RegenerateCredentialParameters
+
+    client = ContainerRegistryManagementClient(DefaultAzureCredential(), SUBSCRIPTION)
+    client.registries.regenerate_credential(RESOURCE_GROUP, ACR, RegenerateCredentialParameters(name="password"))
+    changes = deployment_changes(azure_world)
+    assert [(c.action, c.reason.split(": ")[-1]) for c in changes] == [(Action.REPLACE, "registry credentials rotated")]
+
+
+def test_a_disabled_admin_user_is_an_error_and_is_never_enabled(azure_world: AzureWorld) -> None:
+    azure_world.edit("environment.yaml", "credentials: scopedToken", "credentials: adminUser")
+    azure_world.registry.admin_user_enabled = False
+    with pytest.raises(PermanentProviderError) as raised:
+        azure_world.plan()
+    message = str(raised.value)
+    assert "admin user of this registry is disabled" in message and "scopedToken" in message
+    assert f"az acr update --name {ACR} --admin-enabled true" in message
+    assert azure_world.registry.admin_user_enabled is False
+    assert not azure_world.arm_calls("PATCH") and not azure_world.arm_calls("POST", "listCredentials")
+
+
+def test_the_workspace_registry_is_used_when_acr_is_omitted(azure_world: AzureWorld) -> None:
+    azure_world.edit("environment.yaml", "      acr: contosoedgeprod\n", "")
+    snapshot = azure_world.provider().read_snapshot(azure_world.desired())
+    assert snapshot.registries["workspace"].address == f"{ACR}.azurecr.io"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Secrets
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_no_secret_in_snapshots_plans_logs_or_errors(azure_world: AzureWorld, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", status=503, retry_after=0, every=3)
+    provider = azure_world.provider()
+    azure_world.apply(provider, kinds=DEPLOYMENTS)
+    password = token_password(azure_world, f"{PREFIX}-v1")
+    assert any(password in r.body.decode() for r in azure_world.hub_requests("PUT"))  # it went to the hub only
+    azure_world.edit("deployments.yaml", "MODEL_NAME: iris-classifier", "MODEL_NAME: changed")
+    plan = azure_world.plan(provider)
+    snapshot = provider.read_snapshot(azure_world.desired(), health=True)
+    saved_plan = json.dumps(plan_to_dict(plan, str(azure_world.env_dir)))
+    texts = [repr(snapshot), repr(plan), saved_plan, repr(provider.hub.access), repr(provider.stats)]
+    # A failure whose answer echoes the content back: the message must not carry it.
+    azure_world.emulator.faults.clear()
+    azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", method="PUT", status=400,
+                                    code=f"Bad content \"password\": \"{password}\" {CONNECTION_STRING}")
+    with pytest.raises(ProviderError) as raised:
+        azure_world.apply(provider, kinds=DEPLOYMENTS)
+    texts += [str(raised.value), repr(raised.value)]
+    azure_world.emulator.faults.clear()
+    azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", status=401)
+    with pytest.raises(PermanentProviderError) as unauthorised:
+        azure_world.provider().read_snapshot(azure_world.desired())
+    assert "check the credentials" in str(unauthorised.value)
+    texts += [str(unauthorised.value), caplog.text]
+    texts += [record.getMessage() for record in caplog.records]
+    for secret in (password, HUB_KEY, CONNECTION_STRING, CLIENT_SECRET):
+        assert not [text for text in texts if secret in text], secret
+
+
+def test_missing_or_wrong_connection_string_names_the_variable(azure_world: AzureWorld,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IOTHUB_CONNECTION_STRING")
+    with pytest.raises(PermanentProviderError, match="IOTHUB_CONNECTION_STRING is not set"):
+        azure_world.provider().read_snapshot(azure_world.desired())
+    monkeypatch.setenv("IOTHUB_CONNECTION_STRING", CONNECTION_STRING.replace(HUB, "other.azure-devices.net"))
+    with pytest.raises(PermanentProviderError, match="is for the hub other.azure-devices.net") as raised:
+        azure_world.provider().read_snapshot(azure_world.desired())
+    assert HUB_KEY not in str(raised.value)
+    monkeypatch.setenv("IOTHUB_CONNECTION_STRING", "garbage-" + HUB_KEY)
+    with pytest.raises(PermanentProviderError, match="HostName, SharedAccessKeyName, SharedAccessKey missing") as bad:
+        azure_world.provider().read_snapshot(azure_world.desired())
+    assert HUB_KEY not in str(bad.value)
+
+
+def test_without_a_connection_string_the_hub_is_reached_with_the_azure_credential(azure_world: AzureWorld) -> None:
+    azure_world.edit("environment.yaml", "      connectionString:\n        fromEnv: IOTHUB_CONNECTION_STRING\n", "")
+    azure_world.apply(kinds=DEPLOYMENTS)
+    assert len(owned(azure_world)) == 2
+    authorizations = {r.headers["authorization"].split()[0] for r in azure_world.hub_requests()}
+    assert authorizations == {"Bearer"}
+
+
+def test_validate_and_imports_do_not_load_azure_sdks() -> None:
+    code = ("import sys, reconciler.providers.azure.provider, reconciler.providers.azure.lock;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('azure', 'azureml', 'msrest')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Device counts and health
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_count_devices_counts_edge_devices_only(azure_world: AzureWorld) -> None:
+    iothub.seed_devices(azure_world.emulator.state, [("leaf-1", {"environment": "prod"})], hub=HUB, edge=False)
+    provider = azure_world.provider()
+    with provider.lock("me"):
+        assert provider.count_devices("tags.environment='prod'") == 3
+        assert provider.count_devices("tags.environment='prod' AND tags.site='a'") == 2
+        assert provider.count_devices("deviceId = 'nope'") == 0
+    queries = [json.loads(r.body)["query"] for r in azure_world.hub_requests("POST", "/devices/query")]
+    assert queries[0] == ("SELECT COUNT() AS numberOfDevices FROM devices "
+                          "WHERE capabilities.iotEdge = true AND (tags.environment='prod')")
+
+
+def test_health_reports_metrics_and_shadowing_deployments(azure_world: AzureWorld) -> None:
+    azure_world.apply(kinds=DEPLOYMENTS)
+    unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)  # wins on cam-b1
+    unmanaged_base(azure_world, "portal-elsewhere", "tags.environment='staging'", 90)  # no overlap
+    iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
+    azure_world.emulator.reset_log()
+    snapshot = azure_world.provider().read_snapshot(azure_world.desired(), health=True)
+    health = {d.name: d.health for d in snapshot.deployments}
+    base = health["iris-base"]
+    assert base is not None
+    assert (base.targeted, base.applied, base.succeeded, base.failed) == (3, 2, 1, 1)
+    assert base.shadowed_by == ("portal-override",)
+    sensor = health["iris-site-a-sensor"]
+    assert sensor is not None and sensor.shadowed_by == ()
+    # One count query per (ours, higher-priority base) pair, only for ours not applied everywhere.
+    assert len(azure_world.emulator.calls("POST", HUB, "/devices/query")) == 2
+    with Engine(azure_world.env_dir) as engine:
+        report = engine.drift()
+    assert [(i.resource, i.category) for i in report.items if i.resource.startswith("deployment/")] == [
+        ("deployment/iris-base", "shadowed")]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The lock
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_the_lock_is_held_until_released(azure_world: AzureWorld) -> None:
+    first, second = azure_world.provider(), azure_world.provider()
+    with first.lock("alice@ci GitHub run 1"):
+        device = azure_world.hub.devices[lock_device_id("prod")]
+        assert device.tags[LOCK_TAG]["holder"] == "alice@ci GitHub run 1"
+        assert not device.is_edge and device.identity["status"] == "disabled"
+        with pytest.raises(LockHeld) as raised, second.lock("bob@ci GitHub run 2"):
+            pytest.fail("two holders")
+        message = str(raised.value)
+        assert "alice@ci GitHub run 1" in message and f"expires {device.tags[LOCK_TAG]['expires']}" in message
+        assert lock_device_id("prod") in message
+    assert lock_device_id("prod") not in azure_world.hub.devices
+    with second.lock("bob@ci GitHub run 2"):
+        assert azure_world.hub.devices[lock_device_id("prod")].tags[LOCK_TAG]["holder"] == "bob@ci GitHub run 2"
+
+
+def test_an_expired_lock_is_taken_over_and_its_old_holder_stops(azure_world: AzureWorld) -> None:
+    slow = azure_world.provider(lock_ttl=timedelta(seconds=1))
+    fast = azure_world.provider()
+    with slow.lock("slow run"):
+        import time
+
+        time.sleep(1.2)
+        with fast.lock("fast run"):
+            assert azure_world.hub.devices[lock_device_id("prod")].tags[LOCK_TAG]["holder"] == "fast run"
+            patch = azure_world.hub_requests("PATCH", "/twins/")[-1]
+            assert patch.headers["if-match"].startswith('"') and patch.headers["if-match"] != '"*"'
+            with pytest.raises(LockHeld, match="taken over by fast run"):
+                slow.apply(Change(ResourceKey(Kind.MODEL, "x"), Action.DELETE, "r"), azure_world.desired(),
+                           SilentProgress())
+        assert lock_device_id("prod") not in azure_world.hub.devices
+    assert lock_device_id("prod") not in azure_world.hub.devices
+
+
+def test_a_lock_device_without_its_tag_still_names_the_holder(azure_world: AzureWorld) -> None:
+    from azure.iot.hub import IoTHubRegistryManager
+
+    manager = IoTHubRegistryManager.from_connection_string(CONNECTION_STRING)
+    manager.create_device_with_sas(lock_device_id("prod"), None, None, "disabled",
+                                   status_reason="2999-01-01T00:00:00+00:00|abc|2026-01-01T00:00:00+00:00|crashed run")
+    with pytest.raises(LockHeld, match="crashed run since 2026-01-01T00:00:00"), azure_world.provider().lock("me"):
+        pass
+    manager.delete_device(lock_device_id("prod"))
+    manager.create_device_with_sas(lock_device_id("prod"), None, None, "disabled",
+                                   status_reason="2000-01-01T00:00:00+00:00|abc|1999-12-31T00:00:00+00:00|dead run")
+    with azure_world.provider().lock("me"):
+        assert azure_world.hub.devices[lock_device_id("prod")].tags[LOCK_TAG]["holder"] == "me"
