@@ -55,12 +55,14 @@ def running_emulator(azure_home: Path) -> Iterator[AzureEmulator]:
 @pytest.fixture
 def emulator(running_emulator: AzureEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureEmulator]:
     """Fresh state: one workspace (``SUB``/``RG``/``WS``) whose registry ``REGISTRY`` is empty, and a service
-    principal in the environment. Fails the test if the emulator met a request it could not route."""
+    principal in the environment, retry waits scaled to nothing. Fails the test if the emulator met a request
+    it could not route."""
     running_emulator.reset()
     arm.add_workspace(running_emulator.state, SUB, RG, WS, registry_name=REGISTRY)
     monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
     monkeypatch.setenv("AZURE_CLIENT_ID", "edge-reconciler-ci")
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-a-secret")
+    monkeypatch.setenv("RECONCILER_RETRY_SCALE", "0")  # retries without their waits
     yield running_emulator
     assert running_emulator.errors == [], running_emulator.errors[0] if running_emulator.errors else ""
     assert running_emulator.unmatched == [], [f"{r.method} {r.host}{r.path}" for r in running_emulator.unmatched]

@@ -345,6 +345,15 @@ def test_list_owned_images_reads_label_tags(connection: WorkspaceConnection, emu
     assert images[0].created.endswith("+00:00")
 
 
+def test_throttled_registry_reads_are_retried(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
+    builder = AzureMLImageBuilder(connection)
+    acr.push_image(emulator.state, REGISTRY, IMAGE, "0123456789ab")
+    throttle = emulator.faults.add(method="GET", path="/_tags$", status=429, retry_after=1, times=1)
+
+    assert [i.label for i in builder.list_owned("prod", [IMAGE])] == ["0123456789ab"]
+    assert throttle.injected == 1 and connection.retrier.stats.retries == 1  # ours: the client's are off
+
+
 def test_delete_image_removes_only_its_tag(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
     builder = AzureMLImageBuilder(connection)
     for tag in ("0123456789ab", "ba9876543210", "latest"):
@@ -391,6 +400,7 @@ def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnect
     assert mms == [("GET", "westeurope.modelmanagement.azureml.net", "models")]
     assert [c[2] for c in arm_calls] == ["subscriptions", WS] * 2  # open the workspace, then its details
     assert len(acr_calls) == 2 * 4  # per repository: challenge, exchange, token, tags
+    assert fresh.retrier.stats.http["acr"] == len(acr_calls)
     assert not [c for c in calls if c[2] == "endpoints"]  # the cloud is named: no cloud metadata fetch
     others = [c for c in calls if c not in mms + arm_calls + acr_calls]
     assert len(others) <= 3  # AAD (discovery and a token per audience, cached by the credential), discovery

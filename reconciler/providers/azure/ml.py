@@ -16,7 +16,7 @@ Traps of the SDK that shape this module (see also the wire notes in the docstrin
   ownership keys here, so the full-map replace it sends is never empty; an emptied description has its own
   patch (``_clear_description``).
 * The SDK prints progress ("Registering model ...") on stdout, which belongs to the CLI (``plan --format
-  json``): every call runs with stdout captured (``_sdk``).
+  json``): every call runs with stdout captured (``WorkspaceConnection.call``).
 * SDK v1 cannot list built images (``Model.package`` results): they are read from the registry's tags.
 """
 
@@ -40,7 +40,9 @@ from reconciler.model import ownership
 from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ImageVersion, ModelVersion
+from reconciler.providers.azure import errors
 from reconciler.providers.azure.ml_api import changed_properties
+from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.base import Progress
 
 if TYPE_CHECKING:
@@ -54,26 +56,6 @@ BUILD_LOG_TAIL = 60  # lines of a failed build's log quoted in the error
 RUNNING = frozenset({"NotStarted", "Running"})
 
 
-def call(fn: Callable[[], T], *, what: str, write: bool) -> T:
-    """Stand-in for ``retry.call`` until it exists: map any SDK failure to a permanent provider error."""
-    try:
-        return fn()
-    except ProviderError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the provider boundary: nothing else may escape
-        raise PermanentProviderError(str(exc), resource=what) from exc
-
-
-def _sdk(fn: Callable[[], T], *, what: str, write: bool) -> T:
-    """One SDK call through the retry/error wrapper, its prints kept off the CLI's stdout."""
-
-    def quietly() -> T:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return fn()
-
-    return call(quietly, what=what, write=write)
-
-
 def _scope(resource: str) -> str:
     """An AAD v1 resource (what azureml asks for) as a v2 scope: ``https://management.core.windows.net/``
     becomes ``https://management.core.windows.net/.default``."""
@@ -85,14 +67,29 @@ class WorkspaceConnection:
 
     Opening it costs an AAD token, ``GET /subscriptions`` (``TokenAuthentication`` checks the subscription)
     and ``GET {workspace}``; the first model call adds one unauthenticated discovery ``GET``.
+
+    Every SDK call goes through ``call``, that is through the provider's ``Retrier`` (shared, so that its
+    ``CallStats`` count these calls too). azureml-core keeps retries of its own (msrest's, and the artifact
+    client's upload retries) that no supported setting turns off; only the azure-containerregistry client
+    is built with its retries off.
     """
 
     def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
-                 credential: TokenCredential) -> None:
+                 credential: TokenCredential, retrier: Retrier | None = None) -> None:
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.workspace_name = workspace_name
         self.credential = credential
+        self.retrier = retrier or Retrier()
+
+    def call(self, fn: Callable[[], T], *, what: str, write: bool) -> T:
+        """One SDK call through the retrier, its prints kept off the CLI's stdout."""
+
+        def quietly() -> T:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return fn()
+
+        return self.retrier.call(quietly, what=what, write=write)
 
     @cached_property
     def workspace(self) -> Any:
@@ -102,13 +99,13 @@ class WorkspaceConnection:
         # azureml asks for tokens by AAD v1 resource (ARM, or Azure ML's own audience); any azure-identity
         # credential answers by v2 scope and caches the tokens.
         auth = TokenAuthentication(lambda resource: self.credential.get_token(_scope(resource)).token, cloud=CLOUD)
-        return _sdk(lambda: Workspace(self.subscription_id, self.resource_group, self.workspace_name, auth=auth),
-                    what=f"workspace {self.workspace_name}", write=False)
+        return self.call(lambda: Workspace(self.subscription_id, self.resource_group, self.workspace_name, auth=auth),
+                         what=f"workspace {self.workspace_name}", write=False)
 
     @cached_property
     def registry(self) -> str:
         """The login server of the workspace's container registry, where ``Model.package`` pushes images."""
-        details = _sdk(self.workspace.get_details, what=f"workspace {self.workspace_name}", write=False)
+        details = self.call(self.workspace.get_details, what=f"workspace {self.workspace_name}", write=False)
         registry_id = details.get("containerRegistry")
         if not registry_id:
             raise PermanentProviderError(
@@ -157,12 +154,12 @@ def _working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def _get_model(workspace: Any, version: ModelVersion) -> Any:
+def _get_model(connection: WorkspaceConnection, version: ModelVersion) -> Any:
     """One version as an SDK ``Model`` (``GET {mms}/models/{name}:{version}``)."""
     from azureml.core.model import Model
 
-    return _sdk(lambda: Model(workspace, id=f"{version.name}:{version.version}"),
-                what=f"model/{version.name}:{version.version}", write=False)
+    return connection.call(lambda: Model(connection.workspace, id=f"{version.name}:{version.version}"),
+                           what=f"model/{version.name}:{version.version}", write=False)
 
 
 def _clear_description(model: Any) -> None:
@@ -185,14 +182,15 @@ class AzureMLModelRegistry:
 
     def __init__(self, connection: WorkspaceConnection) -> None:
         self._connection = connection
+        self._call = connection.call
 
     def _list(self, environment: str, name: str | None = None) -> list[Any]:
         from azureml.core.model import Model
 
         wanted = [[ownership.MANAGED_BY, ownership.MANAGED_BY_VALUE], [ownership.ENVIRONMENT, environment]]
         # expand=False: otherwise models that name a run or datasets cost a run-history call each.
-        models = _sdk(lambda: Model.list(self._connection.workspace, name=name, tags=wanted, expand=False),
-                      what=f"model/{name}" if name else "models", write=False)
+        models = self._call(lambda: Model.list(self._connection.workspace, name=name, tags=wanted, expand=False),
+                            what=f"model/{name}" if name else "models", write=False)
         return [m for m in models if ownership.owner_of(dict(m.tags or {})) == environment]
 
     def list_owned(self, environment: str) -> list[ModelVersion]:
@@ -210,31 +208,31 @@ class AzureMLModelRegistry:
             )
 
         with _working_directory(spec.path.parent):
-            return _to_version(_sdk(register, what=f"model/{spec.name}", write=True))
+            return _to_version(self._call(register, what=f"model/{spec.name}", write=True))
 
     def update(self, version: ModelVersion, spec: ModelSpec) -> ModelVersion:
         what = f"model/{version.name}:{version.version}"
         if version.owner is None:
             raise PermanentProviderError("not created by edge-reconciler: left unchanged", resource=what)
-        model = _get_model(self._connection.workspace, version)
+        model = _get_model(self._connection, version)
         current = _to_version(model)
         if changed := changed_properties(current, spec):
             raise PermanentProviderError(
                 f"properties are add-only in Azure ML and {', '.join(changed)} would change; "
                 "register a new version instead", resource=what)
         tags = {**spec.tags, **_owner_tags(version.owner, version.name)}
-        _sdk(lambda: model.update(tags=tags, description=spec.description or None), what=what, write=True)
+        self._call(lambda: model.update(tags=tags, description=spec.description or None), what=what, write=True)
         if not spec.description and current.description:
-            _sdk(lambda: _clear_description(model), what=what, write=True)
+            self._call(lambda: _clear_description(model), what=what, write=True)
         added = {k: v for k, v in spec.properties.items() if k not in current.properties}
         if added:
-            _sdk(lambda: model.add_properties(added), what=what, write=True)
+            self._call(lambda: model.add_properties(added), what=what, write=True)
         return replace(current, description=spec.description, tags=dict(spec.tags),
                        properties={**current.properties, **added})
 
     def delete_all(self, name: str, environment: str) -> None:
         for model in self._list(environment, name):
-            _sdk(model.delete, what=f"model/{name}:{model.version}", write=True)
+            self._call(model.delete, what=f"model/{name}:{model.version}", write=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -256,6 +254,7 @@ class AzureMLImageBuilder:
     def __init__(self, connection: WorkspaceConnection, *, poll_interval: float = 5.0,
                  timeout: float = 3600.0) -> None:
         self._connection = connection
+        self._call = connection.call
         self._poll_interval = poll_interval
         self._timeout = timeout
 
@@ -267,7 +266,9 @@ class AzureMLImageBuilder:
     def _client(self) -> Any:
         from azure.containerregistry import ContainerRegistryClient
 
-        return ContainerRegistryClient(f"https://{self.registry}", self._connection.credential)
+        stats = self._connection.retrier.stats
+        return ContainerRegistryClient(f"https://{self.registry}", self._connection.credential, retry_total=0,
+                                       raw_response_hook=lambda response: stats.count_http("acr"))
 
     def list_owned(self, environment: str, names: list[str]) -> list[ImageVersion]:
         return [self._to_image(name, tag, environment) for name in sorted(set(names))
@@ -282,7 +283,7 @@ class AzureMLImageBuilder:
             except ResourceNotFoundError:
                 return []  # nothing was ever built under this name
 
-        return _sdk(fetch, what=f"image/{repository}", write=False)
+        return self._call(fetch, what=f"image/{repository}", write=False)
 
     def _to_image(self, name: str, tag: Any, environment: str) -> ImageVersion:
         built = tag.last_updated_on or tag.created_on  # a rebuilt label is pushed again
@@ -301,7 +302,7 @@ class AzureMLImageBuilder:
                     f"the build is still {package.state} after {self._timeout:.0f} s; run `reconciler plan` "
                     "again later: a finished build shows up as unchanged", resource=what)
             time.sleep(self._poll_interval)
-            _sdk(package.update_creation_state, what=what, write=False)
+            self._call(package.update_creation_state, what=what, write=False)
             polls += 1
             progress.advance(polls, None)
         if package.state != "Succeeded":
@@ -321,7 +322,7 @@ class AzureMLImageBuilder:
         if given != image.model_fingerprints:  # the label promises exactly these model files
             raise ValueError(f"{what}: built from {given}, but its label stands for {image.model_fingerprints}")
         workspace = self._connection.workspace
-        resolved = [_get_model(workspace, m) for m in models]
+        resolved = [_get_model(self._connection, m) for m in models]
         spec = image.spec
 
         def submit() -> Any:
@@ -334,17 +335,17 @@ class AzureMLImageBuilder:
                                          source_directory=str(spec.source_directory), environment=environment)
             return Model.package(workspace, resolved, config, image_name=spec.name, image_label=image.label)
 
-        return _sdk(submit, what=what, write=True)
+        return self._call(submit, what=what, write=True)
 
     def _failure(self, package: Any) -> str:
         error = package.error or {}
         message = error.get("message") if isinstance(error, dict) else str(error)
         text = f"the image build ended {package.state}: {message or 'no reason given'}"
         try:
-            log = _sdk(package.get_logs, what="build log", write=False)
+            log = self._call(package.get_logs, what="build log", write=False)
         except ProviderError as exc:
             return f"{text}\n(the build log could not be read: {exc})"
-        lines = log.splitlines()
+        lines = errors.scrub(log).splitlines()
         omitted = f" (last {BUILD_LOG_TAIL} of {len(lines)} lines)" if len(lines) > BUILD_LOG_TAIL else ""
         return f"{text}\nbuild log{omitted}:\n" + "\n".join(lines[-BUILD_LOG_TAIL:])
 
@@ -354,7 +355,7 @@ class AzureMLImageBuilder:
             raise PermanentProviderError("not an image label edge-reconciler builds: left in place", resource=what)
         # Only the tag: its manifest may carry other tags, and untagged manifests are the registry's
         # retention policy's business.
-        _sdk(lambda: self._client.delete_tag(version.name, version.label), what=what, write=True)
+        self._call(lambda: self._client.delete_tag(version.name, version.label), what=what, write=True)
 
     def close(self) -> None:
         if "_client" in self.__dict__:
