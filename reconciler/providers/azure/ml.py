@@ -18,6 +18,9 @@ Traps of the SDK that shape this module (see also the wire notes in the docstrin
 * The SDK prints progress ("Registering model ...") on stdout, which belongs to the CLI (``plan --format
   json``): every call runs with stdout captured (``WorkspaceConnection.call``).
 * SDK v1 cannot list built images (``Model.package`` results): they are read from the registry's tags.
+* azureml's own transport retries a 5xx answer even to a POST (seen against the emulator for
+  ``POST models`` and ``POST packages``): a register whose first answer was lost may leave one extra
+  version with the same fingerprint. Harmless: the planner compares the newest.
 """
 
 from __future__ import annotations
@@ -340,7 +343,7 @@ class AzureMLImageBuilder:
     def _failure(self, package: Any) -> str:
         error = package.error or {}
         message = error.get("message") if isinstance(error, dict) else str(error)
-        text = f"the image build ended {package.state}: {message or 'no reason given'}"
+        text = errors.scrub(f"the image build ended {package.state}: {message or 'no reason given'}")
         try:
             log = self._call(package.get_logs, what="build log", write=False)
         except ProviderError as exc:

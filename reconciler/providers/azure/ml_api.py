@@ -13,7 +13,7 @@ Failure semantics (both protocols, on top of ``providers.base``):
   naming convention (see ``ImageBuilder``).
 * Reads are bounded: one list call per kind (models) or per image repository, plus paging; never one call
   per version.
-* Writes are not retried blindly by the implementations: a register or build that failed half-way is
+* Writes are not retried blindly (``retry.Retrier``): a register or build that failed half-way is
   recovered by re-planning, which sees what exists.
 """
 
