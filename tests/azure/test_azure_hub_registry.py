@@ -470,6 +470,29 @@ def test_health_reports_metrics_and_shadowing_deployments(azure_world: AzureWorl
         ("deployment/iris-base", "shadowed")]
 
 
+def test_health_is_counted_by_query_when_the_listing_has_no_system_metrics(azure_world: AzureWorld) -> None:
+    """The real hub may list configurations with empty ``systemMetrics.results`` (the Azure CLI re-runs the
+    queries then): the provider counts with the hub's own metric queries."""
+    azure_world.apply(kinds=DEPLOYMENTS)
+    unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)
+    iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
+    hub = azure_world.provider().hub
+    configs = hub.list_configurations()
+    listed = hub.health(configs)
+    for cfg in configs:
+        cfg.system_metrics.results = {}
+    azure_world.emulator.reset_log()
+    recounted = hub.health(configs)
+    assert {k: v for k, v in recounted.items() if k != "portal-override"} == {
+        k: v for k, v in listed.items() if k != "portal-override"}
+    base_id = next(k for k in listed if k.startswith("iris-base-"))
+    assert (recounted[base_id].targeted, recounted[base_id].failed) == (3, 1)
+    assert recounted["portal-override"].targeted == 0  # not ours: not recounted
+    queries = [json.loads(r.body)["query"] for r in azure_world.hub_requests("POST", "/devices/query")]
+    assert len(queries) == 2 * 4 + 1  # 4 counts per owned deployment, 1 shadowing pair
+    assert any("FROM devices.modules WHERE" in q.replace("where", "WHERE") for q in queries)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The lock
 # --------------------------------------------------------------------------------------------------------------

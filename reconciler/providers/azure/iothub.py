@@ -19,6 +19,7 @@ Raw SDK ``Configuration`` objects hold the real registry passwords: they stay in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -114,8 +115,16 @@ class Metrics:
     failed: int
 
 
-def system_metrics(cfg: Any) -> Metrics:
+METRIC_NAMES = ("targetedCount", "appliedCount", "reportedSuccessfulCount", "reportedFailedCount")
+SELECT_CLAUSE = re.compile(r"(?is)^\s*select\s+.+?\s+from\s+")
+
+
+def system_metrics(cfg: Any) -> Metrics | None:
+    """The hub's figures, or None when the listing left them out (the real hub may return empty
+    ``systemMetrics.results``; the Azure CLI re-runs the queries in that case too)."""
     results = getattr(getattr(cfg, "system_metrics", None), "results", None) or {}
+    if not all(name in results for name in METRIC_NAMES):
+        return None
 
     def number(name: str) -> int:
         try:
@@ -123,8 +132,14 @@ def system_metrics(cfg: Any) -> Metrics:
         except (TypeError, ValueError):
             return 0
 
-    return Metrics(number("targetedCount"), number("appliedCount"), number("reportedSuccessfulCount"),
-                   number("reportedFailedCount"))
+    return Metrics(*(number(name) for name in METRIC_NAMES))
+
+
+def count_query(query: str) -> str | None:
+    """``select deviceId from devices.modules where ...`` -> ``SELECT COUNT() AS n FROM devices.modules where ...``"""
+    if not SELECT_CLAUSE.match(query or ""):
+        return None
+    return SELECT_CLAUSE.sub(f"SELECT COUNT() AS {COUNT_ALIAS} FROM ", query, count=1)
 
 
 class IoTHub:
@@ -208,9 +223,10 @@ class IoTHub:
         bases = [cfg for cfg in edge if not is_layered_content(modules_content(cfg) or {})]
         health = {}
         for cfg in edge:
-            metrics = system_metrics(cfg)
+            ours = owner_of(cfg) == self.environment
+            metrics = system_metrics(cfg) or (self._recount(cfg) if ours else Metrics(0, 0, 0, 0))
             shadows: list[str] = []
-            if owner_of(cfg) == self.environment and metrics.applied < metrics.targeted:
+            if ours and metrics.applied < metrics.targeted:
                 layered = is_layered_content(modules_content(cfg) or {})
                 for other in bases:
                     if other.id != cfg.id and _precedes(other, cfg, layered) and self.count_devices(
@@ -220,19 +236,32 @@ class IoTHub:
                                               metrics.failed, tuple(sorted(shadows)))
         return health
 
+    def _recount(self, cfg: Any) -> Metrics:
+        """System metrics by query, when the listing carried none: the targeted devices by the target
+        condition, the others by the hub's own metric queries turned into counts (3-4 queries)."""
+        queries = getattr(getattr(cfg, "system_metrics", None), "queries", None) or {}
+        counts = [self.count_devices(cfg.target_condition or "")]
+        for name in METRIC_NAMES[1:]:
+            query = count_query(str(queries.get(name) or ""))
+            counts.append(self._count(query, f"{name} of {cfg.id}") if query else 0)
+        return Metrics(*counts)
+
     def count_devices(self, target_condition: str) -> int:
         """IoT Edge devices a target condition selects: ``POST /devices/query`` with ``SELECT COUNT()``,
         following continuation tokens if the hub pages the answer. Only edge devices count, as for the
         hub's own ``targetedCount`` (the lock device is not one)."""
-        from azure.iot.hub.models import QuerySpecification
-
         query = (f"SELECT COUNT() AS {COUNT_ALIAS} FROM devices "
                  f"WHERE capabilities.iotEdge = true AND ({target_condition})")
+        return self._count(query, f"device count for {target_condition!r}")
+
+    def _count(self, query: str, what: str) -> int:
+        """Sum of ``COUNT_ALIAS`` over the pages of a count query."""
+        from azure.iot.hub.models import QuerySpecification
+
         total, token = 0, None
 
         def page_after(token: str | None) -> Any:
-            return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token),
-                             what=f"device count for {target_condition!r}")
+            return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token), what=what)
 
         while True:
             page = page_after(token)
