@@ -424,6 +424,15 @@ def test_without_a_connection_string_the_hub_is_reached_with_the_azure_credentia
     assert authorizations == {"Bearer"}
 
 
+def test_a_refused_azure_credential_says_to_check_the_credentials(azure_world: AzureWorld) -> None:
+    azure_world.emulator.state.service("aad")["clients"] = {"edge-reconciler-ci": "the-right-secret"}
+    with pytest.raises(PermanentProviderError) as raised:
+        azure_world.provider().read_snapshot(azure_world.desired())
+    message = str(raised.value)
+    assert message.startswith("registry workspace (ACR contosoedgeprod): no Azure token could be obtained")
+    assert "check the credentials" in message and CLIENT_SECRET not in message
+
+
 def test_validate_and_imports_do_not_load_azure_sdks() -> None:
     code = ("import sys, reconciler.providers.azure.provider, reconciler.providers.azure.lock;"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('azure', 'azureml', 'msrest')))")
