@@ -166,8 +166,15 @@ def _plan_models(models: dict[str, DesiredModel],
         before = {"fingerprint": latest.fingerprint, "description": latest.description, "tags": latest.tags,
                   "properties": {k: latest.properties.get(k) for k in model.spec.properties if k in latest.properties}}
         fields = field_changes(before, after)
+        edited = sorted(k for k, v in model.spec.properties.items() if k in latest.properties
+                        and latest.properties[k] != v)
         if latest.fingerprint != model.fingerprint:
             yield Change(key, Action.UPDATE, f"model files changed: registers version {latest.version + 1}",
+                         fields, desired=model, actual=latest, new_version=True)
+        elif edited:
+            # Azure ML can add properties to a version but never change one: a new value needs a new version.
+            yield Change(key, Action.UPDATE, f"properties {', '.join(edited)} changed (properties cannot be "
+                                             f"edited): registers version {latest.version + 1}",
                          fields, desired=model, actual=latest, new_version=True)
         elif fields:
             yield Change(key, Action.UPDATE, describe(fields), fields, desired=model, actual=latest)

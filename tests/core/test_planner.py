@@ -177,3 +177,17 @@ def test_state_fingerprint_ignores_health_but_not_content(desired, fingerprints)
     assert with_health.fingerprint() == snapshot.fingerprint()
     moved = replace(snapshot, deployments=tuple(replace(d, priority=d.priority + 1) for d in snapshot.deployments))
     assert moved.fingerprint() != snapshot.fingerprint()
+
+
+def test_changed_property_value_registers_a_new_version_but_a_new_property_does_not(desired, fingerprints):
+    snapshot = converged(desired, fingerprints)
+    model = snapshot.models[0]
+    changed = replace(snapshot, models=(replace(model, properties={"trainingScript": "old.py"}),))
+    plan = planner.plan(desired, fingerprints, changed)
+    assert plan.changes[0].new_version
+    assert plan.changes[0].reason == ("properties trainingScript changed (properties cannot be edited): "
+                                      "registers version 2")
+    missing = replace(snapshot, models=(replace(model, properties={}),))
+    plan = planner.plan(desired, fingerprints, missing)
+    assert not plan.changes[0].new_version
+    assert plan.changes[0].reason == "properties.trainingScript added ('models/iris/train.py')"
