@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -57,7 +57,8 @@ def holding_lock(env_dir: Path, holder: str) -> Iterator[None]:
 
 
 EMPTY_LAYER = {"$edgeAgent": {}}
-EMPTY_BASE = {"$edgeAgent": {"properties.desired": {"modules": {}}}}
+EMPTY_BASE = {"$edgeAgent": {"properties.desired": {"modules": {}}},
+              "$edgeHub": {"properties.desired": {"routes": {}}}}
 
 
 class LocalBackend:
@@ -93,3 +94,64 @@ class LocalBackend:
         provider.create_unmanaged_deployment(deployment_id, EMPTY_LAYER if layered else EMPTY_BASE, condition,
                                              priority, layered=layered)
         provider.close()
+
+
+class AzureBackend:
+    """The prod sample on Azure: the real SDKs against the emulator (tests/azure_emulator).
+
+    Devices are seeded straight into the emulated hub (as registering real devices would);
+    hand edits and unmanaged deployments go through the IoT Hub SDK, as a person would
+    make them with their own tools."""
+
+    name = "azure"
+    environment = "prod"
+
+    def __init__(self, emulator: Any, tmp_path: Path):
+        self.emulator = emulator
+        self.tmp_path = tmp_path
+
+    def prepare(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        from tests.azure import conftest as azure
+        from tests.azure_emulator import arm
+
+        self.emulator.reset()
+        arm.add_workspace(self.emulator.state, azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE,
+                          registry_name=azure.ACR)
+        monkeypatch.setenv("AZURE_TENANT_ID", arm.DEFAULT_TENANT)
+        monkeypatch.setenv("AZURE_CLIENT_ID", "edge-reconciler-ci")
+        monkeypatch.setenv("AZURE_CLIENT_SECRET", azure.CLIENT_SECRET)
+        monkeypatch.setenv("IOTHUB_CONNECTION_STRING", azure.CONNECTION_STRING)
+        monkeypatch.setenv("RECONCILER_RETRY_SCALE", "0.001")
+        monkeypatch.setenv("RECONCILER_CACHE_DIR", str(self.tmp_path / "cache"))
+        return copy_sample(root, "prod")
+
+    def add_devices(self, env_dir: Path, devices: dict[str, dict[str, str]]) -> None:
+        from tests.azure import conftest as azure
+        from tests.azure_emulator import iothub
+
+        iothub.seed_devices(self.emulator.state, devices.items(), hub=azure.HUB)
+
+    def _manager(self):  # type: ignore[no-untyped-def]
+        from azure.iot.hub import IoTHubConfigurationManager
+
+        from tests.azure import conftest as azure
+
+        return IoTHubConfigurationManager.from_connection_string(azure.CONNECTION_STRING)
+
+    def set_priority_out_of_band(self, env_dir: Path, deployment_id: str, priority: int) -> None:
+        from azure.iot.hub.models import Configuration
+
+        manager = self._manager()
+        live = manager.get_configuration(deployment_id)
+        edited = Configuration(id=live.id, schema_version=live.schema_version, labels=live.labels,
+                               content=live.content, target_condition=live.target_condition,
+                               priority=priority, metrics=live.metrics)
+        manager.protocol.configuration.create_or_update(deployment_id, edited, if_match=f'"{live.etag}"')
+
+    def create_unmanaged(self, env_dir: Path, deployment_id: str, condition: str, priority: int,
+                         layered: bool) -> None:
+        from azure.iot.hub.models import Configuration, ConfigurationContent
+
+        content = ConfigurationContent(modules_content=EMPTY_LAYER if layered else EMPTY_BASE)
+        self._manager().create_configuration(Configuration(
+            id=deployment_id, content=content, target_condition=condition, priority=priority, labels={}))

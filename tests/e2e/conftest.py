@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.backends import Backend, LocalBackend
+from tests.e2e.backends import AzureBackend, Backend, LocalBackend
 from tests.e2e.helpers import Workspace
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "azure"]
 
 
-def make_backend(name: str, tmp_path: Path) -> Backend:
-    if name == "local":
-        return LocalBackend(tmp_path / "state")
-    raise ValueError(name)
+@pytest.fixture(scope="module")
+def azure_emulator_for_e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One emulator per module, reset for every scenario; its proxy and CA in os.environ so
+    that subprocesses (``reconciler`` run as a command) reach it too."""
+    from tests.azure_emulator.server import AzureEmulator
+
+    home = tmp_path_factory.mktemp("home")
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)  # azureml keeps a discovery cache under HOME
+    try:
+        with AzureEmulator() as emulator, emulator.environ():
+            yield emulator
+    finally:
+        if saved is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = saved
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return make_backend(request.param, tmp_path)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "local":
+        yield LocalBackend(tmp_path / "state")
+        return
+    emulator = request.getfixturevalue("azure_emulator_for_e2e")
+    yield AzureBackend(emulator, tmp_path)
+    assert emulator.errors == [], emulator.errors[0] if emulator.errors else ""
+    assert emulator.unmatched == [], [f"{r.method} {r.host}{r.path}" for r in emulator.unmatched]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 from tests.e2e.backends import Backend, holding_lock, snapshot
 from tests.e2e.helpers import Workspace, actions
@@ -136,9 +137,13 @@ def test_concurrent_apply_is_refused_with_the_holder_named(ws: Workspace) -> Non
     assert ws.run("apply", ws.env, "--auto-approve").code == 0
 
 
-def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace) -> None:
+def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: Backend) -> None:
     ws.edit(MODEL_FILE, '"classes"', '"comment": "v1", "classes"')
-    process = ws.subprocess("apply", ws.env, "--auto-approve", env=dict(os.environ))
+    # The killed run cannot release its lock. The local lock is taken over at once (its
+    # process is gone); a lock in Azure, shared by CI runners on other machines, only once
+    # it expires: a short lifetime keeps this test quick.
+    environ = {**os.environ, "RECONCILER_LOCK_TTL": "3"}
+    process = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
     assert process.stderr is not None
     for line in process.stderr:
         if line.startswith("+ image/"):  # the model is registered; the image build starts now
@@ -147,7 +152,12 @@ def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace) -> None:
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
 
-    resumed = ws.subprocess("apply", ws.env, "--auto-approve", env=dict(os.environ))
+    if backend.name == "azure":
+        held = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
+        _, err = held.communicate(timeout=120)
+        assert held.returncode == 1 and "another apply holds the lock of environment prod" in err
+        time.sleep(3.5)
+    resumed = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0
