@@ -1,0 +1,150 @@
+"""How many Azure calls a plan costs: a no-op plan and a 1% change, against the emulator.
+
+Generates 500 models, 25 images (20 models each), 100 deployments (IoT Hub's limit) and
+20,000 edge devices; applies them once through the real SDKs against the Azure emulator
+(tests/azure_emulator, an HTTPS proxy on 127.0.0.1); then counts, from the emulator's
+request log, the HTTP requests per service of:
+
+* a no-op plan (must be bounded: one list per kind plus paging, never one per resource);
+* a plan after 1% of the model files changed (5 models).
+
+Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCORE = "def init():\n    pass\n\n\ndef run(input_data):\n    return input_data\n"
+CONDA = "name: scorer\ndependencies:\n  - python=3.10\n  - pip:\n    - azureml-defaults\n"
+
+
+def generate(repo: Path, models: int, images: int, deployments: int, azure: object) -> Path:
+    (repo / ".git").mkdir(parents=True)
+    env = repo / "environments" / "bench"
+    env.mkdir(parents=True)
+    code = repo / "code"
+    code.mkdir()
+    (code / "score.py").write_text(SCORE)
+    (code / "conda.yaml").write_text(CONDA)
+    (env / "environment.yaml").write_text(f"""apiVersion: reconciler/v1
+kind: Environment
+metadata: {{name: bench}}
+spec:
+  provider: azure
+  azure:
+    subscriptionId: {azure.SUBSCRIPTION}
+    resourceGroup: {azure.RESOURCE_GROUP}
+    workspace: {azure.WORKSPACE}
+    iotHub:
+      hostName: {azure.HUB}
+      connectionString: {{fromEnv: IOTHUB_CONNECTION_STRING}}
+  registries:
+    workspace: {{acr: {azure.ACR}, credentials: scopedToken}}
+""")  # type: ignore[attr-defined]
+    docs = []
+    for i in range(models):
+        folder = repo / "models" / f"m{i:03d}"
+        folder.mkdir(parents=True)
+        (folder / "weights.json").write_text(f'{{"model": {i}}}')
+        docs.append(f"apiVersion: reconciler/v1\nkind: Model\nmetadata: {{name: m{i:03d}}}\n"
+                    f"spec:\n  path: ../../models/m{i:03d}\n")
+    per_image = max(1, models // images)
+    for i in range(images):
+        names = ", ".join(f"m{k:03d}" for k in range(i * per_image, min(models, (i + 1) * per_image)))
+        docs.append(f"apiVersion: reconciler/v1\nkind: Image\nmetadata: {{name: img{i:02d}}}\n"
+                    f"spec:\n  entryScript: score.py\n  condaFile: conda.yaml\n  sourceDirectory: ../../code\n"
+                    f"  models: [{names}]\n")
+    for i in range(deployments):
+        docs.append(f"apiVersion: reconciler/v1\nkind: Deployment\nmetadata: {{name: dep{i:03d}}}\n"
+                    f"spec:\n  targetCondition: tags.site='s{i:03d}'\n  priority: 10\n  registry: workspace\n"
+                    f"  modules:\n    scorer:\n      image: img{i % images:02d}\n")
+    (env / "specs.yaml").write_text("---\n".join(docs))
+    return env
+
+
+def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
+    def service(host: str) -> str:
+        for suffix, name in (("azure-devices.net", "iothub"), ("modelmanagement.azureml.net", "aml-models"),
+                             ("experiments.azureml.net", "aml-artifacts"), ("api.azureml.ms", "aml-discovery"),
+                             ("azurecr.io", "acr-data"), ("blob.core.windows.net", "blob"),
+                             ("management.azure.com", "arm"), ("login.microsoftonline.com", "aad")):
+            if host.endswith(suffix):
+                return name
+        return host
+    return Counter(service(call.host) for call in calls)
+
+
+def plan_calls(env: Path, emulator: object) -> tuple[float, int, Counter[str]]:
+    from reconciler.engine import Engine
+
+    emulator.reset_log()  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    with Engine(env) as engine:
+        plan = engine.plan()
+    elapsed = time.perf_counter() - started
+    return elapsed, len(plan.changes), by_service(emulator.calls())  # type: ignore[attr-defined]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, default=500)
+    parser.add_argument("--images", type=int, default=25)
+    parser.add_argument("--deployments", type=int, default=100)
+    parser.add_argument("--devices", type=int, default=20_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["HOME"] = tmp  # before azureml is imported: it caches discovery under HOME
+        from tests.azure import conftest as azure
+        from tests.azure_emulator import arm, iothub
+        from tests.azure_emulator.server import AzureEmulator
+
+        os.environ.update({"AZURE_TENANT_ID": arm.DEFAULT_TENANT, "AZURE_CLIENT_ID": "edge-reconciler-bench",
+                           "AZURE_CLIENT_SECRET": azure.CLIENT_SECRET,
+                           "IOTHUB_CONNECTION_STRING": azure.CONNECTION_STRING,
+                           "RECONCILER_RETRY_SCALE": "0.001", "RECONCILER_CACHE_DIR": f"{tmp}/cache", "CI": "1"})
+        with AzureEmulator() as emulator, emulator.environ():
+            arm.add_workspace(emulator.state, azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE,
+                              registry_name=azure.ACR)
+            iothub.seed_devices(emulator.state, [(f"dev{i:05d}", {"site": f"s{i % args.deployments:03d}"})
+                                                 for i in range(args.devices)], hub=azure.HUB)
+            repo = Path(tmp) / "repo"
+            env = generate(repo, args.models, args.images, args.deployments, azure)
+
+            from reconciler.engine import Engine
+
+            started = time.perf_counter()
+            with Engine(env) as engine:
+                result = engine.apply()
+            apply_seconds = time.perf_counter() - started
+            apply_calls = len(emulator.calls())
+
+            noop = plan_calls(env, emulator)
+            changed = max(1, args.models // 100)
+            for i in range(changed):
+                (repo / "models" / f"m{i * 100:03d}" / "weights.json").write_text(f'{{"model": {i}, "v": 2}}')
+            delta = plan_calls(env, emulator)
+
+    print(f"environment: {args.models} models, {args.images} images, {args.deployments} deployments, "
+          f"{args.devices} devices (Azure emulator, real SDKs)")
+    print(f"setup: first apply of {len(result.applied)} changes in {apply_seconds:.1f} s, {apply_calls} HTTP requests")
+    services = sorted(set(noop[2]) | set(delta[2]))
+    print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'requests':>9}  " + " ".join(f"{s:>13}" for s in services))
+    for label, (seconds, changes, calls) in (("no-op", noop), (f"{changed} models changed", delta)):
+        print(f"{label:<20} {changes:>8} {seconds:>8.2f} {sum(calls.values()):>9}  "
+              + " ".join(f"{calls.get(s, 0):>13}" for s in services))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
