@@ -68,7 +68,6 @@ def generate(repo: Path, models: int, images: int, deployments: int) -> Path:
 def add_devices(env: Path, count: int, deployments: int) -> float:
     sys.path.insert(0, str(ROOT))
     from reconciler.providers.local.provider import LocalProvider
-
     from reconciler.spec.loader import load_environment
 
     started = time.perf_counter()

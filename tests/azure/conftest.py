@@ -10,7 +10,6 @@ so they never shadow ``ml_fixtures``' in the same folder.
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from reconciler.providers.azure.provider import AzureProvider
 from reconciler.providers.base import SilentProgress
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
-from tests.azure_emulator import acr, arm, iothub
+from tests.azure_emulator import acr, arm, iothub, testing
 from tests.azure_emulator.server import AzureEmulator
 from tests.conftest import copy_sample
 
@@ -47,23 +46,8 @@ DEVICES = {
 
 
 @pytest.fixture(scope="module")
-def azure_emulator_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh ``HOME`` (azureml keeps its discovery cache under it)."""
-    home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        yield home
-    finally:
-        if saved is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = saved
-
-
-@pytest.fixture(scope="module")
-def azure_emulator(azure_emulator_home: Path) -> Iterator[AzureEmulator]:
-    with AzureEmulator() as emulator, emulator.environ():
+def azure_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEmulator]:
+    with testing.running_emulator(tmp_path_factory.mktemp("home")) as emulator:
         yield emulator
 
 

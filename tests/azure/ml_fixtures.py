@@ -9,14 +9,13 @@ A test module loads them with ``pytest_plugins = ["tests.azure.ml_fixtures"]``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.providers.azure.ml import WorkspaceConnection
-from tests.azure_emulator import arm
+from tests.azure_emulator import arm, testing
 from tests.azure_emulator.server import AzureEmulator
 from tests.conftest import copy_sample
 
@@ -28,27 +27,8 @@ TENANT = arm.DEFAULT_TENANT
 
 
 @pytest.fixture(scope="module")
-def azure_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh ``HOME``: azureml fixes its ``~/.azureml`` cache path when it is first imported.
-
-    If another module imported azureml earlier in the session, its path stays; harmless, because every
-    emulated workspace has a fresh workspace id, so no cached discovery entry ever matches.
-    """
-    home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        yield home
-    finally:
-        if saved is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = saved
-
-
-@pytest.fixture(scope="module")
-def running_emulator(azure_home: Path) -> Iterator[AzureEmulator]:
-    with AzureEmulator() as emulator, emulator.environ():
+def running_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEmulator]:
+    with testing.running_emulator(tmp_path_factory.mktemp("home")) as emulator:
         yield emulator
 
 

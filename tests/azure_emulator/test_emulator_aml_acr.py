@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import importlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import requests
 
 from . import acr, aml, arm
 from .server import AzureEmulator
+from .testing import isolated_home
 
 SUB = "00000000-0000-4000-8000-0000000000a1"
 RG = "rg-edge"
@@ -40,12 +40,7 @@ FAST_S = 3.0  # any single SDK operation below must finish well within this
 @pytest.fixture(scope="module")
 def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """azureml and friends, imported with ``HOME`` pointing at a fresh directory."""
-    home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    # If azureml was imported earlier in the session its ~/.azureml cache path is already fixed; harmless here,
-    # because every emulated workspace has a fresh workspace id, so no cached discovery entry ever matches.
-    try:
+    with isolated_home(tmp_path_factory.mktemp("home")) as home:
         modules = {name: importlib.import_module(name) for name in (
             "azureml.core", "azureml.core.model", "azureml.core.environment", "azureml.exceptions",
             "azureml.core.authentication",
@@ -63,11 +58,6 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
             StaticTokenCredential=StaticTokenCredential,
             home=home,
         )
-    finally:
-        if saved is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = saved
 
 
 @pytest.fixture(scope="module")

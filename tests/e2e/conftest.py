@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,10 @@ BACKENDS = ["local", "azure"]
 def azure_emulator_for_e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One emulator per module, reset for every scenario; its proxy and CA in os.environ so
     that subprocesses (``reconciler`` run as a command) reach it too."""
-    from tests.azure_emulator.server import AzureEmulator
+    from tests.azure_emulator.testing import running_emulator
 
-    home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)  # azureml keeps a discovery cache under HOME
-    try:
-        with AzureEmulator() as emulator, emulator.environ():
-            yield emulator
-    finally:
-        if saved is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = saved
+    with running_emulator(tmp_path_factory.mktemp("home")) as emulator:
+        yield emulator
 
 
 @pytest.fixture(params=BACKENDS)
