@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(R) device $(ENV) add cam-a1 --exist-ok --tag environment=dev --tag site=a
 	$(R) device $(ENV) add cam-a2 --exist-ok --tag environment=dev --tag site=a
 	$(R) device $(ENV) add cam-b1 --exist-ok --tag environment=dev --tag site=b
+	mkdir -p .reconciler
 	$(R) plan $(ENV) --out .reconciler/demo-plan.json
 	$(R) apply .reconciler/demo-plan.json
 	$(R) device $(ENV) show cam-a1
