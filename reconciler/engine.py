@@ -31,6 +31,7 @@ from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_finge
 from reconciler.spec.loader import load_environment
 
 CACHE_FILE = "fingerprint-cache.json"
+PROGRESS_THRESHOLD = 50_000_000  # bytes of model files worth telling the user about
 
 
 def cache_directory(desired: DesiredState) -> Path:
@@ -98,8 +99,8 @@ class Engine:
             cache_path = directory / CACHE_FILE
             cache = HashCache.from_json(cache_path.read_text()) if cache_path.exists() else HashCache()
             total = bytes_to_hash(self.desired, cache)
-            if total:
-                self.progress.step(f"hashing {total / 1e6:.1f} MB of model files")
+            if total >= PROGRESS_THRESHOLD:
+                self.progress.step(f"hashing {total / 1e6:.0f} MB of model files")
             done = 0
 
             def on_bytes(count: int) -> None:
