@@ -29,11 +29,11 @@ from reconciler.providers.local.provider import LocalProvider
 from reconciler.providers.local.store import Store
 from reconciler.spec.loader import load_environment
 from tests.conftest import copy_sample
+from tests.e2e.helpers import check_golden
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 SCRIPT = REPO / ".github" / "scripts" / "environments.py"
-GOLDEN = REPO / "tests" / "golden" / "gitops"
 ENV_DIR = "environments/local"
 COMMENT_LIMIT = 65_536  # GitHub's limit for a comment or an issue body, in characters
 REFUSED = "changed since this plan was made"  # what apply.yml greps to decide to re-plan
@@ -96,16 +96,6 @@ def reconciler(root: Path, state: Path, argv: list[str]) -> subprocess.Completed
     env = {**os.environ, "RECONCILER_STATE_DIR": str(state)}
     return subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=root, env=env, text=True,
                           capture_output=True, timeout=300)
-
-
-def check_golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual)
-        return
-    assert path.exists(), f"missing golden file {path}: run with UPDATE_GOLDEN=1 and review it"
-    assert actual == path.read_text(), f"{name} differs from the golden file (UPDATE_GOLDEN=1 regenerates it)"
 
 
 class Repo:
@@ -249,7 +239,7 @@ def test_plan_apply_the_saved_plan_then_no_changes_and_drift(repo: Repo) -> None
     repo.add_devices()
     plan = repo.run(command("plan.yml", "plan"))
     assert plan.returncode == 2, plan.stderr  # --detailed-exitcode: changes
-    check_golden("plan.md", plan.stdout)
+    check_golden("gitops/plan.md", plan.stdout)
     saved = json.loads((repo.root / "plan.json").read_text())
     assert saved["state_fingerprint"] not in plan.stdout and saved["desired_fingerprint"] not in plan.stdout
 
@@ -266,13 +256,13 @@ def test_plan_apply_the_saved_plan_then_no_changes_and_drift(repo: Repo) -> None
 
     clean = repo.run(command("drift.yml", "drift"))
     assert clean.returncode == 0, clean.stderr
-    check_golden("drift-none.md", clean.stdout)
+    check_golden("gitops/drift-none.md", clean.stdout)
 
     repo.edit_priority_out_of_band("iris-base", 3)
     drifted = repo.run(command("drift.yml", "drift"))
     assert drifted.returncode == 2, drifted.stderr
     assert "priority is 3, the specs say 10" in drifted.stdout
-    check_golden("drift.md", drifted.stdout)
+    check_golden("gitops/drift.md", drifted.stdout)
 
 
 @pytest.mark.parametrize("moved", ["state", "specs"])
