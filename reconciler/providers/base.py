@@ -74,6 +74,12 @@ class Provider(Protocol):
     def apply(self, change: Change, desired: DesiredState, progress: Progress) -> None:
         """Execute one change (see the module docstring for the rules)."""
 
+    def rotate_registry_credentials(self, registry: str) -> str:
+        """Start using new pull credentials for a registry; return the new credential
+        version. Nothing else changes now: the next plan replaces every deployment that
+        embeds the old credentials (their content is immutable), and the old credentials
+        stop working once no owned deployment uses them any more."""
+
     def lock(self, holder: str) -> AbstractContextManager[None]:
         """Hold the environment's apply lock for the duration of the ``with`` block.
         Raises ``LockHeld`` naming the current holder when another run has it."""

@@ -179,3 +179,22 @@ def test_drift_reports_hand_edits_and_shadowing(ws: Workspace, backend: Backend)
     assert drifted.code == 2
     assert "deployment/iris-base: edited outside git: priority is 3, the specs say 10" in drifted.out
     assert "loses to unmanaged deployment hotfix (priority 90)" in drifted.out
+
+
+def test_credential_rotation_replaces_the_deployments_that_embed_them(ws: Workspace, backend: Backend) -> None:
+    ws.apply()
+    registry = "local" if backend.name == "local" else "workspace"
+    rotated = ws.run("rotate-credentials", ws.env, registry)
+    assert rotated.code == 0, rotated.err
+    assert f"Registry {registry} now uses credential version" in rotated.out
+    plan = ws.plan_json()
+    # Only the base deployment pulls from the registry; the layered one uses a public image.
+    assert actions(plan) == [("deployment/iris-base", "replace")]
+    reason = plan["changes"][0]["reason"]  # type: ignore[index]
+    if backend.name == "local":  # same user, new password: only the credential version moved
+        assert reason.endswith("registry credentials rotated")
+    else:  # a new pull token: its name is the username
+        assert "registryCredentials.workspace.username 'er-prod-workspace-" in reason and "-v2'" in reason
+    ws.apply()
+    assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0
+    assert ws.run("rotate-credentials", ws.env, "nope").code == 1

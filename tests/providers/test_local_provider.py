@@ -460,7 +460,7 @@ def test_rotating_a_password_replaces_the_deployments_that_embed_it(repo: Repo) 
     repo.apply()
     secret_file = repo.state / "secrets" / "registry-local.json"
     before = secret_file.read_text()
-    assert repo.provider.rotate_registry_password("local") == "2"
+    assert repo.provider.rotate_registry_credentials("local") == "2"
     assert secret_file.read_text() != before
     assert repo.snapshot().registries["local"].credential_version == "2"
     plan = repo.apply()
@@ -468,7 +468,7 @@ def test_rotating_a_password_replaces_the_deployments_that_embed_it(repo: Repo) 
     assert plan.changes[0].reason.endswith("registry credentials rotated")
     assert repo.plan().changes == ()
     with pytest.raises(PermanentProviderError, match="not declared"):
-        repo.provider.rotate_registry_password("elsewhere")
+        repo.provider.rotate_registry_credentials("elsewhere")
 
 
 # --- devices and health ----------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The commands, in the order ``reconciler --help`` lists them."""
 
-from reconciler.cli.commands import apply, device, drift, plan, schema, validate
+from reconciler.cli.commands import apply, device, drift, plan, rotate, schema, validate
 
-COMMANDS = [validate, plan, apply, drift, device, schema]
+COMMANDS = [validate, plan, apply, drift, rotate, device, schema]

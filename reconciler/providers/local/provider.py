@@ -314,7 +314,7 @@ class LocalProvider:
 
     # --- beyond the protocol: registries, devices, unmanaged deployments --------------
 
-    def rotate_registry_password(self, registry: str) -> str:
+    def rotate_registry_credentials(self, registry: str) -> str:
         """Replace a registry's password; return its new credential version. The next plan
         replaces every deployment that embeds it."""
         if registry not in self.environment.registries:

@@ -1,0 +1,34 @@
+"""``reconciler rotate-credentials ENV_DIR REGISTRY``: new pull credentials for devices."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from reconciler.cli import exit_codes
+from reconciler.engine import holder_name, opened
+from reconciler.errors import PermanentProviderError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "rotate-credentials", help="rotate the pull credentials devices use for a registry",
+        description="Switch a registry to new pull credentials. Deployments embed the credentials in their "
+                    "(immutable) content, so the next plan replaces every deployment that uses the registry; "
+                    "apply it to finish the rotation.",
+    )
+    parser.add_argument("environment", type=Path, metavar="ENV_DIR", help="an environments/<name> folder")
+    parser.add_argument("registry", metavar="REGISTRY", help="a registry name from environment.yaml")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with opened(args.environment) as engine:
+        if args.registry not in engine.desired.environment.registries:
+            known = ", ".join(sorted(engine.desired.environment.registries)) or "none"
+            raise PermanentProviderError(f"no registry named {args.registry!r} in environment.yaml (defined: {known})")
+        with engine.provider.lock(holder_name()):
+            version = engine.provider.rotate_registry_credentials(args.registry)
+    print(f"Registry {args.registry} now uses credential version {version}.")
+    print(f"Run `reconciler plan {args.environment}` to see the deployments to replace, then apply.")
+    return exit_codes.OK
