@@ -13,8 +13,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from reconciler.errors import Aborted, PlanRefused, ProviderError
 from reconciler.model.plan import Change, DesiredDeployment, Plan
 from reconciler.model.specs import DesiredState, Fingerprints
 from reconciler.model.state import LiveDeployment, Snapshot
-from reconciler.providers.base import Progress, Provider, SilentProgress
+from reconciler.providers.base import Progress, Provider, ProviderFactory, SilentProgress
 from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
 from reconciler.spec.loader import load_environment
@@ -65,7 +64,7 @@ class Engine:
     """One environment folder and its provider."""
 
     def __init__(self, environment_dir: Path, progress: Progress | None = None,
-                 provider_factory: Callable[..., Provider] = open_provider):
+                 provider_factory: ProviderFactory = open_provider):
         self.environment_dir = Path(environment_dir)
         self.progress = progress or SilentProgress()
         self.desired = load_environment(self.environment_dir)
@@ -186,13 +185,3 @@ class Engine:
         snapshot = self.snapshot(health=True)
         plan = self.plan(snapshot=snapshot, count_devices=False)
         return drift_core.detect(plan, snapshot)
-
-
-@contextmanager
-def opened(environment_dir: Path, progress: Progress | None = None) -> Iterator[Engine]:
-    engine = Engine(environment_dir, progress)
-    try:
-        yield engine
-    finally:
-        engine.close()
-

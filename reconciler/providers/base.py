@@ -17,7 +17,7 @@ Failure semantics (every provider must keep them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -90,12 +90,3 @@ class Provider(Protocol):
 
 ProviderFactory = Callable[[EnvironmentSpec], Provider]
 
-
-def iterate_pages(fetch: Callable[[str | None], tuple[list[object], str | None]]) -> Iterator[object]:
-    """Follow continuation tokens: ``fetch(token) -> (items, next_token)`` until None."""
-    token: str | None = None
-    while True:
-        items, token = fetch(token)
-        yield from items
-        if not token:
-            return

@@ -11,7 +11,7 @@ from reconciler.cli import exit_codes
 from reconciler.cli.progress import TerminalProgress
 from reconciler.cli.views import plan as plan_view
 from reconciler.core.plan_json import SavedPlan
-from reconciler.engine import opened
+from reconciler.engine import Engine
 from reconciler.errors import Aborted, PlanRefused
 from reconciler.model.plan import Plan
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     environment_dir = Path(saved.environment_dir) if saved else args.target
     # A saved plan was reviewed already: applying it is the approval.
     confirm = None if (args.auto_approve or saved) else _confirm
-    with opened(environment_dir, TerminalProgress()) as engine:
+    with Engine(environment_dir, TerminalProgress()) as engine:
         result = engine.apply(prune=args.prune, saved=saved, confirm=confirm)
     if not result.applied:
         print("No changes. The actual state matches the specs.")

@@ -97,7 +97,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _add(provider: LocalProvider, args: argparse.Namespace) -> int:
     tags = dict(args.tags)
-    if args.exist_ok and any(device.id == args.name for device in provider.list_devices()):
+    if args.exist_ok and provider.store.device(args.name) is not None:
         provider.tag_device(args.name, tags)
         print(f"Device {args.name} exists; tags set: {format_tags(tags)}")
         return exit_codes.OK

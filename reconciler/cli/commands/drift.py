@@ -8,7 +8,7 @@ from pathlib import Path
 from reconciler.cli import exit_codes
 from reconciler.cli.progress import TerminalProgress
 from reconciler.cli.views import drift as drift_view
-from reconciler.engine import opened
+from reconciler.engine import Engine
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    with opened(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
         report = engine.drift()
     if args.format == "json":
         print(drift_view.render_json(report), end="")

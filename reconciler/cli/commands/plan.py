@@ -8,7 +8,7 @@ from pathlib import Path
 from reconciler.cli import exit_codes
 from reconciler.cli.progress import TerminalProgress
 from reconciler.cli.views import plan as plan_view
-from reconciler.engine import opened
+from reconciler.engine import Engine
 from reconciler.spec.paths import display_path
 
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    with opened(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune)
     environment_dir = display_path(args.environment)
     if args.format == "json":

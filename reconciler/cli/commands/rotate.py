@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.engine import holder_name, opened
+from reconciler.engine import Engine, holder_name
 from reconciler.errors import PermanentProviderError
 
 
@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    with opened(args.environment) as engine:
+    with Engine(args.environment) as engine:
         if args.registry not in engine.desired.environment.registries:
             known = ", ".join(sorted(engine.desired.environment.registries)) or "none"
             raise PermanentProviderError(f"no registry named {args.registry!r} in environment.yaml (defined: {known})")
