@@ -52,10 +52,14 @@ class LockInfo:
     holder: str  # "user@host pid 1234"
     since: str  # ISO 8601
     expires: str | None = None
+    lock_id: str | None = None  # unique per run; what `reconciler force-unlock` takes
 
     def __str__(self) -> str:
         text = f"{self.holder} since {self.since}"
-        return f"{text} (expires {self.expires})" if self.expires else text
+        details = [f"expires {self.expires}"] if self.expires else []
+        if self.lock_id:
+            details.append(f"lock id {self.lock_id}")
+        return f"{text} ({', '.join(details)})" if details else text
 
 
 class Provider(Protocol):

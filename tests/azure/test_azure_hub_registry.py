@@ -21,8 +21,9 @@ from reconciler.engine import Engine
 from reconciler.errors import LockHeld, PermanentProviderError, ProviderError
 from reconciler.model.plan import Action, Change
 from reconciler.model.specs import Kind, ResourceKey
+from reconciler.model.state import ModelVersion
 from reconciler.providers.azure import registry as acr_module
-from reconciler.providers.azure.lock import LOCK_TAG, lock_device_id
+from reconciler.providers.azure.lock import LockRecord, lock_device_id
 from reconciler.providers.base import SilentProgress
 from tests.azure.conftest import (
     ACR,
@@ -507,20 +508,28 @@ def test_health_is_counted_by_query_when_the_listing_has_no_system_metrics(azure
 # --------------------------------------------------------------------------------------------------------------
 
 
+def lock_record(world: AzureWorld) -> LockRecord:
+    record = LockRecord.from_status_reason(world.hub.devices[lock_device_id("prod")].identity["statusReason"])
+    assert record is not None
+    return record
+
+
 def test_the_lock_is_held_until_released(azure_world: AzureWorld) -> None:
     first, second = azure_world.provider(), azure_world.provider()
     with first.lock("alice@ci GitHub run 1"):
         device = azure_world.hub.devices[lock_device_id("prod")]
-        assert device.tags[LOCK_TAG]["holder"] == "alice@ci GitHub run 1"
+        record = lock_record(azure_world)
+        assert record.holder == "alice@ci GitHub run 1" and len(record.lock_id) == 16
         assert not device.is_edge and device.identity["status"] == "disabled"
         with pytest.raises(LockHeld) as raised, second.lock("bob@ci GitHub run 2"):
             pytest.fail("two holders")
         message = str(raised.value)
-        assert "alice@ci GitHub run 1" in message and f"expires {device.tags[LOCK_TAG]['expires']}" in message
-        assert lock_device_id("prod") in message
+        assert "alice@ci GitHub run 1" in message and f"expires {record.expires}" in message
+        assert f"lock id {record.lock_id}" in message
+        assert f"reconciler force-unlock <ENV_DIR> {record.lock_id}" in message
     assert lock_device_id("prod") not in azure_world.hub.devices
     with second.lock("bob@ci GitHub run 2"):
-        assert azure_world.hub.devices[lock_device_id("prod")].tags[LOCK_TAG]["holder"] == "bob@ci GitHub run 2"
+        assert lock_record(azure_world).holder == "bob@ci GitHub run 2"
 
 
 def test_an_expired_lock_is_taken_over_and_its_old_holder_stops(azure_world: AzureWorld) -> None:
@@ -531,9 +540,9 @@ def test_an_expired_lock_is_taken_over_and_its_old_holder_stops(azure_world: Azu
 
         time.sleep(1.2)
         with fast.lock("fast run"):
-            assert azure_world.hub.devices[lock_device_id("prod")].tags[LOCK_TAG]["holder"] == "fast run"
-            patch = azure_world.hub_requests("PATCH", "/twins/")[-1]
-            assert patch.headers["if-match"].startswith('"') and patch.headers["if-match"] != '"*"'
+            assert lock_record(azure_world).holder == "fast run"
+            takeover = azure_world.hub_requests("PUT", "/devices/edge-reconciler-lock")[-1]
+            assert takeover.headers["if-match"].startswith('"') and takeover.headers["if-match"] != '"*"'
             with pytest.raises(LockHeld, match="taken over by fast run"):
                 slow.apply(Change(ResourceKey(Kind.MODEL, "x"), Action.DELETE, "r"), azure_world.desired(),
                            SilentProgress())
@@ -541,16 +550,79 @@ def test_an_expired_lock_is_taken_over_and_its_old_holder_stops(azure_world: Azu
     assert lock_device_id("prod") not in azure_world.hub.devices
 
 
-def test_a_lock_device_without_its_tag_still_names_the_holder(azure_world: AzureWorld) -> None:
+def test_a_lock_device_names_its_holder_and_expires(azure_world: AzureWorld) -> None:
     from azure.iot.hub import IoTHubRegistryManager
 
     manager = IoTHubRegistryManager.from_connection_string(CONNECTION_STRING)
     manager.create_device_with_sas(lock_device_id("prod"), None, None, "disabled",
                                    status_reason="2999-01-01T00:00:00+00:00|abc|2026-01-01T00:00:00+00:00|crashed run")
-    with pytest.raises(LockHeld, match="crashed run since 2026-01-01T00:00:00"), azure_world.provider().lock("me"):
+    with pytest.raises(LockHeld, match="crashed run since 2026-01-01T00:00:00.*lock id abc"), \
+            azure_world.provider().lock("me"):
         pass
     manager.delete_device(lock_device_id("prod"))
     manager.create_device_with_sas(lock_device_id("prod"), None, None, "disabled",
                                    status_reason="2000-01-01T00:00:00+00:00|abc|1999-12-31T00:00:00+00:00|dead run")
     with azure_world.provider().lock("me"):
-        assert azure_world.hub.devices[lock_device_id("prod")].tags[LOCK_TAG]["holder"] == "me"
+        assert lock_record(azure_world).holder == "me"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writes whose answer is lost: the hub acts, the answer never arrives
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_lock_create_whose_answer_is_lost_is_held_by_its_run_not_refused(azure_world: AzureWorld) -> None:
+    """The defect: the repeat of the create got 409 and the run reported its own lock as another's, which then
+    blocked every apply for the lock's lifetime (2 h)."""
+    lost = azure_world.emulator.faults.lose_answers(method="PUT", path="/devices/edge-reconciler-lock", times=1)
+    with azure_world.provider().lock("me"):
+        assert lock_record(azure_world).holder == "me"
+    assert lost.injected == 1
+    assert lock_device_id("prod") not in azure_world.hub.devices
+    with azure_world.provider().lock("the next run"):
+        pass
+
+
+def test_a_lock_release_whose_answer_is_lost_leaves_no_lock(azure_world: AzureWorld) -> None:
+    lost = azure_world.emulator.faults.lose_answers(method="DELETE", path="/devices/edge-reconciler-lock", times=1)
+    with azure_world.provider().lock("me"):
+        pass
+    assert lost.injected == 1 and lock_device_id("prod") not in azure_world.hub.devices
+
+
+def test_a_lock_takeover_and_renewal_whose_answers_are_lost_keep_the_lock(azure_world: AzureWorld) -> None:
+    from azure.iot.hub import IoTHubRegistryManager
+
+    IoTHubRegistryManager.from_connection_string(CONNECTION_STRING).create_device_with_sas(
+        lock_device_id("prod"), None, None, "disabled",
+        status_reason="2000-01-01T00:00:00+00:00|abc|1999-12-31T00:00:00+00:00|dead run")
+    faults = azure_world.emulator.faults
+    takeover = faults.lose_answers(method="PUT", path="/devices/edge-reconciler-lock", skip=1, times=1)
+    provider = azure_world.provider(lock_ttl=timedelta(seconds=2))
+    with provider.lock("me"):
+        assert lock_record(azure_world).holder == "me" and takeover.injected == 1
+        renewal = faults.lose_answers(method="PUT", path="/devices/edge-reconciler-lock", times=1)
+        import time
+
+        time.sleep(1.1)  # past half the time to live: the next change renews first
+        gone = ModelVersion("x", 1, None, "", {}, {}, "prod")
+        provider.apply(Change(ResourceKey(Kind.MODEL, "x"), Action.DELETE, "r", actual=gone),
+                       azure_world.desired(), SilentProgress())
+        assert lock_record(azure_world).holder == "me" and renewal.injected == 1
+    assert lock_device_id("prod") not in azure_world.hub.devices
+
+
+def test_force_unlock_removes_only_the_named_lock(azure_world: AzureWorld) -> None:
+    from reconciler.providers.azure.lock import HubLock
+
+    holder = azure_world.provider()
+    with holder.lock("a run that died"):
+        lock_id = lock_record(azure_world).lock_id
+        other = HubLock(azure_world.provider().hub, "prod", "me")
+        with pytest.raises(PermanentProviderError, match=f"lock id {lock_id}.*not lock id 0000; nothing was removed"):
+            other.force_unlock("0000")
+        assert lock_device_id("prod") in azure_world.hub.devices
+        info = other.force_unlock(lock_id)
+        assert info.holder == "a run that died" and lock_device_id("prod") not in azure_world.hub.devices
+    with pytest.raises(PermanentProviderError, match="not locked"):
+        other.force_unlock(lock_id)

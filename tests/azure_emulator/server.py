@@ -102,13 +102,16 @@ class CertificateAuthority:
 
 
 class Call(NamedTuple):
-    """One logged request: ``(method, host, path, query, status)``; status 0 = dropped."""
+    """One logged request: ``(method, host, path, query, status, lost)``; status 0 = dropped before the
+    service acted; ``lost``: the service acted (``status`` is its answer) but the answer never reached the
+    client."""
 
     method: str
     host: str
     path: str
     query: dict[str, list[str]]
     status: int
+    lost: bool = False
 
 
 class RequestLog:
@@ -119,8 +122,8 @@ class RequestLog:
         self._entries: list[tuple[Call, Request]] = []
         self.tunnels: list[str] = []  # "host:port" of every CONNECT
 
-    def record(self, request: Request, status: int) -> None:
-        call = Call(request.method, request.host, request.path, request.query, status)
+    def record(self, request: Request, status: int, lost: bool = False) -> None:
+        call = Call(request.method, request.host, request.path, request.query, status, lost)
         with self._lock:
             self._entries.append((call, request))
 
@@ -167,7 +170,16 @@ class RequestLog:
 
 @dataclass
 class FaultRule:
-    """Answer some matching requests with an error, a delay, or a dropped connection.
+    """Answer some matching requests with an error, a delay, or a dropped connection, or lose the answer.
+
+    Two families of faults, because clients must treat them differently:
+
+    * *before the service acts* (``status``, ``drop``, ``latency``): nothing happened; repeating the request
+      is always safe.
+    * *after the service acts* (``lose_answer``, ``late``): the route handler runs and the state changes,
+      then the connection is reset without an answer (``lose_answer``), or the answer is held back ``late``
+      seconds, past the client's read timeout, before it is sent. This is what a reset connection or a
+      timeout after a write looks like to a client: it cannot tell whether the write happened.
 
     Which matching requests are hit is deterministic: every ``every``-th match (counting from
     1), or a ``percent`` chance drawn from a ``random.Random(seed)`` owned by the rule, or (if
@@ -175,13 +187,15 @@ class FaultRule:
     N matches through untouched.
     """
 
-    method: str | None = None
+    method: str | None = None  # regex, full match: "PUT" or "PUT|POST|PATCH|DELETE"
     path: str | None = None  # regex, searched in the decoded path
     host: str | None = None  # regex, full match against the host
     status: int | None = None  # e.g. 429, 500, 503; None = no error (latency only)
     retry_after: float | None = None  # seconds, sent as Retry-After
     latency: float = 0.0  # seconds to sleep before answering (or before dispatching)
-    drop: bool = False  # close the socket without answering
+    drop: bool = False  # close the socket without answering, before the service acts
+    lose_answer: bool = False  # the service acts, then the socket is closed without an answer
+    late: float = 0.0  # the service acts, then its answer waits this many seconds before it is sent
     every: int | None = None
     percent: float | None = None
     times: int | None = None
@@ -199,7 +213,7 @@ class FaultRule:
 
     def matches(self, request: Request) -> bool:
         return (
-            (self.method is None or request.method == self.method)
+            (self.method is None or re.fullmatch(self.method, request.method) is not None)
             and (self.host is None or re.fullmatch(self.host, request.host) is not None)
             and (self.path is None or re.search(self.path, request.path) is not None)
         )
@@ -242,6 +256,8 @@ class FaultOutcome:
     latency: float = 0.0
     drop: bool = False
     response: Response | None = None
+    lose_answer: bool = False
+    late: float = 0.0
 
 
 class Faults:
@@ -271,14 +287,21 @@ class Faults:
         with self._lock:
             self.rules.clear()
 
+    def lose_answers(self, percent: float | None = None, seed: int = 0, **kwargs: Any) -> FaultRule:
+        """Shortcut: the service acts, the answer is lost (every match, or ``percent`` of them)."""
+        return self.add(lose_answer=True, percent=percent, seed=seed, **kwargs)
+
     def evaluate(self, request: Request) -> FaultOutcome:
-        """Latencies of all firing rules add up; the first firing drop/status rule wins."""
+        """Latencies of all firing rules add up; the first firing drop/status/lost-answer rule wins."""
         outcome = FaultOutcome()
         with self._lock:
             for rule in self.rules:
                 if not rule.matches(request) or not rule.fires():
                     continue
                 outcome.latency += rule.latency
+                if rule.lose_answer or rule.late:
+                    outcome.lose_answer, outcome.late = rule.lose_answer, rule.late
+                    break
                 if rule.drop:
                     outcome.drop = True
                     break
@@ -668,6 +691,14 @@ class AzureEmulator:
             _abort(sock)
             raise ConnectionDropped()
         response = outcome.response or self.dispatch(request)
+        if outcome.lose_answer:  # the service acted; its answer is lost on the way back
+            self.log.record(request, response.status, lost=True)
+            _abort(sock)
+            raise ConnectionDropped()
+        if outcome.late:  # the service acted; its answer arrives after the client stopped waiting
+            self.log.record(request, response.status, lost=True)
+            time.sleep(outcome.late)
+            return response
         self.log.record(request, response.status)
         return response
 

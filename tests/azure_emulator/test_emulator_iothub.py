@@ -383,7 +383,7 @@ def test_request_log_counts(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationMana
         cfg_mgr.get_configuration("a")
     reg_mgr.create_device_with_sas("e1", None, None, "enabled", iot_edge=True)
     assert len(emu.calls()) == len(emu.log) == 5
-    assert list(emu.log)[0] == ("PUT", HUB, "/configurations/a", {"api-version": ["2021-04-12"]}, 201)
+    assert list(emu.log)[0] == ("PUT", HUB, "/configurations/a", {"api-version": ["2021-04-12"]}, 201, False)
     assert len(emu.calls("GET")) == 3
     assert len(emu.calls(path_contains="/configurations/a")) == 4
     assert [c.status for c in emu.calls("PUT")] == [201, 200]

@@ -191,16 +191,28 @@ def _http_failure(exc: BaseException) -> Failure | None:
                    parse_retry_after(headers))
 
 
-def _transport_kind(exc: BaseException) -> str | None:
-    names = _names(exc)
-    if names & {"ServiceRequestError", "ConnectTimeout", "ProxyError", "NewConnectionError",
-                "ConnectionRefusedError", "NameResolutionError", "gaierror"}:
+_NOT_SENT = {"ServiceRequestError", "ConnectTimeout", "ConnectTimeoutError", "NewConnectionError",
+             "ConnectionRefusedError", "NameResolutionError", "gaierror"}
+_NO_ANSWER = {"ServiceResponseError", "ReadTimeout", "ReadTimeoutError", "RemoteDisconnected", "IncompleteRead",
+              "ConnectionResetError", "ChunkedEncodingError", "ProtocolError", "BrokenPipeError"}
+# Wrappers that say little by themselves: requests' ConnectionError covers refused connects too, and urllib3
+# reports a connection reset inside an HTTPS proxy tunnel, after the request was sent, as a ProxyError.
+_WRAPPERS = {"ConnectionError": NO_ANSWER, "ClientRequestError": NO_ANSWER, "Timeout": NO_ANSWER,
+             "TimeoutError": NO_ANSWER, "ProxyError": NOT_SENT}
+
+
+def _transport_kind(chain: list[BaseException]) -> str | None:
+    """NOT_SENT only when something in the chain proves the request never left (a refused or timed-out
+    connect); NO_ANSWER when something shows it was sent and the answer broke off; else what the
+    wrappers suggest."""
+    names = set().union(*(_names(exc) for exc in chain))
+    if names & _NOT_SENT:
         return NOT_SENT
-    if names & {"ServiceResponseError", "ReadTimeout", "Timeout", "TimeoutError", "ConnectionError",
-                "ChunkedEncodingError", "ProtocolError", "RemoteDisconnected", "IncompleteRead",
-                "ClientRequestError", "ConnectionResetError"}:
-        # requests' ConnectionError covers refused connects too: look underneath for those.
+    if names & _NO_ANSWER:
         return NO_ANSWER
+    kinds = {kind for name, kind in _WRAPPERS.items() if name in names}
+    if kinds:
+        return NO_ANSWER if NO_ANSWER in kinds else NOT_SENT
     return None
 
 
@@ -216,9 +228,8 @@ def describe(exc: BaseException) -> Failure:
             "ClientAuthenticationError" in _names(current) and getattr(current, "status_code", None) is None
         ):
             return Failure(CREDENTIAL, detail=_shorten(str(current)))
-    kinds = [k for k in (_transport_kind(c) for c in chain) if k]
-    if kinds:
-        kind = NOT_SENT if NOT_SENT in kinds else NO_ANSWER
+    kind = _transport_kind(chain)
+    if kind is not None:
         return Failure(kind, detail=_shorten(f"{type(chain[-1]).__name__}: {chain[-1]}"))
     status = _status_in_text(str(exc))
     if status is not None:  # azureml's WebserviceException: "Response Code: 404"

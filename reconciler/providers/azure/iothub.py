@@ -170,8 +170,10 @@ class IoTHub:
     def registry(self) -> Any:
         return self._managers[1]
 
-    def call(self, fn: Callable[[], T], *, what: str, write: bool = False, paced: bool = False) -> T:
-        return self._retrier.call(fn, what=what, write=write, pace=self._pace if paced else None)
+    def call(self, fn: Callable[[], T], *, what: str, write: bool = False, paced: bool = False,
+             repeatable: bool = False) -> T:
+        return self._retrier.call(fn, what=what, write=write, pace=self._pace if paced else None,
+                                  repeatable=repeatable)
 
     # --- reading --------------------------------------------------------------------
 
@@ -290,8 +292,9 @@ class IoTHub:
     def create(self, configuration_id: str, content: dict[str, JSON], labels: dict[str, str],
                target_condition: str, priority: int, metrics: dict[str, str]) -> None:
         """``PUT /configurations/{id}`` without ``If-Match``. A 409 (the id exists: an earlier apply was
-        interrupted after the hub created it, or an ambiguous write was retried) is success when the existing
-        configuration is ours with the same fingerprint, else a permanent error."""
+        interrupted after the hub created it, or the answer to this very create was lost and it was sent
+        again) is success when the existing configuration is ours with the same content, else a permanent
+        error. That makes the create safe to repeat."""
         cfg = self._configuration(configuration_id, content, labels, target_condition, priority, metrics)
 
         def put() -> bool:
@@ -303,12 +306,13 @@ class IoTHub:
                 raise
             return True
 
-        if self.call(put, what=f"deployment {configuration_id}", write=True, paced=True):
+        if self.call(put, what=f"deployment {configuration_id}", write=True, paced=True, repeatable=True):
             return
         existing = self.get_configuration(configuration_id)
         existing_labels = labels_of(existing) if existing is not None else {}
-        if (ownership.owner_of(existing_labels) == self.environment
-                and existing_labels.get(ownership.FINGERPRINT) == labels.get(ownership.FINGERPRINT)):
+        if (existing is not None and ownership.owner_of(existing_labels) == self.environment
+                and existing_labels.get(ownership.FINGERPRINT) == labels.get(ownership.FINGERPRINT)
+                and redact_passwords(modules_content(existing) or {}) == redact_passwords(content)):
             return
         raise PermanentProviderError(
             "a deployment with this id exists already and was not created by this environment with this "
@@ -328,9 +332,27 @@ class IoTHub:
         cfg = self._configuration(configuration_id, current.content, {**labels, **reserved}, target_condition,
                                   priority, metrics, current.schema_version or SCHEMA_VERSION)
         etag = quoted(current.etag or "*")
-        self.call(lambda: self.configurations.protocol.configuration.create_or_update(configuration_id, cfg,
-                                                                                       if_match=etag),
-                  what=f"deployment {configuration_id}", write=True, paced=True)
+
+        def put() -> bool:
+            try:
+                self.configurations.protocol.configuration.create_or_update(configuration_id, cfg, if_match=etag)
+            except Exception as exc:
+                if errors.describe(exc).status == 412:
+                    return False
+                raise
+            return True
+
+        what = f"deployment {configuration_id}"
+        if self.call(put, what=what, write=True, paced=True, repeatable=True):
+            return
+        # 412: the etag moved. Our own write whose answer was lost moves it too: done if the hub has what we sent.
+        now = self.get_configuration(configuration_id)
+        if now is None or (labels_of(now), now.target_condition, int(now.priority or 0),
+                           dict(getattr(now.metrics, "queries", None) or {})) != (
+                               cfg.labels, target_condition, priority, dict(metrics)):
+            raise PermanentProviderError(
+                "it changed since it was read (the etag no longer matches): another run or a person modified it; "
+                "run `reconciler plan` again", resource=configuration_id)
 
     def check_owned(self, cfg: Any) -> None:
         owner = owner_of(cfg)
@@ -352,4 +374,4 @@ class IoTHub:
                     return
                 raise
 
-        self.call(delete, what=f"deployment {cfg.id}", write=True, paced=True)
+        self.call(delete, what=f"deployment {cfg.id}", write=True, paced=True, repeatable=True)

@@ -18,9 +18,12 @@ Traps of the SDK that shape this module (see also the wire notes in the docstrin
 * The SDK prints progress ("Registering model ...") on stdout, which belongs to the CLI (``plan --format
   json``): every call runs with stdout captured (``WorkspaceConnection.call``).
 * SDK v1 cannot list built images (``Model.package`` results): they are read from the registry's tags.
-* azureml's own transport retries a 5xx answer even to a POST (seen against the emulator for
-  ``POST models`` and ``POST packages``): a register whose first answer was lost may leave one extra
-  version with the same fingerprint. Harmless: the planner compares the newest.
+* azureml repeats a request on its own (``ClientBase._execute_func``) after a lost answer or a 5xx, even
+  a ``POST models`` or ``POST packages``: a register whose answer was lost registered twice. Its
+  variable ``AZUREML_DEFAULT_RETRIES`` (read when azureml is first imported) is set to 0 when this
+  module is imported, before azureml is, so that the provider's ``Retrier`` is the only one that repeats, and
+  only where a repeat is safe: a register or a build whose answer was lost is first looked up
+  (``recover``): the newest owned version with this fingerprint, the image with this label.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CLOUD = "AzureCloud"
+AZUREML_RETRIES_VARIABLE = "AZUREML_DEFAULT_RETRIES"
 LABEL = re.compile(rf"[0-9a-f]{{{IMAGE_LABEL_LENGTH}}}")
 BUILD_LOG_TAIL = 60  # lines of a failed build's log quoted in the error
 RUNNING = frozenset({"NotStarted", "Running"})
@@ -63,6 +67,11 @@ def _scope(resource: str) -> str:
     """An AAD v1 resource (what azureml asks for) as a v2 scope: ``https://management.core.windows.net/``
     becomes ``https://management.core.windows.net/.default``."""
     return resource.rstrip("/") + "/.default"
+
+
+# azureml's own request repeats off, before anything imports azureml: this module is its only importer, and
+# is itself imported only when the Azure provider first needs Azure ML. A value the user set is kept.
+os.environ.setdefault(AZUREML_RETRIES_VARIABLE, "0")
 
 
 class WorkspaceConnection:
@@ -85,14 +94,15 @@ class WorkspaceConnection:
         self.credential = credential
         self.retrier = retrier or Retrier()
 
-    def call(self, fn: Callable[[], T], *, what: str, write: bool) -> T:
+    def call(self, fn: Callable[[], T], *, what: str, write: bool, repeatable: bool = False,
+             recover: Callable[[], T | None] | None = None) -> T:
         """One SDK call through the retrier, its prints kept off the CLI's stdout."""
 
         def quietly() -> T:
             with contextlib.redirect_stdout(io.StringIO()):
                 return fn()
 
-        return self.retrier.call(quietly, what=what, write=write)
+        return self.retrier.call(quietly, what=what, write=write, repeatable=repeatable, recover=recover)
 
     @cached_property
     def workspace(self) -> Any:
@@ -128,6 +138,13 @@ def _owner_tags(environment: str, name: str) -> dict[str, str]:
     tags = ownership.ownership_tags(environment, name, "")
     del tags[ownership.FINGERPRINT]
     return tags
+
+
+def _has(model: Any, fingerprint: str, properties: dict[str, str]) -> bool:
+    """Whether a registered version has these files and (at least) these property values."""
+    registered = dict(model.properties or {})
+    return registered.get(ownership.FINGERPRINT) == fingerprint and all(
+        registered.get(k) == v for k, v in properties.items())
 
 
 def _to_version(model: Any) -> ModelVersion:
@@ -178,7 +195,8 @@ class AzureMLModelRegistry:
     """``ml_api.ModelRegistry`` on azureml-core.
 
     REST calls: ``list_owned`` one ``GET {mms}/models?tags=...`` (+ ``$skipToken`` pages of 255);
-    ``register`` artifact batch ``POST``, blob ``PUT`` + ``HEAD`` per file, ``POST assets``, ``POST models``;
+    ``register`` a filtered ``GET`` of the name's versions, artifact batch ``POST``, blob ``PUT`` + ``HEAD``
+    per file, ``POST assets``, ``POST models``, the filtered ``GET`` again (what the register created);
     ``update`` ``GET`` the version, one ``PATCH`` (tags and description), one more to add properties or to
     clear the description; ``delete_all`` one filtered ``GET`` and one ``DELETE`` per owned version.
     """
@@ -210,8 +228,36 @@ class AzureMLModelRegistry:
                 description=spec.description or None,
             )
 
+        known = {int(m.version) for m in self._list(environment, spec.name)}
+
+        def registered() -> Any | None:
+            """What this register created: the owned versions of the name that were not there before and have
+            this fingerprint and the declared properties. More than one means the request was sent twice
+            (the SDK's transport repeats a POST whose answer was lost): the lowest is kept, the twins, with
+            the same files and seconds old, are deleted. None when nothing was registered."""
+            new = sorted((m for m in self._list(environment, spec.name) if int(m.version) not in known
+                          and _has(m, fingerprint, spec.properties)), key=lambda m: int(m.version))
+            for twin in new[1:]:
+                self._delete(twin, f"model/{spec.name}:{twin.version}")
+            return new[0] if new else None
+
         with _working_directory(spec.path.parent):
-            return _to_version(self._call(register, what=f"model/{spec.name}", write=True))
+            self._call(register, what=f"model/{spec.name}", write=True, recover=registered)
+        model = registered()
+        if model is None:
+            raise PermanentProviderError("Azure ML answered the registration, but no new version with these files "
+                                         "is listed; run `reconciler plan` again", resource=f"model/{spec.name}")
+        return _to_version(model)
+
+    def _delete(self, model: Any, what: str) -> None:
+        def delete() -> None:
+            try:
+                model.delete()
+            except Exception as exc:
+                if errors.describe(exc).status != 404:  # gone already: a repeat after a lost answer
+                    raise
+
+        self._call(delete, what=what, write=True, repeatable=True)
 
     def update(self, version: ModelVersion, spec: ModelSpec) -> ModelVersion:
         what = f"model/{version.name}:{version.version}"
@@ -224,18 +270,21 @@ class AzureMLModelRegistry:
                 f"properties are add-only in Azure ML and {', '.join(changed)} would change; "
                 "register a new version instead", resource=what)
         tags = {**spec.tags, **_owner_tags(version.owner, version.name)}
-        self._call(lambda: model.update(tags=tags, description=spec.description or None), what=what, write=True)
+        # Each patch sets values (tags and description replaced, properties added with their values): sending
+        # one again after a lost answer changes nothing.
+        self._call(lambda: model.update(tags=tags, description=spec.description or None), what=what, write=True,
+                   repeatable=True)
         if not spec.description and current.description:
-            self._call(lambda: _clear_description(model), what=what, write=True)
+            self._call(lambda: _clear_description(model), what=what, write=True, repeatable=True)
         added = {k: v for k, v in spec.properties.items() if k not in current.properties}
         if added:
-            self._call(lambda: model.add_properties(added), what=what, write=True)
+            self._call(lambda: model.add_properties(added), what=what, write=True, repeatable=True)
         return replace(current, description=spec.description, tags=dict(spec.tags),
                        properties={**current.properties, **added})
 
     def delete_all(self, name: str, environment: str) -> None:
         for model in self._list(environment, name):
-            self._call(model.delete, what=f"model/{name}:{model.version}", write=True)
+            self._delete(model, f"model/{name}:{model.version}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -255,11 +304,12 @@ class AzureMLImageBuilder:
     """
 
     def __init__(self, connection: WorkspaceConnection, *, poll_interval: float = 5.0,
-                 timeout: float = 3600.0) -> None:
+                 timeout: float = 3600.0, lost_start_wait: float = 900.0) -> None:
         self._connection = connection
         self._call = connection.call
         self._poll_interval = poll_interval
         self._timeout = timeout
+        self._lost_start_wait = lost_start_wait
 
     @property
     def registry(self) -> str:
@@ -298,6 +348,8 @@ class AzureMLImageBuilder:
         what = f"image/{image.spec.name}:{image.label}"
         progress.step(f"building image {image.spec.name}:{image.label}")
         package = self._submit(image, models, what)
+        if isinstance(package, ImageVersion):  # the start's answer was lost, and that build pushed the image
+            return replace(package, fingerprint=image.fingerprint, owner=environment)
         started, polls = time.monotonic(), 0
         while package.state in RUNNING:
             if time.monotonic() - started > self._timeout:
@@ -338,7 +390,22 @@ class AzureMLImageBuilder:
                                          source_directory=str(spec.source_directory), environment=environment)
             return Model.package(workspace, resolved, config, image_name=spec.name, image_label=image.label)
 
-        return self._call(submit, what=what, write=True)
+        return self._call(submit, what=what, write=True, recover=lambda: self._started_build(image))
+
+    def _started_build(self, image: DesiredImage) -> ImageVersion | None:
+        """After a build start whose answer was lost: the image that build pushes, or None when no build of
+        this label shows up. SDK v1 cannot list package operations, so a started build is found by its
+        result: the registry tag ``<name>:<label>`` is looked up every poll interval for up to
+        ``lost_start_wait`` seconds (the time a build takes) before another build is started. Either way the
+        registry ends with one image for the label: a label is a digest of the build's inputs."""
+        name, deadline = image.spec.name, time.monotonic() + self._lost_start_wait
+        while True:
+            tag = next((t for t in self._tags(name) if t.name == image.label), None)
+            if tag is not None:
+                return self._to_image(name, tag, "")
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(self._poll_interval)
 
     def _failure(self, package: Any) -> str:
         error = package.error or {}
@@ -358,7 +425,13 @@ class AzureMLImageBuilder:
             raise PermanentProviderError("not an image label edge-reconciler builds: left in place", resource=what)
         # Only the tag: its manifest may carry other tags, and untagged manifests are the registry's
         # retention policy's business.
-        self._call(lambda: self._client.delete_tag(version.name, version.label), what=what, write=True)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def delete() -> None:
+            with contextlib.suppress(ResourceNotFoundError):  # gone already: a repeat after a lost answer
+                self._client.delete_tag(version.name, version.label)
+
+        self._call(delete, what=what, write=True, repeatable=True)
 
     def close(self) -> None:
         if "_client" in self.__dict__:

@@ -19,6 +19,12 @@ Two modes per registry (``registries.<name>.credentials`` in environment.yaml):
       token vN; only when none does is ``password1`` generated, which cannot break anyone, because nothing
       uses the old value. One token serves all deployments of the environment: creating one deployment
       never invalidates the password in another.
+    * Every write is safe to repeat after a lost answer. A scope map or token ``PUT`` whose answer was lost
+      is sent again with the same body. A lost ``generateCredentials`` answer means ACR may have replaced
+      ``password1`` with a value we never saw; that is harmless for the same reason generating is: it runs
+      only while no deployment embeds the token, so generating again, and embedding that answer, never
+      leaves a deployment in the hub with a password that no longer works. The deployment is created only
+      after the password is known.
     * ``credential_version`` is ``token:vN``: it is known before the token exists (a first apply creates
       v1 and the deployment that embeds it, and the next plan agrees), and it changes only when devices must
       get a new password: a rotation (``rotate`` creates vN+1), or token vN broken outside the reconciler
@@ -188,7 +194,10 @@ class Registries:
         return RegistryRef(name, acr, str(settings.get("resourceGroup") or group), mode)
 
     def _call(self, fn: Callable[[], Any], what: str, write: bool = False) -> Any:
-        return self._retrier.call(fn, what=what, write=write)
+        """Every write here is safe to repeat after a lost answer (see ``Registries`` and docs/azure.md):
+        ARM ``PUT``s of a scope map or a token carry the whole resource, a token ``DELETE`` takes 404 as done,
+        and ``generateCredentials`` runs only for a token no deployment embeds yet."""
+        return self._retrier.call(fn, what=what, write=write, repeatable=write)
 
     def _what(self, ref: RegistryRef, detail: str = "") -> str:
         return f"registry {ref.name} (ACR {ref.acr}{', ' + detail if detail else ''})"

@@ -10,8 +10,14 @@ Rules:
 
 * Retried: 429 / ``ThrottlingException`` / ``ServerBusy`` and 503 (the service did not do the work), and
   requests that never left the machine (connect failures), for any call; other 5xx, 408, timeouts and lost
-  answers only for reads (``write=False``). A write that may have happened is not repeated blindly: the
-  error says to re-plan, which sees what exists.
+  answers for reads (``write=False``).
+* Writes whose answer is lost (no answer, a timeout, a 5xx other than 503: the write may have happened) are
+  repeated only when the caller made that safe, never blindly: ``repeatable=True`` says the operation
+  recognises its own earlier success when sent again (a create that takes "exists, with our content" as
+  done, a delete that takes 404 as done, a conditional write that reads back what it wrote); ``recover`` is
+  a read that finds the write's effect (the model version with this fingerprint, the image with this
+  label) and returns it, or None when the write did not happen and may be sent again. Any other write whose
+  answer is lost fails with an error that says to re-plan.
 * Waits: ``Retry-After`` (seconds or a date; also ``retry-after-ms``) when the service sends it, else
   exponential backoff (1, 2, 4, ... s, at most ``max_delay``) with jitter; bounded by ``attempts`` and by a
   total ``deadline``. ``RECONCILER_RETRY_SCALE`` (or ``RetryPolicy.scale``) multiplies every wait: tests
@@ -76,6 +82,7 @@ class CallStats:
 
     attempts: int = 0
     retries: int = 0
+    recovered: int = 0  # writes whose answer was lost, found done by their ``recover`` look-up
     waited: float = 0.0
     http: Counter[str] = field(default_factory=Counter)  # service -> HTTP responses received
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -91,6 +98,10 @@ class CallStats:
     def _attempt(self) -> None:
         with self._lock:
             self.attempts += 1
+
+    def _recovered(self) -> None:
+        with self._lock:
+            self.recovered += 1
 
     def _retry(self, delay: float) -> None:
         with self._lock:
@@ -159,9 +170,11 @@ class Retrier:
             seconds = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)) * self._random.uniform(0.5, 1)
         return seconds * policy.scale
 
-    def call(self, fn: Callable[[], T], *, what: str, write: bool, pace: str | None = None) -> T:
+    def call(self, fn: Callable[[], T], *, what: str, write: bool, pace: str | None = None,
+             repeatable: bool = False, recover: Callable[[], T | None] | None = None) -> T:
         """``fn()`` under the rules in the module docstring. ``what`` names the resource for messages;
-        ``pace`` is the pacing key of a paced write (``"iothub:<host>"``)."""
+        ``pace`` is the pacing key of a paced write (``"iothub:<host>"``); ``repeatable`` and ``recover``
+        make a write whose answer was lost safe to send again."""
         policy = self.policy
         started = self._clock()
         attempt = 0
@@ -176,7 +189,15 @@ class Retrier:
                 raise
             except Exception as exc:  # noqa: BLE001 - the provider boundary: nothing else may escape
                 failure = errors.describe(exc)
-                last = attempt >= policy.attempts or not _retryable(failure, write)
+                safe_again = repeatable or recover is not None
+                if _ambiguous(failure, write) and recover is not None:
+                    log.warning("%s: %s; the write may have happened: looking it up", what, errors.summary(failure))
+                    found = self.call(recover, what=what, write=False)
+                    if found is not None:
+                        self.stats._recovered()
+                        return found
+                retryable = _retryable(failure, write) or (safe_again and errors.is_transient(failure))
+                last = attempt >= policy.attempts or not retryable
                 delay = 0.0 if last else self.delay(failure, attempt, policy)
                 if not last and self._clock() - started + delay > policy.deadline:
                     last = True
@@ -192,6 +213,7 @@ class Retrier:
 _default = Retrier()
 
 
-def call(fn: Callable[[], T], *, what: str, write: bool, pace: str | None = None) -> T:
+def call(fn: Callable[[], T], *, what: str, write: bool, pace: str | None = None, repeatable: bool = False,
+         recover: Callable[[], T | None] | None = None) -> T:
     """``Retrier.call`` with the environment's policy: for adapters that have no ``Retrier`` of their own."""
-    return _default.call(fn, what=what, write=write, pace=pace)
+    return _default.call(fn, what=what, write=write, pace=pace, repeatable=repeatable, recover=recover)
