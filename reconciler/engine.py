@@ -24,7 +24,7 @@ from reconciler.errors import Aborted, PlanRefused, ProviderError
 from reconciler.model.plan import Change, DesiredDeployment, Plan
 from reconciler.model.specs import DesiredState, Fingerprints
 from reconciler.model.state import LiveDeployment, Snapshot
-from reconciler.providers.base import Progress, Provider, ProviderFactory, SilentProgress
+from reconciler.providers.base import LockInfo, Progress, Provider, ProviderFactory, SilentProgress
 from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
 from reconciler.spec.loader import load_environment
@@ -178,6 +178,10 @@ class Engine:
         if saved.actions != actions_of(plan):
             raise PlanRefused("the saved plan's actions differ from what would be applied now; "
                               "run `reconciler plan` again")
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Remove the apply lock whose id is ``lock_id`` (only that one); returns who held it."""
+        return self.provider.force_unlock(lock_id)
 
     # --- drift ----------------------------------------------------------------------
 

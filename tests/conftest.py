@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# azureml-core's REST clients repeat throttled and failed requests themselves, waiting 32 s after a 429 and
+# 2-10 s after a 5xx (no supported setting turns those repeats off; see docs/azure.md). The waits are read
+# from the environment when azureml is first imported, so they are scaled down here, as
+# RECONCILER_RETRY_SCALE scales the provider's own.
+for _variable in ("AZUREML_DEFAULT_BACKOFF", "AZUREML_DEFAULT_500_BACKOFF", "AZUREML_DEFAULT_503_BACKOFF"):
+    os.environ.setdefault(_variable, "0")
 
 
 def copy_sample(destination: Path, environment: str = "local") -> Path:

@@ -88,6 +88,11 @@ class Provider(Protocol):
         """Hold the environment's apply lock for the duration of the ``with`` block.
         Raises ``LockHeld`` naming the current holder when another run has it."""
 
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Remove the environment's apply lock if, and only if, its lock id is ``lock_id`` (a
+        compare-and-delete: a lock renewed or taken over meanwhile stays). Returns who held it.
+        ``PermanentProviderError`` when there is no lock or it has another id."""
+
     def close(self) -> None:
         """Release connections. Safe to call twice."""
 

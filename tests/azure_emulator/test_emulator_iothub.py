@@ -376,6 +376,28 @@ def test_dropped_connection(emu: AzureEmulator) -> None:
     assert emu.calls("GET", HUB)[0].status == 0
 
 
+def test_a_lost_answer_comes_after_the_service_acted(emu: AzureEmulator) -> None:
+    """Unlike a drop, which strikes before the service acts, ``lose_answer`` runs the route (the device is
+    created) and then resets the connection: the client cannot tell the two apart."""
+    rule = emu.faults.lose_answers(method="PUT|POST", path=r"^/devices/", times=1)
+    body = {"deviceId": "d9", "status": "enabled"}
+    with pytest.raises(requests.ConnectionError):
+        requests.put(f"https://{HUB}/devices/d9{API}", json=body, headers=SAS)
+    assert "d9" in iothub.get_hub(emu.state).devices
+    assert [(c.status, c.lost) for c in emu.calls("PUT", HUB)] == [(200, True)]
+    again = requests.put(f"https://{HUB}/devices/d9{API}", json=body, headers=SAS)
+    assert again.status_code == 409 and rule.injected == 1  # what a blind repeat meets
+
+
+def test_a_late_answer_arrives_after_the_client_gave_up(emu: AzureEmulator) -> None:
+    emu.faults.add(late=1.5, method="DELETE", path=r"^/devices/", times=1)
+    iothub.seed_devices(emu.state, [("d8", {})])
+    with pytest.raises(requests.Timeout):
+        requests.delete(f"https://{HUB}/devices/d8{API}", headers=SAS, timeout=0.5)
+    assert "d8" not in iothub.get_hub(emu.state).devices
+    assert [(c.status, c.lost) for c in emu.calls("DELETE", HUB)] == [(204, True)]
+
+
 def test_request_log_counts(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager,
                             reg_mgr: IoTHubRegistryManager) -> None:
     cfg_mgr.create_configuration(deployment("a"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -135,6 +136,29 @@ def test_concurrent_apply_is_refused_with_the_holder_named(ws: Workspace) -> Non
     assert refused.code == 1
     assert "alice@ci-runner-7 pid 4242" in refused.err
     assert ws.run("apply", ws.env, "--auto-approve").code == 0
+
+
+def test_force_unlock_removes_only_the_lock_it_names(ws: Workspace) -> None:
+    """A lock whose run died (here: still held, as by a runner that vanished): the refusal prints the lock id,
+    `force-unlock` with another id or without confirmation removes nothing, and with the id removes it."""
+    with holding_lock(ws.env_dir, "a runner that vanished"):
+        refused = ws.run("apply", ws.env, "--auto-approve")
+        assert refused.code == 1
+        match = re.search(r"reconciler force-unlock <ENV_DIR> ([0-9a-f]{16})", refused.err)
+        assert match, refused.err
+        lock_id = match.group(1)
+        assert f"lock id {lock_id}" in refused.err
+        wrong = ws.run("force-unlock", ws.env, "0123456789abcdef", "--force")
+        assert wrong.code == 1 and f"has lock id {lock_id}" in wrong.err and "nothing was removed" in wrong.err
+        unconfirmed = ws.run("force-unlock", ws.env, lock_id)  # no terminal to confirm on
+        assert unconfirmed.code == 1 and "--force" in unconfirmed.err
+        assert ws.run("apply", ws.env, "--auto-approve").code == 1  # still locked
+        removed = ws.run("force-unlock", ws.env, lock_id, "--force")
+        assert removed.code == 0, removed.err
+        assert "held by a runner that vanished" in removed.out
+        assert ws.run("apply", ws.env, "--auto-approve").code == 0
+    assert ws.run("force-unlock", ws.env, lock_id, "--force").code == 1  # nothing to unlock any more
+    assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0
 
 
 def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: Backend) -> None:

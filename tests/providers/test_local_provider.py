@@ -526,7 +526,9 @@ def test_a_held_lock_is_refused_naming_the_holder(repo: Repo) -> None:
             pass
         message = str(refused.value)
         assert "alice@ci-runner-7 pid 4242 since " in message
-        assert str(repo.state / "apply.lock") in message and "if that run died, remove" in message
+        lock_id = json.loads((repo.state / "apply.lock").read_text())["lock_id"]
+        assert f"lock id {lock_id})" in message
+        assert f"if that run died, remove the lock with `reconciler force-unlock <ENV_DIR> {lock_id}`" in message
     assert not (repo.state / "apply.lock").exists()
     with other.lock("bob@laptop pid 1"):
         record = json.loads((repo.state / "apply.lock").read_text())

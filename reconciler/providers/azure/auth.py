@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
 from reconciler.providers.azure import errors
-from reconciler.providers.azure.retry import CallStats
+from reconciler.providers.azure.retry import CallStats, RetryPolicy
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -30,11 +30,19 @@ IOTHUB_FIELDS = ("HostName", "SharedAccessKeyName", "SharedAccessKey")
 IOTHUB_TOP = 200  # configurations listed at once: 100 edge deployments + 100 ADM configurations per hub
 
 
+AZURE_CORE_BACKOFF = 0.8  # azure-core's default retry_backoff_factor, in seconds
+
+
 def azure_credential() -> TokenCredential:
-    """The Azure credential chain. Tokens are fetched (and cached) on first use, not here."""
+    """The Azure credential chain. Tokens are fetched (and cached) on first use, not here.
+
+    Token requests keep azure-identity's own retries (they are reads, and a token failure is not a
+    write whose answer matters); their backoff is scaled like every other wait (``RECONCILER_RETRY_SCALE``)."""
     from azure.identity import DefaultAzureCredential
 
-    credential: TokenCredential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    scale = RetryPolicy.from_env().scale
+    credential: TokenCredential = DefaultAzureCredential(exclude_interactive_browser_credential=True,
+                                                         retry_backoff_factor=AZURE_CORE_BACKOFF * scale)
     return credential
 
 

@@ -396,16 +396,18 @@ class AzureMLImageBuilder:
         """After a build start whose answer was lost: the image that build pushes, or None when no build of
         this label shows up. SDK v1 cannot list package operations, so a started build is found by its
         result: the registry tag ``<name>:<label>`` is looked up every poll interval for up to
-        ``lost_start_wait`` seconds (the time a build takes) before another build is started. Either way the
+        ``lost_start_wait`` seconds (the time a build takes; both scaled by ``RECONCILER_RETRY_SCALE``)
+        before another build is started. Either way the
         registry ends with one image for the label: a label is a digest of the build's inputs."""
-        name, deadline = image.spec.name, time.monotonic() + self._lost_start_wait
+        scale = self._connection.retrier.policy.scale  # a wait like the retry waits: scaled the same way
+        name, deadline = image.spec.name, time.monotonic() + self._lost_start_wait * scale
         while True:
             tag = next((t for t in self._tags(name) if t.name == image.label), None)
             if tag is not None:
                 return self._to_image(name, tag, "")
             if time.monotonic() >= deadline:
                 return None
-            time.sleep(self._poll_interval)
+            time.sleep(self._poll_interval * scale)
 
     def _failure(self, package: Any) -> str:
         error = package.error or {}

@@ -13,8 +13,9 @@ Failure semantics (both protocols, on top of ``providers.base``):
   naming convention (see ``ImageBuilder``).
 * Reads are bounded: one list call per kind (models) or per image repository, plus paging; never one call
   per version.
-* Writes are not retried blindly (``retry.Retrier``): a register or build that failed half-way is
-  recovered by re-planning, which sees what exists.
+* Writes are safe to repeat after a lost answer, by design (``retry.Retrier``'s ``repeatable`` and
+  ``recover``): a register or a build start whose answer was lost first looks for what it may have
+  created. What still fails is recovered by re-planning, which sees what exists.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ class ModelRegistry(Protocol):
 
     def register(self, spec: ModelSpec, fingerprint: str, environment: str) -> ModelVersion:
         """Upload ``spec.path`` and register it as the next version of ``spec.name``, stamped as owned by
-        ``environment`` with ``fingerprint``. Earlier versions stay. Not idempotent: a retry after an
-        ambiguous failure may leave an extra version with the same fingerprint, which is harmless (the
-        planner compares the newest)."""
+        ``environment`` with ``fingerprint``. Earlier versions stay. One call registers one version, even
+        when its answer is lost or the SDK sends the request twice: what it created is looked up, and a
+        twin is removed."""
 
     def update(self, version: ModelVersion, spec: ModelSpec) -> ModelVersion:
         """Set the description and the tags of an owned version to the spec's (tags the spec dropped are

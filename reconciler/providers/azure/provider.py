@@ -45,7 +45,7 @@ from reconciler.providers.azure.iothub import (
 )
 from reconciler.providers.azure.lock import HubLock, hold
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
-from reconciler.providers.base import Progress
+from reconciler.providers.base import LockInfo, Progress
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -174,6 +174,9 @@ class AzureProvider:
                 yield
             finally:
                 self._lock = None
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        return HubLock(self.hub, self.name, "force-unlock", self._lock_ttl).force_unlock(lock_id)
 
     def close(self) -> None:
         """Close what was opened; safe to call twice."""

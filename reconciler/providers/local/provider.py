@@ -33,7 +33,7 @@ from reconciler.model import ownership
 from reconciler.model.plan import Action, Change, DesiredDeployment, DesiredImage, DesiredModel
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, Kind
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, Snapshot
-from reconciler.providers.base import Progress
+from reconciler.providers.base import LockInfo, Progress
 from reconciler.providers.local import images, lock, snapshot
 from reconciler.providers.local.blobs import BlobStore
 from reconciler.providers.local.devices import EffectiveModules, Hub, count_matching
@@ -131,6 +131,9 @@ class LocalProvider:
 
     def lock(self, holder: str) -> AbstractContextManager[None]:
         return lock.hold(self.directory, holder)
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        return lock.force_unlock(self.directory, lock_id)
 
     def close(self) -> None:
         self.store.close()
