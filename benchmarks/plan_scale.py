@@ -72,7 +72,7 @@ def add_devices(env: Path, count: int, deployments: int) -> float:
 
     started = time.perf_counter()
     provider = LocalProvider(load_environment(env).environment)
-    provider.add_devices([(f"dev{i:05d}", {"site": f"s{i % deployments:03d}", "environment": "scale"})
+    provider.simulator.add([(f"dev{i:05d}", {"site": f"s{i % deployments:03d}", "environment": "scale"})
                           for i in range(count)])
     provider.close()
     return time.perf_counter() - started

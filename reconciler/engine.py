@@ -1,7 +1,7 @@
 """The engine: load the specs, read the actual state, plan, apply. Composition only.
 
     specs --load--> DesiredState --fingerprint--> Fingerprints ┐
-    provider --read_snapshot--------------------> Snapshot     ├--plan--> Plan --apply--> provider
+    provider --read_snapshot--------------------> Snapshot     ├--plan--> Plan --Executor--> adapters
                                                                ┘
 Apply runs under the provider's lock and always re-reads the state under it, so two
 applies never act on the same snapshot; a saved plan is applied only if both the specs
@@ -20,11 +20,20 @@ from pathlib import Path
 from reconciler.core import drift as drift_core
 from reconciler.core import planner
 from reconciler.core.plan_json import SavedPlan, actions_of
-from reconciler.errors import Aborted, PlanRefused, ProviderError
+from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
 from reconciler.model.plan import Change, DesiredDeployment, Plan
 from reconciler.model.specs import DesiredState, Fingerprints
 from reconciler.model.state import LiveDeployment, Snapshot
-from reconciler.providers.base import LockInfo, Progress, Provider, ProviderFactory, SilentProgress
+from reconciler.providers.apply import Executor
+from reconciler.providers.base import (
+    DeviceSimulator,
+    LockInfo,
+    Progress,
+    Provider,
+    ProviderFactory,
+    SilentProgress,
+    Simulated,
+)
 from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
 from reconciler.spec.loader import load_environment
@@ -145,7 +154,7 @@ class Engine:
         the saved one (same specs, same actual state, same actions)."""
         if saved is not None:
             prune = saved.prune
-        with self.provider.lock(holder_name()):
+        with self.provider.lock(holder_name()) as held:
             plan = self.plan(prune=prune)
             if saved is not None:
                 self._check_saved(saved, plan)
@@ -153,16 +162,17 @@ class Engine:
                 return ApplyResult(plan, [], saved is not None)
             if confirm is not None and not confirm(plan):
                 raise Aborted("Apply cancelled: nothing was changed.")
+            executor = Executor(self.desired.environment, self.provider.adapters(), self.progress)
             applied: list[Change] = []
             for change in plan.changes:
                 self.progress.step(f"{change.action.symbol} {change.key} ({change.target})")
                 try:
-                    self.provider.apply(change, self.desired, self.progress)
+                    held.renew_if_needed()
+                    executor.apply(change)
                 except ProviderError as error:
-                    raise type(error)(
-                        f"{error} [applied {len(applied)} of {len(plan.changes)} changes before this one; "
-                        "run `reconciler plan` to see what remains, then apply again]"
-                    ) from error
+                    raise error.with_context(
+                        f"applied {len(applied)} of {len(plan.changes)} changes before this one; "
+                        "run `reconciler plan` to see what remains, then apply again") from error
                 applied.append(change)
             return ApplyResult(plan, applied, saved is not None)
 
@@ -178,6 +188,24 @@ class Engine:
         if saved.actions != actions_of(plan):
             raise PlanRefused("the saved plan's actions differ from what would be applied now; "
                               "run `reconciler plan` again")
+
+    def rotate_credentials(self, registry: str) -> str:
+        """New pull credentials for ``registry`` (under the lock); returns the new credential version."""
+        registries = self.desired.environment.registries
+        if registry not in registries:
+            known = ", ".join(sorted(registries)) or "none"
+            raise ReconcilerError(f"no registry named {registry!r} in environment.yaml (defined: {known})")
+        with self.provider.lock(holder_name()):
+            return self.provider.rotate_registry_credentials(registry)
+
+    def devices(self) -> DeviceSimulator:
+        """The simulated devices: the local backend has them; real devices are IoT Hub's."""
+        if not isinstance(self.provider, Simulated):
+            environment = self.desired.environment
+            raise ReconcilerError(f"environment {environment.name} uses the {environment.provider!r} provider: "
+                                  "simulated devices exist only on the local backend; manage real devices in "
+                                  "IoT Hub")
+        return self.provider.simulator
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove the apply lock whose id is ``lock_id`` (only that one); returns who held it."""

@@ -51,11 +51,26 @@ class ProviderError(ReconcilerError):
 
     def __init__(self, message: str, *, resource: str | None = None):
         self.resource = resource
+        self.message = message
         super().__init__(f"{resource}: {message}" if resource else message)
+
+    def with_context(self, context: str) -> ProviderError:
+        """The same error (type, resource, ``retry_after``) with ``[context]`` added to its message."""
+        copy = copy_error(self)
+        copy.message = f"{self.message} [{context}]"
+        copy.args = (f"{self.resource}: {copy.message}" if self.resource else copy.message,)
+        return copy
 
 
 class PermanentProviderError(ProviderError):
     """Retrying the same call will fail again: fix the input, credentials or permissions."""
+
+
+def copy_error(error: ProviderError) -> ProviderError:
+    duplicate = type(error).__new__(type(error))
+    duplicate.__dict__.update(error.__dict__)
+    duplicate.args = error.args
+    return duplicate
 
 
 class TransientProviderError(ProviderError):

@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.model.plan import Change
+from reconciler.model.specs import EnvironmentSpec
+from reconciler.providers.apply import Executor
+from reconciler.providers.base import Provider, SilentProgress
+
 REPO = Path(__file__).resolve().parents[1]
 
 # azureml-core's REST clients repeat throttled and failed requests themselves, waiting 32 s after a 429 and
@@ -32,3 +37,8 @@ def copy_sample(destination: Path, environment: str = "local") -> Path:
 @pytest.fixture
 def sample_env(tmp_path: Path) -> Path:
     return copy_sample(tmp_path)
+
+
+def apply_change(provider: Provider, change: Change, environment: EnvironmentSpec) -> None:
+    """One change through the apply path, as the engine runs it (without the lock)."""
+    Executor(environment, provider.adapters(), SilentProgress()).apply(change)

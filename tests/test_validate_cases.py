@@ -158,28 +158,26 @@ def test_github_format_annotates_every_problem(tmp_path: Path) -> None:
 
 
 def test_billion_laughs_fails_fast_and_small(tmp_path: Path) -> None:
-    """Expanding the aliases would build ~400 million strings; loading must stop early."""
+    """Expanding the aliases would build ~400 million strings; loading must stop early. The memory bounds
+    prove it (an expansion would need gigabytes); wall time is not asserted: under a loaded CI machine it
+    is noise, and speed goals live in benchmarks/."""
     name = "yaml-billion-laughs"
     repo = install(name, tmp_path)
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(SpecError) as caught:
             load_environment(repo / name / "env")
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert "billion laughs" in str(caught.value.diagnostics[0])
-    assert elapsed < 2.0
     assert peak < 50 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while loading"
 
-    # The CLI too, in a subprocess: fast, and its peak memory close to that of a tiny case.
-    bomb_seconds, bomb_rss = _timed_peak_rss(repo, f"{name}/env")
+    # The CLI too, in a subprocess: its peak memory close to that of a tiny case.
+    _, bomb_rss = _timed_peak_rss(repo, f"{name}/env")
     small = "yaml-duplicate-key"
     small_repo = install(small, tmp_path / "small")
     _, small_rss = _timed_peak_rss(small_repo, f"{small}/env")
-    assert bomb_seconds < 2.0
     assert bomb_rss - small_rss < 64 * 1024 * 1024, f"{(bomb_rss - small_rss) / 1e6:.1f} MB more than a tiny case"
 
 

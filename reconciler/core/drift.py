@@ -58,7 +58,7 @@ def _change_item(change: Change) -> DriftItem:
         return DriftItem(resource, "replaced", f"live content differs from the specs: {change.reason}")
     if change.action is Action.DELETE:
         return DriftItem(resource, "orphaned", f"{change.target}: {change.reason}")
-    if change.new_version:
+    if change.action is Action.NEW_VERSION:
         return DriftItem(resource, "changed", f"the newest version does not match the specs: {change.reason}")
     details = "; ".join(f"{f.path} is {f.before!r}, the specs say {f.after!r}" for f in change.fields)
     return DriftItem(resource, "changed", f"edited outside git: {details}")
@@ -68,7 +68,7 @@ def detect(plan: Plan, snapshot: Snapshot) -> DriftReport:
     """Drift items from a plan made against ``snapshot`` (read with health)."""
     items = [_change_item(change) for change in plan.changes]
     items += [DriftItem(resource, "orphaned", "owned but no longer in the specs (apply with --prune removes it)")
-              for resource in plan.orphans]
+              for resource in map(str, plan.orphans)]
     by_id = {d.id: d for d in snapshot.deployments}
     rollouts = []
     for deployment in snapshot.deployments:

@@ -6,17 +6,17 @@ The output is what IoT Hub stores as a configuration's ``content.modulesContent`
 deployments use dotted paths (``properties.desired.modules.<name>``) so they merge on top
 of the device's base deployment instead of replacing it.
 
-Registry passwords are never rendered: each is a placeholder that only the provider
-replaces, at apply time, with the password it fetches from the registry.
+Registry passwords are never rendered: each is a placeholder that only the apply path
+replaces, at apply time, with the password it fetches from the registry. Reading content
+(modules, images, credentials, layered or not) is ``hub.manifest``'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Any
 
-from reconciler.core import limits
+from reconciler.hub import limits
+from reconciler.hub.manifest import canonical_json, create_options_chunks, password_placeholder
 from reconciler.model.specs import JSON, DeploymentSpec, ModuleSpec
 from reconciler.model.state import LiveRegistry
 
@@ -35,21 +35,10 @@ SCHEMA_VERSION = "1.1"
 DEFAULT_STORE_AND_FORWARD_SECONDS = 7200
 
 
-def password_placeholder(registry: str) -> str:
-    """The stand-in for a registry password inside rendered content."""
-    return f"<secret:registry/{registry}/password>"
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def create_options_chunks(options: dict[str, JSON]) -> list[str]:
-    """Docker create options as IoT Edge wants them: minified JSON, split into twin-sized
-    strings (``createOptions``, ``createOptions01``, ...)."""
-    text = canonical_json(options) if options else "{}"
-    size = limits.CREATE_OPTIONS_CHUNK
-    return [text[i : i + size] for i in range(0, len(text), size)] or ["{}"]
 
 
 def _settings(image: str, options: dict[str, JSON]) -> dict[str, str]:
@@ -166,45 +155,3 @@ def content_hash(content: dict[str, JSON], credential_versions: dict[str, str]) 
 
 def deployment_id(name: str, digest: str) -> str:
     return f"{name}-{digest}"
-
-
-def module_images(content: dict[str, JSON]) -> dict[str, str]:
-    """Module name -> image reference, for base and layered content alike."""
-    agent = content.get("$edgeAgent", {})
-    modules: dict[str, JSON] = dict(agent.get("properties.desired", {}).get("modules", {}))
-    prefix = "properties.desired.modules."
-    modules.update({key[len(prefix):]: value for key, value in agent.items() if key.startswith(prefix)})
-    return {name: module["settings"]["image"] for name, module in sorted(modules.items())}
-
-
-def is_layered_content(content: dict[str, JSON]) -> bool:
-    """IoT Hub's own test: a layered deployment sets dotted ``properties.desired.*`` paths."""
-    agent = content.get("$edgeAgent", {})
-    return isinstance(agent, dict) and "properties.desired" not in agent
-
-
-def fill_passwords(content: dict[str, JSON], passwords: dict[str, str]) -> dict[str, JSON]:
-    """A copy of ``content`` with each registry placeholder replaced by its password.
-    Only providers call this, right before they send the content to the backend."""
-    text = canonical_json(content)
-    for registry, password in passwords.items():
-        text = text.replace(json.dumps(password_placeholder(registry)), json.dumps(password))
-    filled: dict[str, JSON] = json.loads(text)
-    return filled
-
-
-def redact_passwords(content: dict[str, JSON]) -> dict[str, JSON]:
-    """The inverse, for content read back from a backend: each registry credential's
-    password becomes the placeholder again, so actual and desired content compare equal."""
-    redacted: dict[str, JSON] = json.loads(canonical_json(content))
-    agent = redacted.get("$edgeAgent")
-    if not isinstance(agent, dict):
-        return redacted
-    for key, value in agent.items():
-        if key == "properties.desired" and isinstance(value, dict):
-            credentials = value.get("runtime", {}).get("settings", {}).get("registryCredentials", {})
-            for name, credential in credentials.items():
-                credential["password"] = password_placeholder(name)
-        elif key.startswith("properties.desired.runtime.settings.registryCredentials.") and isinstance(value, dict):
-            value["password"] = password_placeholder(key.rsplit(".", 1)[-1])
-    return redacted

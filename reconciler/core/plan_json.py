@@ -34,16 +34,22 @@ from reconciler.model.plan import Action, Change, Plan
 FORMAT_VERSION = 1
 
 
+def action_name(action: Action) -> str:
+    """The ``action`` field: format 1 writes a new version as ``update`` with ``new_version: true``
+    (its meaning cannot change without a new format_version)."""
+    return Action.UPDATE.value if action is Action.NEW_VERSION else action.value
+
+
 def change_to_dict(change: Change) -> dict[str, Any]:
     return {
         "resource": str(change.key),
         "kind": change.key.kind.label,
         "name": change.key.name,
-        "action": change.action.value,
+        "action": action_name(change.action),
         "symbol": change.action.symbol,
         "target": change.target,
         "reason": change.reason,
-        "new_version": change.new_version,
+        "new_version": change.action is Action.NEW_VERSION,
         "devices": change.devices,
         "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
     }
@@ -59,15 +65,15 @@ def plan_to_dict(plan: Plan, environment_dir: str) -> dict[str, Any]:
         "desired_fingerprint": plan.desired_fingerprint,
         "summary": {
             "add": plan.count(Action.CREATE),
-            "change": plan.count(Action.UPDATE),
+            "change": plan.to_change,
             "replace": plan.count(Action.REPLACE),
             "destroy": plan.count(Action.DELETE),
         },
         "changes": [change_to_dict(change) for change in plan.changes],
         "unchanged": [str(key) for key in plan.unchanged],
-        "orphans": list(plan.orphans),
+        "orphans": [str(key) for key in plan.orphans],
         "unmanaged": list(plan.unmanaged),
-        "warnings": list(plan.warnings),
+        "warnings": [warning.summary for warning in plan.warnings],
     }
 
 
@@ -97,4 +103,4 @@ class SavedPlan:
 
 
 def actions_of(plan: Plan) -> tuple[tuple[str, str, str], ...]:
-    return tuple((str(c.key), c.action.value, c.target) for c in plan.changes)
+    return tuple((str(c.key), action_name(c.action), c.target) for c in plan.changes)

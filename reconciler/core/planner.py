@@ -24,7 +24,8 @@ from typing import Any
 
 from reconciler.core import manifest
 from reconciler.core.diff import describe, field_changes
-from reconciler.core.target_condition import device_ids_condition
+from reconciler.hub.conditions import device_ids_condition
+from reconciler.hub.manifest import canonical_json, module_images
 from reconciler.model.plan import (
     Action,
     Change,
@@ -34,6 +35,7 @@ from reconciler.model.plan import (
     FieldChange,
     Plan,
 )
+from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import DesiredState, Fingerprints, Kind, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, Snapshot
 
@@ -62,14 +64,15 @@ def desired_images(desired: DesiredState, fingerprints: Fingerprints, registry: 
 
 def desired_deployments(
     desired: DesiredState, images: dict[str, DesiredImage], snapshot: Snapshot
-) -> tuple[dict[str, DesiredDeployment], list[str]]:
+) -> tuple[dict[str, DesiredDeployment], list[Diagnostic]]:
     references = {name: image.reference for name, image in images.items()}
     deployments, warnings = {}, []
     for name, spec in sorted(desired.deployments.items()):
         registry = snapshot.registries.get(spec.registry) if spec.registry else None
         if spec.registry and registry is None:
-            warnings.append(f"deployment/{name}: registry {spec.registry!r} was not found in the backend; "
-                            "the manifest carries no credentials for it")
+            warnings.append(Diagnostic(spec.location, f"deployment/{name}", "",
+                                       f"registry {spec.registry!r} was not found in the backend; the manifest "
+                                       "carries no credentials for it"))
         content = manifest.render(spec, references, registry)
         versions = {registry.name: registry.credential_version} if registry else {}
         digest = manifest.content_hash(content, versions)
@@ -123,7 +126,7 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
         environment=environment,
         changes=(*forward, *deletes),
         unchanged=tuple(sorted(unchanged)),
-        orphans=() if prune else tuple(sorted({str(c.key) for c in orphans})),
+        orphans=() if prune else tuple(sorted({c.key for c in orphans}, key=str)),
         unmanaged=tuple(unmanaged),
         state_fingerprint=snapshot.fingerprint(),
         desired_fingerprint=desired_fingerprint(models, images, deployments),
@@ -169,13 +172,13 @@ def _plan_models(models: dict[str, DesiredModel],
         edited = sorted(k for k, v in model.spec.properties.items() if k in latest.properties
                         and latest.properties[k] != v)
         if latest.fingerprint != model.fingerprint:
-            yield Change(key, Action.UPDATE, f"model files changed: registers version {latest.version + 1}",
-                         fields, desired=model, actual=latest, new_version=True)
+            yield Change(key, Action.NEW_VERSION, f"model files changed: registers version {latest.version + 1}",
+                         fields, desired=model, actual=latest)
         elif edited:
             # Azure ML can add properties to a version but never change one: a new value needs a new version.
-            yield Change(key, Action.UPDATE, f"properties {', '.join(edited)} changed (properties cannot be "
-                                             f"edited): registers version {latest.version + 1}",
-                         fields, desired=model, actual=latest, new_version=True)
+            yield Change(key, Action.NEW_VERSION, f"properties {', '.join(edited)} changed (properties cannot be "
+                                                  f"edited): registers version {latest.version + 1}",
+                         fields, desired=model, actual=latest)
         elif fields:
             yield Change(key, Action.UPDATE, describe(fields), fields, desired=model, actual=latest)
         else:
@@ -203,9 +206,8 @@ def _plan_images(images: dict[str, DesiredImage], owned: dict[str, list[ImageVer
         causes = sorted(set(image.spec.models) & changed_models)
         why = (f"model {', '.join(causes)} changed" if causes
                else "entry script, conda file or source directory changed")
-        yield Change(key, Action.UPDATE, f"{why}: builds {name}:{image.label}",
-                     (FieldChange("label", current.label, image.label),), desired=image, actual=current,
-                     new_version=True)
+        yield Change(key, Action.NEW_VERSION, f"{why}: builds {name}:{image.label}",
+                     (FieldChange("label", current.label, image.label),), desired=image, actual=current)
     for name in sorted(set(owned) - set(images)):
         for version in sorted(owned[name], key=lambda v: v.label):
             yield Orphan(Change(ResourceKey(Kind.IMAGE, name), Action.DELETE, ORPHAN_REASON, actual=version))
@@ -224,7 +226,7 @@ def _plan_deployments(deployments: dict[str, DesiredDeployment],
         existing = sorted(owned.get(name, []), key=lambda d: (d.created, d.id))
         current = next((d for d in existing if d.id == deployment.id), None)
         if current is None and not existing:
-            shown = {**after, "modules": manifest.module_images(deployment.content)}
+            shown = {**after, "modules": module_images(deployment.content)}
             yield Change(key, Action.CREATE, f"new deployment {deployment.id}",
                          field_changes({}, shown), desired=deployment)
             continue
@@ -254,10 +256,10 @@ def _plan_deployments(deployments: dict[str, DesiredDeployment],
 
 
 def _foreign_model_warnings(models: dict[str, DesiredModel], versions: Iterable[ModelVersion],
-                            environment: str) -> list[str]:
+                            environment: str) -> list[Diagnostic]:
     foreign = sorted({v.name for v in versions if v.name in models and v.owner != environment})
-    return [f"model/{name}: versions exist that this environment does not own; new versions are added beside them"
-            for name in foreign]
+    return [Diagnostic(models[name].spec.location, f"model/{name}", "", "versions exist that this environment does "
+                       "not own; new versions are added beside them") for name in foreign]
 
 
 def desired_fingerprint(models: dict[str, DesiredModel], images: dict[str, DesiredImage],
@@ -269,4 +271,4 @@ def desired_fingerprint(models: dict[str, DesiredModel], images: dict[str, Desir
         "deployments": {n: [d.id, d.target_condition, d.spec.priority, d.spec.labels, d.spec.metrics]
                         for n, d in deployments.items()},
     }
-    return hashlib.sha256(manifest.canonical_json(summary).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(summary).encode()).hexdigest()

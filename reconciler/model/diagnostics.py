@@ -32,6 +32,11 @@ class Diagnostic:
     field: str
     message: str
 
+    @property
+    def summary(self) -> str:
+        """``kind/name: field: message``, without the location (plan warnings are shown this way)."""
+        return ": ".join(part for part in (self.subject, self.field, self.message) if part)
+
     def __str__(self) -> str:
         parts = [str(self.location)]
         if self.subject:

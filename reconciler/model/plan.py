@@ -10,21 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
 
 
 class Action(str, Enum):
-    """What happens to one resource. The symbols are Terraform's."""
+    """What happens to one resource. The symbols are Terraform's.
+
+    ``NEW_VERSION`` is the versioned kinds' change (models, images): a new version is
+    registered or built and the old one stays; it counts as a change, shown ``~``."""
 
     CREATE = "create"
     UPDATE = "update"
+    NEW_VERSION = "new-version"
     REPLACE = "replace"
     DELETE = "delete"
 
     @property
     def symbol(self) -> str:
-        return {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}[self.value]
+        return {"create": "+", "update": "~", "new-version": "~", "replace": "-/+", "delete": "-"}[self.value]
+
+    @property
+    def is_change(self) -> bool:
+        """Counted as "to change" in summaries: an update in place or a new version."""
+        return self in (Action.UPDATE, Action.NEW_VERSION)
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,8 @@ Actual = ModelVersion | ImageVersion | LiveDeployment
 class Change:
     """One resource's change.
 
-    ``desired`` is set for create, update and replace; ``actual`` for update, replace and
-    delete. ``new_version`` marks an update of a versioned kind (models, images) that
-    registers or builds a new version instead of editing in place; the old version stays.
+    ``desired`` is set for create, update, new version and replace; ``actual`` for update,
+    new version, replace and delete.
     """
 
     key: ResourceKey
@@ -88,7 +97,6 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     desired: Desired | None = None
     actual: Actual | None = None
-    new_version: bool = False
     devices: int | None = None  # devices the change reaches (deployments), when the provider can count
 
     @property
@@ -122,12 +130,12 @@ class Plan:
     environment: str
     changes: tuple[Change, ...]
     unchanged: tuple[ResourceKey, ...]
-    orphans: tuple[str, ...]
+    orphans: tuple[ResourceKey, ...]
     unmanaged: tuple[str, ...]
     state_fingerprint: str
     desired_fingerprint: str
     prune: bool = False
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[Diagnostic, ...] = field(default=())  # at the spec they are about
 
     @property
     def has_changes(self) -> bool:
@@ -137,10 +145,14 @@ class Plan:
         return sum(1 for change in self.changes if change.action is action)
 
     @property
+    def to_change(self) -> int:
+        return sum(1 for change in self.changes if change.action.is_change)
+
+    @property
     def summary(self) -> str:
         if not self.changes:
             return "No changes. The actual state matches the specs."
         return (
-            f"Plan: {self.count(Action.CREATE)} to add, {self.count(Action.UPDATE)} to change, "
+            f"Plan: {self.count(Action.CREATE)} to add, {self.to_change} to change, "
             f"{self.count(Action.REPLACE)} to replace, {self.count(Action.DELETE)} to destroy."
         )

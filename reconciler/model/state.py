@@ -98,3 +98,20 @@ class Snapshot:
             deployment.pop("health", None)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SimulatedDevice:
+    """A device of the local backend's simulator."""
+
+    id: str
+    tags: dict[str, JSON]
+    failing: bool  # reports failure for what it applies
+
+
+@dataclass(frozen=True)
+class DeviceModules:
+    """What a device runs: module name -> (id of the deployment it comes from, image)."""
+
+    device: SimulatedDevice
+    modules: dict[str, tuple[str, str]]

@@ -1,30 +1,44 @@
-"""The Provider protocol: the seam between the engine and a backend.
+"""The seam between the engine and a backend: the Provider protocol and its adapters.
 
-Failure semantics (every provider must keep them):
+A provider reads snapshots, holds the lock, and hands out four small adapters (``Adapters``):
+a model store, an image store, a deployment store and the registry credentials. The one apply
+path (``providers.apply.Executor``) drives them for every change, on every backend: it owns the
+order of a replace, the ownership checks, the password placeholders, which model versions an
+image packages, the check that the files did not change since the plan, and the messages.
+An adapter only calls its store or SDK.
+
+Failure semantics (every adapter must keep them):
 
 * Methods raise only ``reconciler.errors`` types. SDK and I/O exceptions are wrapped at
   this boundary with ``raise ... from exc``: ``TransientProviderError`` when the same call
   may succeed later (throttling, 5xx, timeouts; with ``retry_after`` when known), else
   ``PermanentProviderError`` with a message that says what to do.
-* ``apply`` executes one change and is idempotent with respect to the plan: if it is
-  interrupted and the engine re-plans, the next plan describes exactly what remains.
-* ``REPLACE`` is create-before-delete: the new resource exists before the old one is
-  removed, so no device is left without a deployment.
-* A provider never modifies or deletes a resource whose owner is not this environment.
+* Writes are idempotent with respect to the plan: if an apply is interrupted and the engine
+  re-plans, the next plan describes exactly what remains; a write whose answer was lost is
+  safe to send again.
+* Reads (``get``, ``version``, ``newest``) are fresh: the executor checks ownership on them
+  right before it writes.
 * Secrets (registry passwords) are fetched at apply time and written only into the
   backend; they never appear in snapshots, exceptions, logs or progress messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from reconciler.model.plan import Change
-from reconciler.model.specs import DesiredState, EnvironmentSpec
-from reconciler.model.state import Snapshot
+from reconciler.model.plan import DesiredImage
+from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, ModelSpec
+from reconciler.model.state import (
+    DeviceModules,
+    ImageVersion,
+    LiveDeployment,
+    ModelVersion,
+    SimulatedDevice,
+    Snapshot,
+)
 
 
 class Progress(Protocol):
@@ -62,6 +76,138 @@ class LockInfo:
         return f"{text} ({', '.join(details)})" if details else text
 
 
+class ModelStore(Protocol):
+    """Registered model versions."""
+
+    def version(self, name: str, version: int) -> ModelVersion | None:
+        """One version as it is now (any owner), or None."""
+
+    def newest(self, name: str, fingerprint: str) -> ModelVersion | None:
+        """The newest version of ``name`` this environment owns with these files, or None."""
+
+    def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
+        """Upload ``spec.path`` and register it as the next version, with ``tags`` (the user's and the
+        ownership keys, ``ownership.FINGERPRINT`` included) and ``spec.properties``."""
+
+    def update(self, version: ModelVersion, description: str, tags: dict[str, str],
+               added_properties: dict[str, str]) -> None:
+        """Set the description and the tags (replaced as a whole), add properties (never changed)."""
+
+    def delete_owned(self, name: str) -> None:
+        """Delete every version of ``name`` this environment owns. Nothing owned: nothing to do."""
+
+
+class ImageStore(Protocol):
+    """Built scoring images. Images are immutable: a label is built once."""
+
+    def get(self, name: str, label: str) -> ImageVersion | None:
+        """The image with this label as it is now, or None."""
+
+    def build(self, image: DesiredImage, models: list[ModelVersion], tags: dict[str, str],
+              progress: Progress) -> None:
+        """Build ``image`` with these model versions and push it under its label."""
+
+    def delete(self, version: ImageVersion) -> None:
+        """Remove the image. Gone already: nothing to do."""
+
+
+class DeploymentStore(Protocol):
+    """IoT Hub configurations (edge deployments). Content is immutable."""
+
+    def get(self, deployment_id: str) -> LiveDeployment | None:
+        """The deployment as it is now (content with password placeholders), or None."""
+
+    def owned(self) -> list[LiveDeployment]:
+        """Every deployment this environment owns, as it is now."""
+
+    def create(self, deployment_id: str, content: dict[str, JSON], target_condition: str, priority: int,
+               labels: dict[str, str], metrics: dict[str, str], layered: bool) -> None:
+        """Create it. ``content`` carries the real registry passwords: the backend keeps them where
+        devices read them and nowhere else. An existing one with this id, this owner and this content
+        is success (a create whose answer was lost)."""
+
+    def update(self, deployment_id: str, target_condition: str, priority: int, labels: dict[str, str],
+               metrics: dict[str, str]) -> None:
+        """Change the mutable fields; ``labels`` are complete (the user's and the ownership keys)."""
+
+    def delete(self, deployment_id: str) -> None:
+        """Delete it. Gone already: nothing to do."""
+
+
+@dataclass(frozen=True)
+class PullCredential:
+    """What devices use to pull from a registry, fetched at apply time."""
+
+    password: str
+    version: str  # the credential version a plan's content hash stands for (``LiveRegistry.credential_version``)
+
+    def __repr__(self) -> str:  # never print the password
+        return f"PullCredential(version={self.version!r})"
+
+
+class CredentialStore(Protocol):
+    """Registry pull credentials for devices."""
+
+    def credential(self, registry: str, username: str, repositories: set[str]) -> PullCredential:
+        """The password for ``username`` (the user the plan rendered), able to pull ``repositories``."""
+
+    def release_unused(self, registry: str, in_use: set[str]) -> None:
+        """Retire credentials of ``registry`` that no deployment embeds any more (``in_use``: the
+        usernames still embedded). Backends whose credentials cannot be retired do nothing."""
+
+
+@dataclass(frozen=True)
+class Adapters:
+    models: ModelStore
+    images: ImageStore
+    deployments: DeploymentStore
+    credentials: CredentialStore
+
+
+class HeldLock(Protocol):
+    """An environment's apply lock, while held."""
+
+    def renew_if_needed(self) -> None:
+        """Called before each change: extend a lock that expires. Raises ``LockHeld`` if it was lost."""
+
+
+class NoRenewal:
+    """A lock that never expires (the local file lock)."""
+
+    def renew_if_needed(self) -> None:
+        pass
+
+
+class DeviceSimulator(Protocol):
+    """Simulated devices (the local backend's): what deployments target, without hardware."""
+
+    def add(self, devices: Iterable[tuple[str, dict[str, JSON]]]) -> None:
+        """Register devices with twin tags, all or none."""
+
+    def exists(self, device_id: str) -> bool: ...
+
+    def tag(self, device_id: str, set_tags: dict[str, JSON], unset: Iterable[str] = ()) -> SimulatedDevice:
+        """Set and remove twin tags; return the device as it is now."""
+
+    def set_failing(self, device_id: str, failing: bool = True) -> None:
+        """Make the device report failure (or success again) for what it applies."""
+
+    def remove(self, device_id: str) -> None: ...
+
+    def list(self) -> list[SimulatedDevice]: ...
+
+    def show(self, device_id: str) -> DeviceModules:
+        """The modules the device runs, by IoT Hub's rules, and the deployment each comes from."""
+
+
+@runtime_checkable
+class Simulated(Protocol):
+    """A provider with simulated devices."""
+
+    @property
+    def simulator(self) -> DeviceSimulator: ...
+
+
 class Provider(Protocol):
     """A backend for one environment."""
 
@@ -75,8 +221,8 @@ class Provider(Protocol):
     def count_devices(self, target_condition: str) -> int:
         """How many devices a target condition selects now."""
 
-    def apply(self, change: Change, desired: DesiredState, progress: Progress) -> None:
-        """Execute one change (see the module docstring for the rules)."""
+    def adapters(self) -> Adapters:
+        """The stores the apply path drives (see ``providers.apply``)."""
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Start using new pull credentials for a registry; return the new credential
@@ -84,7 +230,7 @@ class Provider(Protocol):
         embeds the old credentials (their content is immutable), and the old credentials
         stop working once no owned deployment uses them any more."""
 
-    def lock(self, holder: str) -> AbstractContextManager[None]:
+    def lock(self, holder: str) -> AbstractContextManager[HeldLock]:
         """Hold the environment's apply lock for the duration of the ``with`` block.
         Raises ``LockHeld`` naming the current holder when another run has it."""
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from reconciler.core import limits
-from reconciler.core.manifest import create_options_chunks
-from reconciler.core.target_condition import ConditionError, parse
+from reconciler.hub import limits
+from reconciler.hub.conditions import ConditionError, parse
+from reconciler.hub.manifest import create_options_chunks
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
 from reconciler.spec.paths import display_path, is_inside

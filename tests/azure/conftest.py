@@ -21,12 +21,11 @@ from reconciler.core import planner
 from reconciler.model.plan import Plan
 from reconciler.model.specs import DesiredState, Kind
 from reconciler.providers.azure.provider import AzureProvider
-from reconciler.providers.base import SilentProgress
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
 from tests.azure_emulator import acr, arm, iothub, testing
 from tests.azure_emulator.server import AzureEmulator
-from tests.conftest import copy_sample
+from tests.conftest import apply_change, copy_sample
 
 # The ids of environments/prod/environment.yaml.
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -91,7 +90,7 @@ class AzureWorld:
         plan = self.plan(provider, prune=prune)
         for change in plan.changes:
             if change.key.kind in kinds:
-                provider.apply(change, desired, SilentProgress())
+                apply_change(provider, change, desired.environment)
         return plan
 
     def close(self) -> None:

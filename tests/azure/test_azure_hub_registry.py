@@ -21,10 +21,8 @@ from reconciler.engine import Engine
 from reconciler.errors import LockHeld, PermanentProviderError, ProviderError
 from reconciler.model.plan import Action, Change
 from reconciler.model.specs import Kind, ResourceKey
-from reconciler.model.state import ModelVersion
 from reconciler.providers.azure import registry as acr_module
 from reconciler.providers.azure.lock import LockRecord, lock_device_id
-from reconciler.providers.base import SilentProgress
 from tests.azure.conftest import (
     ACR,
     CLIENT_SECRET,
@@ -36,6 +34,7 @@ from tests.azure.conftest import (
     AzureWorld,
 )
 from tests.azure_emulator import iothub
+from tests.conftest import apply_change
 
 DEPLOYMENTS = frozenset({Kind.DEPLOYMENT})
 PREFIX = acr_module.token_prefix("prod", "workspace")
@@ -186,7 +185,7 @@ def test_delete_only_with_prune_and_unmanaged_deployments_are_never_touched(azur
     (azure_world.env_dir / "deployments.yaml").write_text(text.split("\n---\n")[0] + "\n")
     plan = azure_world.apply(kinds=DEPLOYMENTS)
     assert not [c for c in plan.changes if c.key.kind is Kind.DEPLOYMENT]
-    assert plan.orphans == ("deployment/iris-site-a-sensor",)
+    assert plan.orphans == (ResourceKey(Kind.DEPLOYMENT, "iris-site-a-sensor"),)
     assert plan.unmanaged == ("deployment/portal-made",)
     pruned = azure_world.apply(kinds=DEPLOYMENTS, prune=True)
     assert [(c.action, c.key.name) for c in pruned.changes if c.key.kind is Kind.DEPLOYMENT] == [
@@ -205,7 +204,7 @@ def test_the_provider_refuses_to_touch_what_it_does_not_own(azure_world: AzureWo
         change = Change(ResourceKey(Kind.DEPLOYMENT, "portal-made"), action, "forged", actual=live,
                         desired=None if action is Action.DELETE else _any_desired(azure_world, provider))
         with pytest.raises(PermanentProviderError, match="never changes it"):
-            provider.apply(change, azure_world.desired(), SilentProgress())
+            apply_change(provider, change, azure_world.desired().environment)
     assert azure_world.configurations()["portal-made"]["etag"] == "MQ=="
 
 
@@ -222,7 +221,7 @@ def test_an_interrupted_replace_is_finished_by_the_next_plan(azure_world: AzureW
     replace = next(c for c in plan.changes if c.action is Action.REPLACE)
     # Only the create half ran (as if the process died in between).
     create = Change(replace.key, Action.CREATE, "half", desired=replace.desired)
-    provider.apply(create, azure_world.desired(), SilentProgress())
+    apply_change(provider, create, azure_world.desired().environment)
     again = deployment_changes(azure_world)
     assert [(c.action, c.target) for c in again] == [(Action.DELETE, replace.actual.id)]  # type: ignore[union-attr]
     azure_world.apply(kinds=DEPLOYMENTS)
@@ -535,7 +534,7 @@ def test_the_lock_is_held_until_released(azure_world: AzureWorld) -> None:
 def test_an_expired_lock_is_taken_over_and_its_old_holder_stops(azure_world: AzureWorld) -> None:
     slow = azure_world.provider(lock_ttl=timedelta(seconds=1))
     fast = azure_world.provider()
-    with slow.lock("slow run"):
+    with slow.lock("slow run") as held:
         import time
 
         time.sleep(1.2)
@@ -544,8 +543,7 @@ def test_an_expired_lock_is_taken_over_and_its_old_holder_stops(azure_world: Azu
             takeover = azure_world.hub_requests("PUT", "/devices/edge-reconciler-lock")[-1]
             assert takeover.headers["if-match"].startswith('"') and takeover.headers["if-match"] != '"*"'
             with pytest.raises(LockHeld, match="taken over by fast run"):
-                slow.apply(Change(ResourceKey(Kind.MODEL, "x"), Action.DELETE, "r"), azure_world.desired(),
-                           SilentProgress())
+                held.renew_if_needed()  # what the engine does before each change
         assert lock_device_id("prod") not in azure_world.hub.devices
     assert lock_device_id("prod") not in azure_world.hub.devices
 
@@ -599,15 +597,13 @@ def test_a_lock_takeover_and_renewal_whose_answers_are_lost_keep_the_lock(azure_
     faults = azure_world.emulator.faults
     takeover = faults.lose_answers(method="PUT", path="/devices/edge-reconciler-lock", skip=1, times=1)
     provider = azure_world.provider(lock_ttl=timedelta(seconds=2))
-    with provider.lock("me"):
+    with provider.lock("me") as held:
         assert lock_record(azure_world).holder == "me" and takeover.injected == 1
         renewal = faults.lose_answers(method="PUT", path="/devices/edge-reconciler-lock", times=1)
         import time
 
         time.sleep(1.1)  # past half the time to live: the next change renews first
-        gone = ModelVersion("x", 1, None, "", {}, {}, "prod")
-        provider.apply(Change(ResourceKey(Kind.MODEL, "x"), Action.DELETE, "r", actual=gone),
-                       azure_world.desired(), SilentProgress())
+        held.renew_if_needed()
         assert lock_record(azure_world).holder == "me" and renewal.injected == 1
     assert lock_device_id("prod") not in azure_world.hub.devices
 

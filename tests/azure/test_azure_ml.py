@@ -14,10 +14,12 @@ import pytest
 from reconciler.core.planner import desired_images
 from reconciler.errors import PermanentProviderError, TransientProviderError
 from reconciler.model import ownership
-from reconciler.model.plan import DesiredImage
-from reconciler.model.specs import DesiredState, Fingerprints, ModelSpec
+from reconciler.model.plan import Action, Change, DesiredImage, DesiredModel
+from reconciler.model.specs import DesiredState, Fingerprints, Kind, ModelSpec, ResourceKey
 from reconciler.model.state import ModelVersion
+from reconciler.providers.apply import Executor
 from reconciler.providers.azure.ml import AzureMLImageBuilder, AzureMLModelRegistry, WorkspaceConnection
+from reconciler.providers.base import Adapters, SilentProgress
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
 from tests.azure.ml_fixtures import REGISTRY, RG, SUB, WS
@@ -65,6 +67,23 @@ def _server_model(connection: WorkspaceConnection, version: int) -> Any:
     return Model(connection.workspace, id=f"{MODEL}:{version}")
 
 
+def _register(registry: AzureMLModelRegistry, spec: ModelSpec, fingerprint: str) -> ModelVersion:
+    """What the apply path does for a new version: the user's tags plus the ownership keys."""
+    environment = registry._environment
+    registry.register(spec, fingerprint, {**spec.tags, **ownership.ownership_tags(environment, spec.name, fingerprint)},
+                      SilentProgress())
+    version = registry.newest(spec.name, fingerprint)
+    assert version is not None
+    return version
+
+
+def _executor(connection: WorkspaceConnection, env: Path) -> Executor:
+    """The apply path over the model registry alone (the model changes these tests make need no other)."""
+    registry = AzureMLModelRegistry(connection, "prod")
+    adapters = Adapters(registry, AzureMLImageBuilder(connection, "prod"), None, None)  # type: ignore[arg-type]
+    return Executor(load_environment(env).environment, adapters, SilentProgress())
+
+
 def _register_unowned(connection: WorkspaceConnection, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A version someone registered by hand: no ownership tags."""
     from azureml.core.model import Model
@@ -80,18 +99,18 @@ def _register_unowned(connection: WorkspaceConnection, folder: Path, monkeypatch
 
 def test_register_then_changed_files_register_version_2(connection: WorkspaceConnection, prod_env: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
     cwd = Path.cwd()
 
-    first = registry.register(spec, fingerprint, "prod")
+    first = _register(registry, spec, fingerprint)
     (spec.path / "model.json").write_text('{"weights": [1, 2, 3]}\n')
     spec, changed = _model_spec(prod_env)
-    second = registry.register(spec, changed, "prod")
+    second = _register(registry, spec, changed)
 
     assert first == ModelVersion(MODEL, 1, fingerprint, spec.description, spec.tags, spec.properties, "prod")
     assert (second.version, second.fingerprint, second.owner) == (2, changed, "prod") and changed != fingerprint
-    assert [(v.version, v.fingerprint) for v in sorted(registry.list_owned("prod"), key=lambda v: v.version)] \
+    assert [(v.version, v.fingerprint) for v in sorted(registry.list_owned(), key=lambda v: v.version)] \
         == [(1, fingerprint), (2, changed)]
     stored = _server_model(connection, 2)
     assert stored.tags == {**spec.tags, ownership.MANAGED_BY: ownership.MANAGED_BY_VALUE,
@@ -103,46 +122,48 @@ def test_register_then_changed_files_register_version_2(connection: WorkspaceCon
 
 def test_register_restores_the_cwd_when_the_upload_fails(connection: WorkspaceConnection, emulator: AzureEmulator,
                                                         prod_env: Path) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
     connection.workspace  # noqa: B018 - open it before the fault, which hits every MMS call
     emulator.faults.add(method="POST", path="/models$", status=400)
     cwd = Path.cwd()
 
     with pytest.raises(PermanentProviderError, match=f"model/{MODEL}"):
-        registry.register(spec, fingerprint, "prod")
+        _register(registry, spec, fingerprint)
     assert Path.cwd() == cwd
 
 
 def test_list_owned_returns_only_this_environments_versions(connection: WorkspaceConnection, emulator: AzureEmulator,
                                                             prod_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
-    registry.register(spec, fingerprint, "prod")
-    registry.register(replace(spec, name="other-model"), fingerprint, "staging")
+    _register(registry, spec, fingerprint)
+    _register(AzureMLModelRegistry(connection, "staging"), replace(spec, name="other-model"), fingerprint)
     _register_unowned(connection, spec.path, monkeypatch)
     emulator.reset_log()
 
-    owned = registry.list_owned("prod")
+    owned = registry.list_owned()
 
     assert [(v.name, v.version, v.owner) for v in owned] == [(MODEL, 1, "prod")]
     assert owned[0].tags == spec.tags and ownership.FINGERPRINT not in owned[0].properties
     [listed] = emulator.calls(method="GET", path_contains="/models")
     assert listed.query["tags"] == [f"{ownership.MANAGED_BY}={ownership.MANAGED_BY_VALUE},"
                                     f"{ownership.ENVIRONMENT}=prod"]
-    assert registry.list_owned("staging")[0].name == "other-model"
+    assert AzureMLModelRegistry(connection, "staging").list_owned()[0].name == "other-model"
 
 
 def test_update_sets_description_and_tags_and_adds_properties(connection: WorkspaceConnection,
                                                               emulator: AzureEmulator, prod_env: Path) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
-    version = registry.register(replace(spec, tags={"stage": "dev", "team": "a"}), fingerprint, "prod")
+    version = _register(registry, replace(spec, tags={"stage": "dev", "team": "a"}), fingerprint)
     wanted = replace(spec, description="better", tags={"stage": "prod"},
                      properties={**spec.properties, "dataset": "iris-v2"})
     emulator.reset_log()
 
-    updated = registry.update(version, wanted)
+    tags = {**wanted.tags, **ownership.ownership_tags("prod", MODEL, fingerprint)}
+    registry.update(version, wanted.description, tags, {"dataset": "iris-v2"})
+    updated = registry.version(MODEL, 1)
 
     stored = _server_model(connection, 1)
     assert stored.description == "better"
@@ -150,17 +171,17 @@ def test_update_sets_description_and_tags_and_adds_properties(connection: Worksp
     assert ownership.owner_of(stored.tags) == "prod"
     assert stored.properties == {**wanted.properties, ownership.FINGERPRINT: fingerprint}
     assert updated == replace(version, description="better", tags={"stage": "prod"}, properties=wanted.properties)
-    assert registry.list_owned("prod") == [updated]
+    assert registry.list_owned() == [updated]
     writes = [c.method for c in emulator.calls(host=r".*\.modelmanagement\.azureml\.net") if c.method != "GET"]
     assert writes == ["PATCH", "PATCH"]  # tags + description, then the new property
 
 
 def test_update_clears_a_description_and_all_user_tags(connection: WorkspaceConnection, prod_env: Path) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
-    version = registry.register(spec, fingerprint, "prod")
+    version = _register(registry, spec, fingerprint)
 
-    registry.update(version, replace(spec, description="", tags={}))
+    registry.update(version, "", ownership.ownership_tags("prod", MODEL, fingerprint), {})
 
     stored = _server_model(connection, 1)
     assert stored.description == "" and ownership.user_tags(stored.tags) == {}
@@ -169,38 +190,48 @@ def test_update_clears_a_description_and_all_user_tags(connection: WorkspaceConn
 
 def test_update_refuses_to_change_a_property(connection: WorkspaceConnection, emulator: AzureEmulator,
                                              prod_env: Path) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
-    version = registry.register(spec, fingerprint, "prod")
+    version = _register(registry, spec, fingerprint)
     emulator.reset_log()
 
-    with pytest.raises(PermanentProviderError, match="add-only.*trainingScript.*register a new version"):
-        registry.update(version, replace(spec, description="x", properties={"trainingScript": "other.py"}))
+    wanted = replace(spec, description="x", properties={"trainingScript": "other.py"})
+    change = Change(ResourceKey(Kind.MODEL, MODEL), Action.UPDATE, "test", desired=DesiredModel(wanted, fingerprint),
+                    actual=version)
+    with pytest.raises(PermanentProviderError, match="add-only.*trainingScript.*a new version is needed"):
+        _executor(connection, prod_env).apply(change)
     assert not emulator.calls(method="PATCH")
 
 
 def test_update_refuses_an_unowned_version(connection: WorkspaceConnection, emulator: AzureEmulator,
-                                           prod_env: Path) -> None:
-    spec, _ = _model_spec(prod_env)
-    foreign = ModelVersion(MODEL, 1, None, "", {}, {}, owner=None)
+                                           prod_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, fingerprint = _model_spec(prod_env)
+    monkeypatch.chdir(spec.path.parent)
+    from azureml.core.model import Model
 
-    with pytest.raises(PermanentProviderError, match="not created by edge-reconciler"):
-        AzureMLModelRegistry(connection).update(foreign, spec)
-    assert not emulator.calls(host=r".*\.modelmanagement\.azureml\.net")
+    Model.register(connection.workspace, model_path=spec.path.name, model_name=MODEL, tags={"team": "data"})
+    foreign = ModelVersion(MODEL, 1, None, "", {}, {}, owner=None)
+    change = Change(ResourceKey(Kind.MODEL, MODEL), Action.UPDATE, "test", desired=DesiredModel(spec, fingerprint),
+                    actual=foreign)
+    emulator.reset_log()
+
+    with pytest.raises(PermanentProviderError, match="owned by no environment .unmanaged., not 'prod'"):
+        _executor(connection, prod_env).apply(change)
+    assert not emulator.calls(method="PATCH")
 
 
 def test_delete_all_deletes_only_owned_versions(connection: WorkspaceConnection, emulator: AzureEmulator,
                                                 prod_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
-    registry.register(spec, fingerprint, "prod")
-    registry.register(spec, fingerprint, "prod")
-    registry.register(spec, fingerprint, "staging")
+    _register(registry, spec, fingerprint)
+    _register(registry, spec, fingerprint)
+    _register(AzureMLModelRegistry(connection, "staging"), spec, fingerprint)
     _register_unowned(connection, spec.path, monkeypatch)
-    registry.register(replace(spec, name="other-model"), fingerprint, "prod")
+    _register(registry, replace(spec, name="other-model"), fingerprint)
 
-    registry.delete_all(MODEL, "prod")
-    registry.delete_all(MODEL, "prod")  # idempotent
+    registry.delete_owned(MODEL)
+    registry.delete_owned(MODEL)  # idempotent
 
     workspace = arm.find_workspace(emulator.state, SUB, RG, WS)
     assert workspace is not None
@@ -215,22 +246,23 @@ def test_delete_all_deletes_only_owned_versions(connection: WorkspaceConnection,
 
 def _registered(connection: WorkspaceConnection, env: Path) -> ModelVersion:
     spec, fingerprint = _model_spec(env)
-    return AzureMLModelRegistry(connection).register(spec, fingerprint, "prod")
+    return _register(AzureMLModelRegistry(connection, "prod"), spec, fingerprint)
 
 
 def test_build_packages_the_iris_sample(connection: WorkspaceConnection, emulator: AzureEmulator,
                                        prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
     progress = RecordingProgress()
 
     started = time.monotonic()
-    built = builder.build(image, [model], "prod", progress)
+    builder.build(image, [model], {}, progress)
+    built = builder.get(IMAGE, image.label)
 
     assert time.monotonic() - started < FAST_S
     assert builder.registry == f"{REGISTRY}.azurecr.io"
-    assert (built.name, built.label, built.fingerprint, built.owner) == (IMAGE, image.label, image.fingerprint, "prod")
+    assert built is not None and (built.name, built.label, built.owner) == (IMAGE, image.label, "prod")
     assert built.reference == image.reference == f"{REGISTRY}.azurecr.io/{IMAGE}:{image.label}"
     assert progress.events == [("step", f"building image {IMAGE}:{image.label}")]
     [submitted] = aml.packages_submitted(emulator.state)
@@ -242,13 +274,13 @@ def test_build_packages_the_iris_sample(connection: WorkspaceConnection, emulato
 
 def test_build_failure_carries_the_build_log(connection: WorkspaceConnection, emulator: AzureEmulator,
                                              prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
     aml.fail_next_package(emulator.state, "pip install exited with 1")
 
     with pytest.raises(PermanentProviderError) as failed:
-        builder.build(image, [model], "prod", RecordingProgress())
+        builder.build(image, [model], {}, RecordingProgress())
 
     message = str(failed.value)
     assert message.startswith(f"image/{IMAGE}:{image.label}: the image build ended Failed: ")
@@ -259,13 +291,13 @@ def test_build_failure_carries_the_build_log(connection: WorkspaceConnection, em
 
 def test_build_polls_and_reports_progress(connection: WorkspaceConnection, emulator: AzureEmulator,
                                           prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection, poll_interval=0)
+    builder = AzureMLImageBuilder(connection, "prod", poll_interval=0)
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
     aml.set_package_progression(emulator.state, ["NotStarted", "Running", "Running"])
     progress = RecordingProgress()
 
-    builder.build(image, [model], "prod", progress)
+    builder.build(image, [model], {}, progress)
 
     assert progress.events[1:] == [("advance", 1), ("advance", 2), ("advance", 3)]
     assert len(emulator.calls(method="GET", path_contains="/operations/")) == 4
@@ -273,30 +305,30 @@ def test_build_polls_and_reports_progress(connection: WorkspaceConnection, emula
 
 def test_build_that_outlasts_the_limit_is_transient(connection: WorkspaceConnection, emulator: AzureEmulator,
                                                     prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection, poll_interval=0, timeout=0)
+    builder = AzureMLImageBuilder(connection, "prod", poll_interval=0, timeout=0)
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
     aml.set_package_progression(emulator.state, ["Running"])
 
     with pytest.raises(TransientProviderError, match="still Running after 0 s"):
-        builder.build(image, [model], "prod", RecordingProgress())
+        builder.build(image, [model], {}, RecordingProgress())
 
 
 def test_build_of_a_deleted_model_version_fails_without_registering(connection: WorkspaceConnection,
                                                                     emulator: AzureEmulator, prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     model = _registered(connection, prod_env)
-    AzureMLModelRegistry(connection).delete_all(MODEL, "prod")
+    AzureMLModelRegistry(connection, "prod").delete_owned(MODEL)
     emulator.reset_log()
 
     with pytest.raises(PermanentProviderError, match=f"model/{MODEL}:1"):
-        builder.build(_image(prod_env, builder.registry), [model], "prod", RecordingProgress())
+        builder.build(_image(prod_env, builder.registry), [model], {}, RecordingProgress())
     assert not emulator.calls(method="POST", path_contains="/models")  # no stray registration of a "path"
 
 
 def test_build_without_source_directory_uploads_the_entry_script(connection: WorkspaceConnection,
                                                                  emulator: AzureEmulator, prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
 
@@ -309,35 +341,35 @@ def test_build_without_source_directory_uploads_the_entry_script(connection: Wor
 
 def test_build_with_a_broken_entry_script_fails_before_submitting(connection: WorkspaceConnection,
                                                                   emulator: AzureEmulator, prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
     image.spec.entry_script.write_text("def init(:\n")
 
     expected = rf"(?s)image/{IMAGE}:{image.label}: .*invalid syntax \(score\.py, line 1\)"
     with pytest.raises(PermanentProviderError, match=expected):
-        builder.build(image, [model], "prod", RecordingProgress())
+        builder.build(image, [model], {}, RecordingProgress())
     assert aml.packages_submitted(emulator.state) == []
 
 
 def test_build_refuses_model_versions_its_label_does_not_stand_for(connection: WorkspaceConnection,
                                                                    emulator: AzureEmulator, prod_env: Path) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     model = _registered(connection, prod_env)
     image = _image(prod_env, builder.registry)
 
     with pytest.raises(ValueError, match="label stands for"):
-        builder.build(image, [replace(model, fingerprint="0" * 64)], "prod", RecordingProgress())
+        builder.build(image, [replace(model, fingerprint="0" * 64)], {}, RecordingProgress())
     assert aml.packages_submitted(emulator.state) == []
 
 
 def test_list_owned_images_reads_label_tags(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     for repository, tag in [(IMAGE, "0123456789ab"), (IMAGE, "ba9876543210"), (IMAGE, "latest"), (IMAGE, "v1"),
                             (IMAGE, "0123456789AB"), (IMAGE, "0123456789abc"), ("someone-else", "aaaaaaaaaaaa")]:
         acr.push_image(emulator.state, REGISTRY, repository, tag)
 
-    images = builder.list_owned("prod", [IMAGE, "never-built"])
+    images = builder.list_owned([IMAGE, "never-built"])
 
     assert [(i.name, i.label, i.owner, i.fingerprint) for i in images] == [
         (IMAGE, "0123456789ab", "prod", None), (IMAGE, "ba9876543210", "prod", None)]
@@ -346,19 +378,19 @@ def test_list_owned_images_reads_label_tags(connection: WorkspaceConnection, emu
 
 
 def test_throttled_registry_reads_are_retried(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     acr.push_image(emulator.state, REGISTRY, IMAGE, "0123456789ab")
     throttle = emulator.faults.add(method="GET", path="/_tags$", status=429, retry_after=1, times=1)
 
-    assert [i.label for i in builder.list_owned("prod", [IMAGE])] == ["0123456789ab"]
+    assert [i.label for i in builder.list_owned([IMAGE])] == ["0123456789ab"]
     assert throttle.injected == 1 and connection.retrier.stats.retries == 1  # ours: the client's are off
 
 
 def test_delete_image_removes_only_its_tag(connection: WorkspaceConnection, emulator: AzureEmulator) -> None:
-    builder = AzureMLImageBuilder(connection)
+    builder = AzureMLImageBuilder(connection, "prod")
     for tag in ("0123456789ab", "ba9876543210", "latest"):
         acr.push_image(emulator.state, REGISTRY, IMAGE, tag)
-    [old, _] = builder.list_owned("prod", [IMAGE])
+    [old, _] = builder.list_owned([IMAGE])
 
     builder.delete(old)
     builder.delete(old)  # idempotent
@@ -377,11 +409,11 @@ def test_delete_image_removes_only_its_tag(connection: WorkspaceConnection, emul
 
 def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnection, emulator: AzureEmulator,
                                                     prod_env: Path) -> None:
-    registry = AzureMLModelRegistry(connection)
+    registry = AzureMLModelRegistry(connection, "prod")
     spec, fingerprint = _model_spec(prod_env)
     for name in ("a", "b", "c"):
         for _ in range(3):
-            registry.register(replace(spec, name=name), fingerprint, "prod")
+            _register(registry, replace(spec, name=name), fingerprint)
     for repository in ("img-a", "img-b"):
         for n in range(5):
             acr.push_image(emulator.state, REGISTRY, repository, f"{n:012x}")
@@ -389,8 +421,8 @@ def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnect
     fresh = WorkspaceConnection(SUB, RG, WS, connection.credential)
     emulator.reset_log()
     started = time.monotonic()
-    assert len(AzureMLModelRegistry(fresh).list_owned("prod")) == 9
-    assert len(AzureMLImageBuilder(fresh).list_owned("prod", ["img-a", "img-b"])) == 10
+    assert len(AzureMLModelRegistry(fresh, "prod").list_owned()) == 9
+    assert len(AzureMLImageBuilder(fresh, "prod").list_owned(["img-a", "img-b"])) == 10
     elapsed = time.monotonic() - started
 
     calls = [(c.method, c.host, c.path.rsplit("/", 1)[-1]) for c in emulator.calls()]

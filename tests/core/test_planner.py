@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.core import planner
 from reconciler.model.plan import Action, DesiredDeployment
-from reconciler.model.specs import DesiredState, Fingerprints, Kind
+from reconciler.model.specs import DesiredState, Fingerprints, Kind, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, LiveRegistry, ModelVersion, Snapshot
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
@@ -85,10 +85,11 @@ def test_model_content_change_cascades_to_new_versions_and_a_replace(desired, fi
     plan = planner.plan(desired, changed, snapshot)
     by_key = {str(c.key): c for c in plan.changes}
     model = by_key["model/iris-classifier"]
-    assert (model.action, model.new_version) == (Action.UPDATE, True)
+    assert model.action is Action.NEW_VERSION
     assert model.reason == "model files changed: registers version 2"
     image = by_key["image/iris-scorer"]
-    assert image.new_version and image.reason == "model iris-classifier changed: builds iris-scorer:eeeeeeeeeeee"
+    assert image.action is Action.NEW_VERSION
+    assert image.reason == "model iris-classifier changed: builds iris-scorer:eeeeeeeeeeee"
     base = by_key["deployment/iris-base"]
     assert base.action is Action.REPLACE
     assert base.actual is not None and base.actual.id != base.target
@@ -113,7 +114,7 @@ def test_spec_removed_is_an_orphan_without_prune_and_deleted_with_it(desired, fi
     snapshot = converged(desired, fingerprints)
     del desired.deployments["iris-site-a-sensor"]
     plan = planner.plan(desired, fingerprints, snapshot)
-    assert plan.changes == () and plan.orphans == ("deployment/iris-site-a-sensor",)
+    assert plan.changes == () and plan.orphans == (ResourceKey(Kind.DEPLOYMENT, "iris-site-a-sensor"),)
     pruned = planner.plan(desired, fingerprints, snapshot, prune=True)
     assert actions(pruned) == [("deployment/iris-site-a-sensor", "delete")]
 
@@ -164,7 +165,7 @@ def test_model_tag_change_updates_in_place(desired, fingerprints):
     snapshot = replace(snapshot, models=(replace(model, tags={**model.tags, "stage": "old"}),))
     plan = planner.plan(desired, fingerprints, snapshot)
     assert actions(plan) == [("model/iris-classifier", "update")]
-    assert not plan.changes[0].new_version
+    assert plan.changes[0].action is Action.UPDATE
     assert plan.changes[0].reason == "tags.stage removed"
 
 
@@ -184,10 +185,10 @@ def test_changed_property_value_registers_a_new_version_but_a_new_property_does_
     model = snapshot.models[0]
     changed = replace(snapshot, models=(replace(model, properties={"trainingScript": "old.py"}),))
     plan = planner.plan(desired, fingerprints, changed)
-    assert plan.changes[0].new_version
+    assert plan.changes[0].action is Action.NEW_VERSION
     assert plan.changes[0].reason == ("properties trainingScript changed (properties cannot be edited): "
                                       "registers version 2")
     missing = replace(snapshot, models=(replace(model, properties={}),))
     plan = planner.plan(desired, fingerprints, missing)
-    assert not plan.changes[0].new_version
+    assert plan.changes[0].action is Action.UPDATE
     assert plan.changes[0].reason == "properties.trainingScript added ('models/iris/train.py')"

@@ -79,7 +79,7 @@ class LocalBackend:
 
     def add_devices(self, env_dir: Path, devices: dict[str, dict[str, str]]) -> None:
         provider = self._provider(env_dir)
-        provider.add_devices(list(devices.items()))
+        provider.simulator.add(list(devices.items()))
         provider.close()
 
     def set_priority_out_of_band(self, env_dir: Path, deployment_id: str, priority: int) -> None:

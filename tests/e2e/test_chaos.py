@@ -8,9 +8,9 @@ replays exactly.
   blob storage: azureml-core uploads model files with a storage client of its own that waits 15 s and more
   before it repeats a failed upload, and no setting shortens that.
 * Local: there is no network (reads of a local SQLite file do not fail now and then), so the faults strike
-  the changes at the provider seam instead (``ChaosProvider``, put in the provider registry for the test):
-  a change fails before it is made, or is made and then reported as failed, which is what a lost answer
-  looks like to the engine. Progress is kept, so each re-run has less to do.
+  the writes at the adapter seam instead (``ChaosProvider``, put in the provider registry for the test): a
+  write fails before it is made, or is made and then reported as failed, which is what a lost answer looks
+  like to the apply path. Progress is kept, so each re-run has less to do.
 
 Every command must exit 0 or 1 (an expected error, never a bug), every step must converge within a few
 re-runs (the count is printed), nothing may be registered twice, and no lock may be left behind.
@@ -19,18 +19,14 @@ re-runs (the count is printed), nothing may be registered twice, and no lock may
 from __future__ import annotations
 
 import random
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.errors import TransientProviderError
-from reconciler.model.plan import Change
-from reconciler.model.specs import DesiredState, EnvironmentSpec
-from reconciler.model.state import Snapshot
 from reconciler.providers import registry
-from reconciler.providers.base import LockInfo, Progress
+from reconciler.providers.base import Adapters
 from reconciler.providers.local.provider import LocalProvider
 from tests.e2e.backends import Backend, snapshot
 from tests.e2e.helpers import Result, Workspace
@@ -42,45 +38,40 @@ LOST_PERCENT = 15
 MAX_RUNS = 10  # runs of one step before the test gives up
 
 
-class ChaosProvider:
-    """A ``LocalProvider`` whose calls fail at random, before or after they act (seeded per process)."""
+class Chaotic:
+    """An adapter whose writes fail at random, before or after they act."""
+
+    WRITES = frozenset({"register", "update", "delete_owned", "build", "delete", "create"})
+
+    def __init__(self, inner: Any, rng: random.Random) -> None:
+        self._inner, self._rng = inner, rng
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        if name not in self.WRITES:
+            return method
+
+        def chaotic(*args: Any, **kwargs: Any) -> Any:
+            if self._rng.random() * 100 < FAIL_PERCENT:
+                raise TransientProviderError(f"{name}: injected failure (nothing was done); try again later")
+            result = method(*args, **kwargs)
+            if self._rng.random() * 100 < LOST_PERCENT:
+                raise TransientProviderError(f"{name}: injected lost answer (it was done); run `reconciler plan` "
+                                             "to see what remains")
+            return result
+
+        return chaotic
+
+
+class ChaosProvider(LocalProvider):
+    """The local backend with ``Chaotic`` adapters (seeded per test)."""
 
     rng = random.Random(0)
 
-    def __init__(self, environment: EnvironmentSpec) -> None:
-        self._inner = LocalProvider(environment)
-
-    def _maybe_fail(self, what: str) -> None:
-        if self.rng.random() * 100 < FAIL_PERCENT:
-            raise TransientProviderError(f"{what}: injected failure (nothing was done); try again later")
-
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
-        return self._inner.read_snapshot(desired, health=health)
-
-    def count_devices(self, target_condition: str) -> int:
-        return self._inner.count_devices(target_condition)
-
-    def apply(self, change: Change, desired: DesiredState, progress: Progress) -> None:
-        self._maybe_fail(str(change.key))
-        self._inner.apply(change, desired, progress)
-        if self.rng.random() * 100 < LOST_PERCENT:
-            raise TransientProviderError(f"{change.key}: injected lost answer (the change was made); run "
-                                         "`reconciler plan` to see what remains")
-
-    def rotate_registry_credentials(self, registry_name: str) -> str:
-        return self._inner.rotate_registry_credentials(registry_name)
-
-    def lock(self, holder: str) -> AbstractContextManager[None]:
-        return self._inner.lock(holder)
-
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        return self._inner.force_unlock(lock_id)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __getattr__(self, name: str) -> Any:  # the local extras (devices) pass through
-        return getattr(self._inner, name)
+    def adapters(self) -> Adapters:
+        inner = super().adapters()
+        return Adapters(*(Chaotic(adapter, self.rng) for adapter in (inner.models, inner.images,
+                                                                      inner.deployments, inner.credentials)))
 
 
 def faults_on(backend: Backend, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,7 +116,7 @@ class Repo:
     def add_devices(self) -> None:
         provider = self.provider()
         try:
-            provider.add_devices(list(DEVICES.items()))
+            provider.simulator.add(list(DEVICES.items()))
         finally:
             provider.close()
 

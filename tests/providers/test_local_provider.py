@@ -31,6 +31,7 @@ from reconciler.providers.local.blobs import BlobStore
 from reconciler.providers.local.provider import LocalProvider
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
+from tests.conftest import apply_change
 
 ENV = "dev"
 
@@ -141,7 +142,7 @@ class Repo:
         plan = self.plan(prune=prune)
         desired = self.desired()
         for change in plan.changes:
-            self.provider.apply(change, desired, SilentProgress())
+            apply_change(self.provider, change, desired.environment)
         return plan
 
     def deployment(self, name: str) -> LiveDeployment:
@@ -218,7 +219,8 @@ def test_model_file_change_registers_version_2_rebuilds_and_replaces(repo: Repo)
     (repo.root / "models" / "clf" / "weights.json").write_text('{"w": [4, 5, 6]}')
 
     plan = repo.apply()
-    assert actions(plan) == [("model/clf", "update"), ("image/scorer", "update"), ("deployment/base", "replace")]
+    assert actions(plan) == [("model/clf", "new-version"), ("image/scorer", "new-version"),
+                             ("deployment/base", "replace")]
     snapshot = repo.snapshot()
     assert [m.version for m in snapshot.models] == [1, 2]  # the old version stays
     assert snapshot.models[0].fingerprint != snapshot.models[1].fingerprint
@@ -254,7 +256,7 @@ def test_model_metadata_changes_in_place_and_properties_are_add_only(repo: Repo)
     repo.edit("properties: {source: train.py}", "properties: {owner: ml}")
     plan = repo.apply()
     assert actions(plan) == [("model/clf", "update")]
-    assert not plan.changes[0].new_version
+    assert plan.changes[0].action is Action.UPDATE
     (model,) = repo.snapshot().models
     assert model.version == 1
     assert (model.description, model.tags) == ("a better classifier", {"team": "platform"})
@@ -316,7 +318,8 @@ def test_prune_deletes_owned_versions_builds_and_files(repo: Repo) -> None:
     label = repo.snapshot().images[0].label
     repo.write_specs()
     plan = repo.plan()
-    assert plan.changes == () and plan.orphans == ("deployment/base", "deployment/sensor", "image/scorer", "model/clf")
+    assert plan.changes == () and [str(key) for key in plan.orphans] == [
+        "deployment/base", "deployment/sensor", "image/scorer", "model/clf"]
     repo.apply(prune=True)
     snapshot = repo.snapshot()
     assert (snapshot.models, snapshot.images, snapshot.deployments) == ((), (), ())
@@ -358,11 +361,11 @@ def test_foreign_deployments_are_never_updated_or_deleted(repo: Repo) -> None:
     for live in foreign:
         delete = Change(ResourceKey(Kind.DEPLOYMENT, live.name), Action.DELETE, "test", actual=live)
         with pytest.raises(PermanentProviderError, match="the reconciler never changes it"):
-            repo.provider.apply(delete, desired, SilentProgress())
+            apply_change(repo.provider, delete, desired.environment)
     update = Change(ResourceKey(Kind.DEPLOYMENT, "base"), Action.UPDATE, "test",
                     desired=planner_desired(repo, "base"), actual=foreign[0])
     with pytest.raises(PermanentProviderError, match="owned by no environment"):
-        repo.provider.apply(update, desired, SilentProgress())
+        apply_change(repo.provider, update, desired.environment)
     assert [repo.deployment("hand-made"), repo.deployment("sensor")] == foreign
 
 
@@ -384,7 +387,7 @@ def test_an_image_needs_its_model_registered(repo: Repo) -> None:
     plan = repo.plan()
     image_change = next(c for c in plan.changes if c.key.kind is Kind.IMAGE)
     with pytest.raises(PermanentProviderError, match="the model was not registered"):
-        repo.provider.apply(image_change, repo.desired(), SilentProgress())
+        apply_change(repo.provider, image_change, repo.desired().environment)
 
 
 def _blob(oci: Path, digest: str) -> bytes:
@@ -475,7 +478,7 @@ def test_rotating_a_password_replaces_the_deployments_that_embed_it(repo: Repo) 
 
 
 def test_devices_are_counted_and_health_is_read_only_when_asked(repo: Repo) -> None:
-    repo.provider.add_devices([("a1", {"site": "a"}), ("a2", {"site": "a", "sensor": "yes"}), ("b1", {"site": "b"})])
+    repo.provider.simulator.add([("a1", {"site": "a"}), ("a2", {"site": "a", "sensor": "yes"}), ("b1", {"site": "b"})])
     assert repo.provider.count_devices("tags.site='a'") == 2
     repo.apply()
     assert all(d.health is None for d in repo.snapshot().deployments)
@@ -483,37 +486,36 @@ def test_devices_are_counted_and_health_is_read_only_when_asked(repo: Repo) -> N
     assert health["base"] is not None and health["sensor"] is not None
     assert (health["base"].targeted, health["base"].applied, health["base"].succeeded) == (2, 2, 2)
     assert (health["sensor"].targeted, health["sensor"].applied) == (1, 1)
-    repo.provider.mark_device_failing("a1")
+    repo.provider.simulator.set_failing("a1")
     failing = {d.name: d.health for d in repo.snapshot(health=True).deployments}["base"]
     assert failing is not None and (failing.succeeded, failing.failed) == (1, 1)
 
 
 def test_device_management(repo: Repo) -> None:
-    provider = repo.provider
-    provider.add_device("cam-1", {"site": "a"})
+    provider, devices = repo.provider, repo.provider.simulator
+    devices.add([("cam-1", {"site": "a"})])
     with pytest.raises(PermanentProviderError, match="cam-1: this device exists already"):
-        provider.add_devices([("cam-2", {}), ("cam-1", {})])
-    assert [d.id for d in provider.list_devices()] == ["cam-1"]  # all or nothing
+        devices.add([("cam-2", {}), ("cam-1", {})])
+    assert [d.id for d in devices.list()] == ["cam-1"]  # all or nothing
     with pytest.raises(PermanentProviderError, match="invalid device id"):
-        provider.add_device("bad id")
+        devices.add([("bad id", {})])
     with pytest.raises(PermanentProviderError, match="invalid tag name"):
-        provider.add_device("cam-3", {"a.b": "x"})
-    assert provider.tag_device("cam-1", {"sensor": "yes"}, ["site"]).tags == {"sensor": "yes"}
+        devices.add([("cam-3", {"a.b": "x"})])
+    assert devices.tag("cam-1", {"sensor": "yes"}, ["site"]).tags == {"sensor": "yes"}
     assert provider.count_devices("tags.sensor='yes'") == 1
-    provider.remove_device("cam-1")
+    devices.remove("cam-1")
     with pytest.raises(PermanentProviderError, match="no such device"):
-        provider.remove_device("cam-1")
+        devices.remove("cam-1")
     assert provider.count_devices("*") == 0
 
 
 def test_device_view_names_the_deployment_of_each_module(repo: Repo) -> None:
-    repo.provider.add_device("a1", {"site": "a", "sensor": "yes"})
+    repo.provider.simulator.add([("a1", {"site": "a", "sensor": "yes"})])
     repo.apply()
-    view = repo.provider.device_view("a1")
+    view = repo.provider.simulator.show("a1")
     modules = {name: deployment for name, (deployment, _) in view.modules.items()}
     assert modules == {"scorer": repo.deployment("base").id, "sensor": repo.deployment("sensor").id}
-    image = view.modules["scorer"][1]["settings"]["image"]
-    assert image == repo.snapshot().images[0].reference
+    assert view.modules["scorer"][1] == repo.snapshot().images[0].reference
 
 
 # --- the lock --------------------------------------------------------------------------
@@ -573,7 +575,7 @@ def test_model_files_changed_or_gone_since_the_plan(repo: Repo) -> None:
     weights = repo.root / "models" / "clf" / "weights.json"
     weights.write_text('{"w": "changed after the plan"}')
     with pytest.raises(PermanentProviderError, match="changed since the plan was made"):
-        repo.provider.apply(plan.changes[0], desired, SilentProgress())
+        apply_change(repo.provider, plan.changes[0], desired.environment)
     assert repo.snapshot().models == ()
 
 
@@ -581,7 +583,7 @@ def test_file_system_errors_become_provider_errors(repo: Repo) -> None:
     plan, desired = repo.plan(), repo.desired()
     repo.state.write_text("a file where the state folder should be")
     with pytest.raises(PermanentProviderError, match=r"^model/clf: .*check that .* is writable, then apply again"):
-        repo.provider.apply(plan.changes[0], desired, SilentProgress())
+        apply_change(repo.provider, plan.changes[0], desired.environment)
 
 
 def test_damaged_state_is_reported_with_what_to_do(repo: Repo) -> None:

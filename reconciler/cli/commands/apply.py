@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from reconciler.cli import exit_codes
+from reconciler.cli import exit_codes, planfile
 from reconciler.cli.progress import TerminalProgress
 from reconciler.cli.views import plan as plan_view
-from reconciler.core.plan_json import SavedPlan
 from reconciler.engine import Engine
-from reconciler.errors import Aborted, PlanRefused
+from reconciler.errors import Aborted
 from reconciler.model.plan import Plan
 
 
@@ -39,15 +37,8 @@ def _confirm(plan: Plan) -> bool:
     return answer.strip() == "yes"
 
 
-def _load_saved(path: Path) -> SavedPlan:
-    try:
-        return SavedPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PlanRefused(f"{path}: not a plan saved by `reconciler plan --out` ({exc})") from None
-
-
 def run(args: argparse.Namespace) -> int:
-    saved = _load_saved(args.target) if args.target.is_file() else None
+    saved = planfile.load(args.target) if args.target.is_file() else None
     environment_dir = Path(saved.environment_dir) if saved else args.target
     # A saved plan was reviewed already: applying it is the approval.
     confirm = None if (args.auto_approve or saved) else _confirm

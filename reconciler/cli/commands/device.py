@@ -9,19 +9,17 @@ Only the local backend has simulated devices; real ones are managed in IoT Hub.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from reconciler.cli import exit_codes
+from reconciler.cli.views.devices import device_list, device_modules, format_tags
+from reconciler.engine import Engine
 from reconciler.errors import ReconcilerError
-from reconciler.model.specs import JSON
-from reconciler.providers.local.devices import module_image
-from reconciler.providers.local.provider import LocalProvider
-from reconciler.spec.loader import load_environment
+from reconciler.providers.base import DeviceSimulator
 from reconciler.spec.paths import display_path
 
-Action = Callable[[LocalProvider, argparse.Namespace], int]
+Action = Callable[[DeviceSimulator, argparse.Namespace], int]
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -69,75 +67,45 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    environment = load_environment(args.environment).environment
-    if environment.provider != "local":
-        raise ReconcilerError(
-            f"{display_path(args.environment)} uses the {environment.provider!r} provider: simulated devices exist "
-            "only on the local backend; manage real devices in IoT Hub")
-    provider = LocalProvider(environment)
-    try:
+    with Engine(args.environment) as engine:
         action: Action = args.device_action
-        return action(provider, args)
-    finally:
-        provider.close()
+        return action(engine.devices(), args)
 
 
-def format_tags(tags: dict[str, JSON]) -> str:
-    if not tags:
-        return "(no tags)"
-    return ", ".join(f"{key}={value if isinstance(value, str) else json.dumps(value)}"
-                     for key, value in sorted(tags.items()))
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in (header, *rows))
-
-
-def _add(provider: LocalProvider, args: argparse.Namespace) -> int:
+def _add(devices: DeviceSimulator, args: argparse.Namespace) -> int:
     tags = dict(args.tags)
-    if args.exist_ok and provider.store.device(args.name) is not None:
-        provider.tag_device(args.name, tags)
+    if args.exist_ok and devices.exists(args.name):
+        devices.tag(args.name, tags)
         print(f"Device {args.name} exists; tags set: {format_tags(tags)}")
         return exit_codes.OK
-    provider.add_device(args.name, tags)
+    devices.add([(args.name, tags)])
     print(f"Added device {args.name}: {format_tags(tags)}")
     return exit_codes.OK
 
 
-def _list(provider: LocalProvider, args: argparse.Namespace) -> int:
-    devices = provider.list_devices()
-    if not devices:
+def _list(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    found = devices.list()
+    if not found:
         print(f"No devices. Add one with: reconciler device {display_path(args.environment)} add NAME --tag KEY=VALUE")
         return exit_codes.OK
-    rows = [(d.id, format_tags(d.tags) + ("  [reports failure]" if d.failing else "")) for d in devices]
-    print(table(("DEVICE", "TAGS"), rows))
+    print(device_list(found))
     return exit_codes.OK
 
 
-def _tag_device(provider: LocalProvider, args: argparse.Namespace) -> int:
+def _tag_device(devices: DeviceSimulator, args: argparse.Namespace) -> int:
     if not args.tags and not args.untag:
         raise ReconcilerError("nothing to change: give KEY=VALUE tags to set and/or --untag KEY")
-    device = provider.tag_device(args.name, dict(args.tags), args.untag)
+    device = devices.tag(args.name, dict(args.tags), args.untag)
     print(f"{device.id}: {format_tags(device.tags)}")
     return exit_codes.OK
 
 
-def _show(provider: LocalProvider, args: argparse.Namespace) -> int:
-    view = provider.device_view(args.name)
-    print(f"Device {view.device.id}" + (" (reports failure)" if view.device.failing else ""))
-    print(f"Tags: {format_tags(view.device.tags)}")
-    print()
-    if not view.modules:
-        print("No deployment applies to this device: it runs no modules.")
-        return exit_codes.OK
-    rows = [(name, module_image(definition), deployment) for name, (deployment, definition) in view.modules.items()]
-    print(table(("MODULE", "IMAGE", "FROM DEPLOYMENT"), rows))
+def _show(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    print(device_modules(devices.show(args.name)))
     return exit_codes.OK
 
 
-def _remove(provider: LocalProvider, args: argparse.Namespace) -> int:
-    provider.remove_device(args.name)
+def _remove(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    devices.remove(args.name)
     print(f"Removed device {args.name}")
     return exit_codes.OK

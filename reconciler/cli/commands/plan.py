@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reconciler.cli import exit_codes
+from reconciler.cli import exit_codes, planfile
 from reconciler.cli.progress import TerminalProgress
 from reconciler.cli.views import plan as plan_view
 from reconciler.engine import Engine
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(plan_view.render_text(plan), end="")
     if args.out:
-        args.out.write_text(plan_view.render_json(plan, environment_dir))
+        planfile.save(args.out, plan, environment_dir)
         if args.format == "text":
             print(f"\nSaved the plan to {args.out}. Apply exactly this plan with: reconciler apply {args.out}")
     if args.detailed_exitcode and plan.has_changes:

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.engine import Engine, holder_name
-from reconciler.errors import PermanentProviderError
+from reconciler.engine import Engine
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,11 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     with Engine(args.environment) as engine:
-        if args.registry not in engine.desired.environment.registries:
-            known = ", ".join(sorted(engine.desired.environment.registries)) or "none"
-            raise PermanentProviderError(f"no registry named {args.registry!r} in environment.yaml (defined: {known})")
-        with engine.provider.lock(holder_name()):
-            version = engine.provider.rotate_registry_credentials(args.registry)
+        version = engine.rotate_credentials(args.registry)
     print(f"Registry {args.registry} now uses credential version {version}.")
     print(f"Run `reconciler plan {args.environment}` to see the deployments to replace, then apply.")
     return exit_codes.OK

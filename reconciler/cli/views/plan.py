@@ -24,6 +24,7 @@ MARKDOWN_REASON = 120  # the longest 'Why' in the tables of a large plan (the de
 _VERB = {
     Action.CREATE: "will be created",
     Action.UPDATE: "will be updated in place",
+    Action.NEW_VERSION: "gets a new version",
     Action.REPLACE: "will be replaced (create before delete)",
     Action.DELETE: "will be deleted",
 }
@@ -44,8 +45,6 @@ def field_line(field: FieldChange) -> str:
 
 def heading(change: Change) -> str:
     verb = _VERB[change.action]
-    if change.new_version:
-        verb = "gets a new version"
     reach = ""
     if change.devices is not None:
         reach = f"; reaches {change.devices} device{'s' if change.devices != 1 else ''}"
@@ -78,14 +77,14 @@ def _notes(plan: Plan) -> list[str]:
     lines = []
     if plan.orphans:
         lines.append("Owned but no longer in the specs (kept; apply with --prune to delete):")
-        lines += [f"  {name}" for name in plan.orphans]
+        lines += [f"  {key}" for key in plan.orphans]
         lines.append("")
     if plan.unmanaged:
         lines.append("Unmanaged (not created by this environment; never changed):")
         lines += [f"  {name}" for name in plan.unmanaged]
         lines.append("")
     for warning in plan.warnings:
-        lines.append(f"Warning: {warning}")
+        lines.append(f"Warning: {warning.summary}")
     if plan.warnings:
         lines.append("")
     return lines
@@ -142,8 +141,9 @@ def _kind_table(plan: Plan) -> list[str]:
     kinds = sorted({change.key.kind for change in plan.changes}, key=lambda kind: kind.order)
     table = ["| Kind | Add | Change | Replace | Destroy |", "|---|---|---|---|---|"]
     for kind in kinds:
-        counts = [sum(1 for c in plan.changes if c.key.kind == kind and c.action is action)
-                  for action in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)]
+        of_kind = [c.action for c in plan.changes if c.key.kind == kind]
+        counts = [of_kind.count(Action.CREATE), sum(1 for a in of_kind if a.is_change),
+                  of_kind.count(Action.REPLACE), of_kind.count(Action.DELETE)]
         table.append(f"| {kind.label} | " + " | ".join(str(n) for n in counts) + " |")
     return table
 
@@ -205,13 +205,13 @@ def _markdown_notes(plan: Plan) -> list[str]:
     lines = []
     if plan.orphans:
         lines += ["", "**Kept, no longer in the specs** (apply with `--prune` to delete): "
-                      + _names(plan.orphans, MARKDOWN_NAMES)]
+                      + _names([str(key) for key in plan.orphans], MARKDOWN_NAMES)]
     if plan.unmanaged:
         lines += ["", f"**Unmanaged, never changed:** {len(plan.unmanaged)} resource(s): "
                       + ", ".join(f"`{u}`" for u in plan.unmanaged[:20])
                       + (" ..." if len(plan.unmanaged) > 20 else "")]
     if plan.warnings:
-        lines += ["", *[f"> Warning: {_inline(w)}" for w in plan.warnings[:MARKDOWN_NAMES]]]
+        lines += ["", *[f"> Warning: {_inline(w.summary)}" for w in plan.warnings[:MARKDOWN_NAMES]]]
         if len(plan.warnings) > MARKDOWN_NAMES:
             lines.append(f"> ... and {len(plan.warnings) - MARKDOWN_NAMES} more warning(s)")
     return lines

@@ -26,8 +26,9 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from reconciler.core.manifest import is_layered_content, redact_passwords
 from reconciler.errors import PermanentProviderError
+from reconciler.hub.manifest import is_layered_content, redact_passwords
+from reconciler.hub.precedence import Rank, keeps_from_applying
 from reconciler.model import ownership
 from reconciler.model.specs import JSON
 from reconciler.model.state import DeploymentHealth, LiveDeployment
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1.0"
-CREDENTIALS_PREFIX = "properties.desired.runtime.settings.registryCredentials."
 COUNT_ALIAS = "numberOfDevices"
 
 
@@ -81,30 +81,13 @@ def owner_of(cfg: Any) -> str | None:
     return ownership.owner_of(labels_of(cfg))
 
 
-def registry_credentials(content: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
-    """Registry name -> ``{address, username, password}`` from base or layered ``modulesContent``."""
-    agent = content.get("$edgeAgent")
-    if not isinstance(agent, dict):
-        return {}
-    found: dict[str, dict[str, JSON]] = {}
-    desired = agent.get("properties.desired")
-    if isinstance(desired, dict):
-        credentials = ((desired.get("runtime") or {}).get("settings") or {}).get("registryCredentials") or {}
-        found.update({k: v for k, v in credentials.items() if isinstance(v, dict)})
-    for key, value in agent.items():
-        if key.startswith(CREDENTIALS_PREFIX) and isinstance(value, dict):
-            found[key[len(CREDENTIALS_PREFIX):]] = value
-    return found
 
 
-def _precedes(other: Any, ours: Any, ours_layered: bool) -> bool:
-    """Whether base deployment ``other`` keeps ``ours`` from applying on a device both target: a layered
-    deployment applies only above the device's base; a base loses to a higher priority, or to a newer
-    deployment of the same priority."""
-    other_priority, our_priority = int(other.priority or 0), int(ours.priority or 0)
-    if ours_layered:
-        return other_priority >= our_priority
-    return (other_priority, utc_iso(other.created_time_utc)) > (our_priority, utc_iso(ours.created_time_utc))
+
+
+def rank(cfg: Any) -> Rank:
+    """A configuration's place in IoT Hub's order (``hub.precedence``)."""
+    return Rank(int(cfg.priority or 0), utc_iso(cfg.created_time_utc))
 
 
 @dataclass(frozen=True)
@@ -231,8 +214,8 @@ class IoTHub:
             if ours and metrics.applied < metrics.targeted:
                 layered = is_layered_content(modules_content(cfg) or {})
                 for other in bases:
-                    if other.id != cfg.id and _precedes(other, cfg, layered) and self.count_devices(
-                            f"({cfg.target_condition}) AND ({other.target_condition})") > 0:
+                    if (other.id != cfg.id and keeps_from_applying(rank(other), rank(cfg), layered)
+                            and self.count_devices(f"({cfg.target_condition}) AND ({other.target_condition})") > 0):
                         shadows.append(other.id)
             health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
                                               metrics.failed, tuple(sorted(shadows)))
@@ -320,14 +303,12 @@ class IoTHub:
 
     def update(self, configuration_id: str, labels: dict[str, str], target_condition: str, priority: int,
                metrics: dict[str, str]) -> None:
-        """Change the mutable fields of an owned deployment: read it (for its etag and unchanged content),
-        then ``PUT`` a fresh ``Configuration`` with ``If-Match: "<etag>"``. Labels keep the ownership keys the
-        hub has; ``labels`` are the user's."""
+        """Change the mutable fields of a deployment (the apply path checked it is owned): read it (for its
+        etag and unchanged content), then ``PUT`` a fresh ``Configuration`` with ``If-Match: "<etag>"``."""
         current = self.get_configuration(configuration_id)
         if current is None:
             raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
                                          resource=configuration_id)
-        self.check_owned(current)
         reserved = {k: v for k, v in labels_of(current).items() if k in ownership.RESERVED_KEYS}
         cfg = self._configuration(configuration_id, current.content, {**labels, **reserved}, target_condition,
                                   priority, metrics, current.schema_version or SCHEMA_VERSION)
@@ -354,16 +335,9 @@ class IoTHub:
                 "it changed since it was read (the etag no longer matches): another run or a person modified it; "
                 "run `reconciler plan` again", resource=configuration_id)
 
-    def check_owned(self, cfg: Any) -> None:
-        owner = owner_of(cfg)
-        if owner != self.environment:
-            whose = f"environment {owner!r}" if owner else "no environment (unmanaged)"
-            raise PermanentProviderError(f"owned by {whose}, not {self.environment!r}; the reconciler never "
-                                         "changes it", resource=cfg.id)
 
     def delete(self, cfg: Any) -> None:
         """``DELETE /configurations/{id}`` with the quoted etag it was read with. Gone already: done."""
-        self.check_owned(cfg)
         etag = quoted(cfg.etag or "*")
 
         def delete() -> None:

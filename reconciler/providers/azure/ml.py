@@ -34,8 +34,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,7 +46,6 @@ from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
-from reconciler.providers.azure.ml_api import changed_properties
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.base import Progress
 
@@ -132,12 +130,10 @@ class WorkspaceConnection:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _owner_tags(environment: str, name: str) -> dict[str, str]:
-    """The ownership keys that go into a model's (mutable, filterable) tags. The fingerprint goes into its
+def _mutable_tags(tags: dict[str, str]) -> dict[str, str]:
+    """What goes into a model's (mutable, filterable) tags: all but the fingerprint, which goes into its
     properties instead: it is a fact about the version's files, and properties cannot be edited."""
-    tags = ownership.ownership_tags(environment, name, "")
-    del tags[ownership.FINGERPRINT]
-    return tags
+    return {k: v for k, v in tags.items() if k != ownership.FINGERPRINT}
 
 
 def _has(model: Any, fingerprint: str, properties: dict[str, str]) -> bool:
@@ -174,12 +170,19 @@ def _working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def _get_model(connection: WorkspaceConnection, version: ModelVersion) -> Any:
-    """One version as an SDK ``Model`` (``GET {mms}/models/{name}:{version}``)."""
+def _get_model(connection: WorkspaceConnection, name: str, version: int) -> Any | None:
+    """One version as an SDK ``Model`` (``GET {mms}/models/{name}:{version}``); None when it is gone."""
     from azureml.core.model import Model
 
-    return connection.call(lambda: Model(connection.workspace, id=f"{version.name}:{version.version}"),
-                           what=f"model/{version.name}:{version.version}", write=False)
+    def get() -> Any | None:
+        try:
+            return Model(connection.workspace, id=f"{name}:{version}")
+        except Exception as exc:
+            if errors.describe(exc).status == 404:
+                return None
+            raise
+
+    return connection.call(get, what=f"model/{name}:{version}", write=False)
 
 
 def _clear_description(model: Any) -> None:
@@ -201,41 +204,51 @@ class AzureMLModelRegistry:
     clear the description; ``delete_all`` one filtered ``GET`` and one ``DELETE`` per owned version.
     """
 
-    def __init__(self, connection: WorkspaceConnection) -> None:
+    def __init__(self, connection: WorkspaceConnection, environment: str) -> None:
         self._connection = connection
         self._call = connection.call
+        self._environment = environment
 
-    def _list(self, environment: str, name: str | None = None) -> list[Any]:
+    def _list(self, name: str | None = None) -> list[Any]:
         from azureml.core.model import Model
 
-        wanted = [[ownership.MANAGED_BY, ownership.MANAGED_BY_VALUE], [ownership.ENVIRONMENT, environment]]
+        wanted = [[ownership.MANAGED_BY, ownership.MANAGED_BY_VALUE], [ownership.ENVIRONMENT, self._environment]]
         # expand=False: otherwise models that name a run or datasets cost a run-history call each.
         models = self._call(lambda: Model.list(self._connection.workspace, name=name, tags=wanted, expand=False),
                             what=f"model/{name}" if name else "models", write=False)
-        return [m for m in models if ownership.owner_of(dict(m.tags or {})) == environment]
+        return [m for m in models if ownership.owner_of(dict(m.tags or {})) == self._environment]
 
-    def list_owned(self, environment: str) -> list[ModelVersion]:
-        return [_to_version(m) for m in self._list(environment)]
+    def list_owned(self) -> list[ModelVersion]:
+        return [_to_version(m) for m in self._list()]
 
-    def register(self, spec: ModelSpec, fingerprint: str, environment: str) -> ModelVersion:
+    def version(self, name: str, version: int) -> ModelVersion | None:
+        model = _get_model(self._connection, name, version)
+        return _to_version(model) if model is not None else None
+
+    def newest(self, name: str, fingerprint: str) -> ModelVersion | None:
+        matching = [_to_version(m) for m in self._list(name) if _has(m, fingerprint, {})]
+        return max(matching, key=lambda m: m.version, default=None)
+
+    def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
         from azureml.core.model import Model
+
+        progress.step(f"registering model {spec.name}")
 
         def register() -> Any:
             return Model.register(
                 self._connection.workspace, model_path=spec.path.name, model_name=spec.name,
-                tags={**spec.tags, **_owner_tags(environment, spec.name)},
-                properties={**spec.properties, ownership.FINGERPRINT: fingerprint},
+                tags=_mutable_tags(tags), properties={**spec.properties, ownership.FINGERPRINT: fingerprint},
                 description=spec.description or None,
             )
 
-        known = {int(m.version) for m in self._list(environment, spec.name)}
+        known = {int(m.version) for m in self._list(spec.name)}
 
         def registered() -> Any | None:
             """What this register created: the owned versions of the name that were not there before and have
             this fingerprint and the declared properties. More than one means the request was sent twice
             (the SDK's transport repeats a POST whose answer was lost): the lowest is kept, the twins, with
             the same files and seconds old, are deleted. None when nothing was registered."""
-            new = sorted((m for m in self._list(environment, spec.name) if int(m.version) not in known
+            new = sorted((m for m in self._list(spec.name) if int(m.version) not in known
                           and _has(m, fingerprint, spec.properties)), key=lambda m: int(m.version))
             for twin in new[1:]:
                 self._delete(twin, f"model/{spec.name}:{twin.version}")
@@ -243,11 +256,9 @@ class AzureMLModelRegistry:
 
         with _working_directory(spec.path.parent):
             self._call(register, what=f"model/{spec.name}", write=True, recover=registered)
-        model = registered()
-        if model is None:
+        if registered() is None:
             raise PermanentProviderError("Azure ML answered the registration, but no new version with these files "
                                          "is listed; run `reconciler plan` again", resource=f"model/{spec.name}")
-        return _to_version(model)
 
     def _delete(self, model: Any, what: str) -> None:
         def delete() -> None:
@@ -259,31 +270,24 @@ class AzureMLModelRegistry:
 
         self._call(delete, what=what, write=True, repeatable=True)
 
-    def update(self, version: ModelVersion, spec: ModelSpec) -> ModelVersion:
+    def update(self, version: ModelVersion, description: str, tags: dict[str, str],
+               added_properties: dict[str, str]) -> None:
         what = f"model/{version.name}:{version.version}"
-        if version.owner is None:
-            raise PermanentProviderError("not created by edge-reconciler: left unchanged", resource=what)
-        model = _get_model(self._connection, version)
-        current = _to_version(model)
-        if changed := changed_properties(current, spec):
-            raise PermanentProviderError(
-                f"properties are add-only in Azure ML and {', '.join(changed)} would change; "
-                "register a new version instead", resource=what)
-        tags = {**spec.tags, **_owner_tags(version.owner, version.name)}
+        model = _get_model(self._connection, version.name, version.version)
+        if model is None:
+            raise PermanentProviderError("this version no longer exists; run `reconciler plan` again", resource=what)
+        mutable = _mutable_tags(tags)
         # Each patch sets values (tags and description replaced, properties added with their values): sending
         # one again after a lost answer changes nothing.
-        self._call(lambda: model.update(tags=tags, description=spec.description or None), what=what, write=True,
+        self._call(lambda: model.update(tags=mutable, description=description or None), what=what, write=True,
                    repeatable=True)
-        if not spec.description and current.description:
+        if not description and version.description:
             self._call(lambda: _clear_description(model), what=what, write=True, repeatable=True)
-        added = {k: v for k, v in spec.properties.items() if k not in current.properties}
-        if added:
-            self._call(lambda: model.add_properties(added), what=what, write=True, repeatable=True)
-        return replace(current, description=spec.description, tags=dict(spec.tags),
-                       properties={**current.properties, **added})
+        if added_properties:
+            self._call(lambda: model.add_properties(added_properties), what=what, write=True, repeatable=True)
 
-    def delete_all(self, name: str, environment: str) -> None:
-        for model in self._list(environment, name):
+    def delete_owned(self, name: str) -> None:
+        for model in self._list(name):
             self._delete(model, f"model/{name}:{model.version}")
 
 
@@ -303,9 +307,10 @@ class AzureMLImageBuilder:
     ``DELETE /acr/v1/{name}/_tags/{label}`` (after the token dance).
     """
 
-    def __init__(self, connection: WorkspaceConnection, *, poll_interval: float = 5.0,
+    def __init__(self, connection: WorkspaceConnection, environment: str, *, poll_interval: float = 5.0,
                  timeout: float = 3600.0, lost_start_wait: float = 900.0) -> None:
         self._connection = connection
+        self._environment = environment
         self._call = connection.call
         self._poll_interval = poll_interval
         self._timeout = timeout
@@ -323,9 +328,13 @@ class AzureMLImageBuilder:
         return ContainerRegistryClient(f"https://{self.registry}", self._connection.credential, retry_total=0,
                                        raw_response_hook=lambda response: stats.count_http("acr"))
 
-    def list_owned(self, environment: str, names: list[str]) -> list[ImageVersion]:
-        return [self._to_image(name, tag, environment) for name in sorted(set(names))
+    def list_owned(self, names: list[str]) -> list[ImageVersion]:
+        return [self._to_image(name, tag) for name in sorted(set(names))
                 for tag in self._tags(name) if LABEL.fullmatch(tag.name)]
+
+    def get(self, name: str, label: str) -> ImageVersion | None:
+        tag = next((t for t in self._tags(name) if t.name == label), None)
+        return self._to_image(name, tag) if tag is not None and LABEL.fullmatch(label) else None
 
     def _tags(self, repository: str) -> list[Any]:
         from azure.core.exceptions import ResourceNotFoundError
@@ -338,18 +347,19 @@ class AzureMLImageBuilder:
 
         return self._call(fetch, what=f"image/{repository}", write=False)
 
-    def _to_image(self, name: str, tag: Any, environment: str) -> ImageVersion:
+    def _to_image(self, name: str, tag: Any) -> ImageVersion:
         built = tag.last_updated_on or tag.created_on  # a rebuilt label is pushed again
         return ImageVersion(name=name, label=tag.name, fingerprint=None, reference=f"{self.registry}/{name}:{tag.name}",
-                            owner=environment, created=built.astimezone(timezone.utc).isoformat())
+                            owner=self._environment, created=built.astimezone(timezone.utc).isoformat())
 
-    def build(self, image: DesiredImage, models: list[ModelVersion], environment: str,
-              progress: Progress) -> ImageVersion:
+    def build(self, image: DesiredImage, models: list[ModelVersion], tags: dict[str, str],
+              progress: Progress) -> None:
+        """Registry tags carry no labels (``tags`` are unused): images are owned by naming convention."""
         what = f"image/{image.spec.name}:{image.label}"
         progress.step(f"building image {image.spec.name}:{image.label}")
         package = self._submit(image, models, what)
         if isinstance(package, ImageVersion):  # the start's answer was lost, and that build pushed the image
-            return replace(package, fingerprint=image.fingerprint, owner=environment)
+            return
         started, polls = time.monotonic(), 0
         while package.state in RUNNING:
             if time.monotonic() - started > self._timeout:
@@ -362,9 +372,6 @@ class AzureMLImageBuilder:
             progress.advance(polls, None)
         if package.state != "Succeeded":
             raise PermanentProviderError(self._failure(package), resource=what)
-        return ImageVersion(name=image.spec.name, label=image.label, fingerprint=image.fingerprint,
-                            reference=package.location, owner=environment,
-                            created=datetime.now(timezone.utc).isoformat())
 
     def _submit(self, image: DesiredImage, models: list[ModelVersion], what: str) -> Any:
         """Start the build. ``ModelPackage`` reads the operation once on construction, so a build the
@@ -377,7 +384,13 @@ class AzureMLImageBuilder:
         if given != image.model_fingerprints:  # the label promises exactly these model files
             raise ValueError(f"{what}: built from {given}, but its label stands for {image.model_fingerprints}")
         workspace = self._connection.workspace
-        resolved = [_get_model(self._connection, m) for m in models]
+        resolved = []
+        for m in models:
+            model = _get_model(self._connection, m.name, m.version)
+            if model is None:
+                raise PermanentProviderError("this version no longer exists; run `reconciler plan` again",
+                                             resource=f"model/{m.name}:{m.version}")
+            resolved.append(model)
         spec = image.spec
 
         def submit() -> Any:
@@ -402,9 +415,9 @@ class AzureMLImageBuilder:
         scale = self._connection.retrier.policy.scale  # a wait like the retry waits: scaled the same way
         name, deadline = image.spec.name, time.monotonic() + self._lost_start_wait * scale
         while True:
-            tag = next((t for t in self._tags(name) if t.name == image.label), None)
-            if tag is not None:
-                return self._to_image(name, tag, "")
+            found = self.get(name, image.label)
+            if found is not None:
+                return found
             if time.monotonic() >= deadline:
                 return None
             time.sleep(self._poll_interval * scale)

@@ -100,14 +100,6 @@ def admin_version(username: str, password: str) -> str:
     return f"admin:{digest[:16]}"
 
 
-def repository_of(image: str, login_server: str) -> str | None:
-    """``contoso.azurecr.io/iris-scorer:3f2a`` -> ``iris-scorer`` when the image is in that registry."""
-    host, _, rest = image.partition("/")
-    if host.lower() != login_server.lower() or not rest:
-        return None
-    return re.split(r"[@:]", rest, maxsplit=1)[0] or None
-
-
 def pull_actions(repositories: Iterable[str]) -> set[str]:
     return {f"repositories/{repo}/{action}" for repo in repositories for action in PULL_ACTIONS}
 
@@ -367,6 +359,12 @@ class Registries:
                                          resource=self._what(ref))
         errors.register_secret(value)
         return str(value)
+
+    def credential_version(self, name: str, username: str, password: str) -> str:
+        """What ``LiveRegistry.credential_version`` says for these credentials."""
+        if self.ref(name).mode == ADMIN_USER:
+            return admin_version(username, password)
+        return credential_version(token_version(token_prefix(self.environment, name), username) or 0)
 
     def release_unused(self, name: str, in_use: set[str]) -> list[str]:
         """Delete this environment's tokens of ``name`` older than the newest one that no owned deployment

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from reconciler.errors import LockHeld, PermanentProviderError
-from reconciler.providers.base import LockInfo
+from reconciler.providers.base import HeldLock, LockInfo, NoRenewal
 
 LOCK_FILE = "apply.lock"
 
@@ -130,12 +130,12 @@ def force_unlock(directory: Path, lock_id: str) -> LockInfo:
 
 
 @contextmanager
-def hold(directory: Path, holder: str) -> Iterator[None]:
+def hold(directory: Path, holder: str) -> Iterator[HeldLock]:
     """Hold the lock for the ``with`` block; released even when the block fails, and only if it is still
     ours (after a force-unlock, the file may be another run's lock)."""
     ours = acquire(directory, holder)
     try:
-        yield
+        yield NoRenewal()
     finally:
         path = directory / LOCK_FILE
         if _read(path) == ours:

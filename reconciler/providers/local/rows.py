@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.hub.precedence import Rank
 from reconciler.model.specs import JSON
 
 
@@ -62,9 +63,9 @@ class DeploymentRow:
     seq: int
 
     @property
-    def precedence(self) -> tuple[int, str, int]:
-        """IoT Hub's order between deployments: priority, then the newest creation."""
-        return (self.priority, self.created, self.seq)
+    def rank(self) -> Rank:
+        """IoT Hub's order between deployments (``hub.precedence``)."""
+        return Rank(self.priority, self.created, self.seq)
 
 
 @dataclass(frozen=True)

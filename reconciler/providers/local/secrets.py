@@ -76,6 +76,11 @@ class RegistryCredentials:
         self.store.set_registry(registry, username(registry), version)
         return password
 
+    def version(self, registry: str) -> str:
+        """The credential version of the registry's current password."""
+        row = self.store.registries().get(registry)
+        return row.credential_version if row else FIRST_VERSION
+
     def rotate(self, registry: str) -> str:
         """Replace the password and bump the version; return the new version."""
         row = self.store.registries().get(registry)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from reconciler.core.manifest import redact_passwords
+from reconciler.hub.manifest import redact_passwords
 from reconciler.model import ownership
 from reconciler.model.specs import RegistrySpec
 from reconciler.model.state import (

@@ -314,3 +314,18 @@ def matches(condition: Condition, twin: Mapping[str, Any]) -> bool:
         return _COMPARE[condition.op](left, right)
     except TypeError:
         return False
+
+
+def uses_device_id(condition: Condition) -> bool:
+    """Whether a condition reads ``deviceId`` (else devices with the same tags and reported
+    properties are selected alike)."""
+    if isinstance(condition, BoolOp):
+        return uses_device_id(condition.left) or uses_device_id(condition.right)
+    if isinstance(condition, Not):
+        return uses_device_id(condition.operand)
+    if isinstance(condition, IsDefined):
+        return condition.path[0] == "deviceId"
+    if isinstance(condition, Comparison):
+        return any(isinstance(side, PathRef) and side.path[0] == "deviceId"
+                   for side in (condition.left, condition.right))
+    return False

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core.target_condition import parse
+from reconciler.hub.conditions import parse, uses_device_id
+from reconciler.hub.manifest import modules as manifest_modules
 from reconciler.model.state import DeploymentHealth
-from reconciler.providers.local.devices import Hub, count_matching, deployment_modules, uses_device_id
 from reconciler.providers.local.rows import DeploymentRow, DeviceRow
+from reconciler.providers.local.simulator import Fleet, count_matching
 
 T0 = "2026-01-01T00:00:00.000000+00:00"
 T1 = "2026-01-02T00:00:00.000000+00:00"
@@ -34,14 +35,14 @@ def device(id_: str, failing: bool = False, **tags: Any) -> DeviceRow:
     return DeviceRow(id_, tags, {}, failing)
 
 
-def modules(hub: Hub, row: DeviceRow) -> dict[str, tuple[str, str]]:
+def modules(hub: Fleet, row: DeviceRow) -> dict[str, tuple[str, str]]:
     """module -> (deployment, image)"""
     return {name: (deployment, definition["settings"]["image"])
             for name, (deployment, definition) in hub.effective_modules(row).items()}
 
 
 def test_the_highest_priority_base_deployment_applies_alone() -> None:
-    hub = Hub([base("low", "tags.site='a'", 5, {"app": "mcr.io/app:1", "extra": "mcr.io/extra:1"}),
+    hub = Fleet([base("low", "tags.site='a'", 5, {"app": "mcr.io/app:1", "extra": "mcr.io/extra:1"}),
                base("high", "tags.site='a'", 10, {"app": "mcr.io/app:2"})])
     assert modules(hub, device("d", site="a")) == {"app": ("high", "mcr.io/app:2")}  # bases never merge
     assert modules(hub, device("d", site="b")) == {}
@@ -50,14 +51,14 @@ def test_the_highest_priority_base_deployment_applies_alone() -> None:
 def test_ties_go_to_the_newest_creation_then_to_the_creation_order() -> None:
     older = base("older", "*", 10, {"app": "mcr.io/app:old"}, created=T0)
     newer = base("newer", "*", 10, {"app": "mcr.io/app:new"}, created=T1)
-    assert modules(Hub([newer, older]), device("d")) == {"app": ("newer", "mcr.io/app:new")}
+    assert modules(Fleet([newer, older]), device("d")) == {"app": ("newer", "mcr.io/app:new")}
     first = base("first", "*", 10, {"app": "mcr.io/app:1"}, created=T0, seq=500)
     second = base("second", "*", 10, {"app": "mcr.io/app:2"}, created=T0, seq=501)
-    assert modules(Hub([second, first]), device("d")) == {"app": ("second", "mcr.io/app:2")}
+    assert modules(Fleet([second, first]), device("d")) == {"app": ("second", "mcr.io/app:2")}
 
 
 def test_layers_above_the_base_merge_and_the_higher_layer_wins_a_module() -> None:
-    hub = Hub([
+    hub = Fleet([
         base("base", "*", 10, {"app": "mcr.io/app:1", "agent": "mcr.io/agent:1"}),
         layer("mid", "*", 20, {"app": "mcr.io/app:2", "sensor": "mcr.io/sensor:1"}),
         layer("top", "tags.site='a'", 30, {"sensor": "mcr.io/sensor:2"}),
@@ -72,12 +73,12 @@ def test_layers_above_the_base_merge_and_the_higher_layer_wins_a_module() -> Non
 
 
 def test_layers_apply_without_a_base() -> None:
-    hub = Hub([layer("one", "*", 1, {"a": "mcr.io/a:1"}), layer("two", "*", 2, {"b": "mcr.io/b:1"})])
+    hub = Fleet([layer("one", "*", 1, {"a": "mcr.io/a:1"}), layer("two", "*", 2, {"b": "mcr.io/b:1"})])
     assert modules(hub, device("d")) == {"a": ("one", "mcr.io/a:1"), "b": ("two", "mcr.io/b:1")}
 
 
 def test_health_counts_targeted_applied_and_who_shadows() -> None:
-    hub = Hub([
+    hub = Fleet([
         base("fleet", "tags.env='prod'", 10, {"app": "mcr.io/app:1"}),
         base("hotfix", "tags.site='b'", 90, {"app": "mcr.io/app:2"}),
         layer("low-layer", "tags.env='prod'", 5, {"x": "mcr.io/x:1"}),
@@ -93,7 +94,7 @@ def test_health_counts_targeted_applied_and_who_shadows() -> None:
 
 
 def test_a_failing_device_or_a_missing_local_image_fails_the_rollout() -> None:
-    hub = Hub([base("built", "*", 10, {"app": "localhost/app:abc"}),
+    hub = Fleet([base("built", "*", 10, {"app": "localhost/app:abc"}),
                layer("missing", "*", 20, {"side": "localhost/side:def", "ext": "mcr.io/ext:1"})])
     devices = [device("ok"), device("broken", failing=True)]
     health = hub.health(devices, images={"localhost/app:abc"})
@@ -102,7 +103,7 @@ def test_a_failing_device_or_a_missing_local_image_fails_the_rollout() -> None:
 
 
 def test_a_condition_on_device_ids_is_evaluated_per_device() -> None:
-    hub = Hub([base("fleet", "tags.site='a'", 10, {"app": "mcr.io/app:1"}),
+    hub = Fleet([base("fleet", "tags.site='a'", 10, {"app": "mcr.io/app:1"}),
                base("one", "deviceId='a2' OR deviceId='a3'", 20, {"app": "mcr.io/app:2"})])
     same_tags = [device(f"a{i}", site="a") for i in range(1, 4)]
     assert [modules(hub, d)["app"][0] for d in same_tags] == ["fleet", "one", "one"]
@@ -113,7 +114,7 @@ def test_a_condition_on_device_ids_is_evaluated_per_device() -> None:
 
 
 def test_reported_properties_and_invalid_conditions() -> None:
-    hub = Hub([base("new-firmware", "properties.reported.firmware >= 2", 10, {"app": "mcr.io/app:1"}),
+    hub = Fleet([base("new-firmware", "properties.reported.firmware >= 2", 10, {"app": "mcr.io/app:1"}),
                base("broken", "tags.site = \"a\"", 99, {"app": "mcr.io/app:2"})])
     updated = DeviceRow("d", {"site": "a"}, {"firmware": 3}, False)
     assert modules(hub, updated) == {"app": ("new-firmware", "mcr.io/app:1")}
@@ -124,4 +125,4 @@ def test_reported_properties_and_invalid_conditions() -> None:
 def test_layered_paths_below_a_module_are_not_module_definitions() -> None:
     row = layer("l", "*", 1, {"a": "mcr.io/a:1"})
     row.content["$edgeAgent"]["properties.desired.modules.a.env"] = {"X": {"value": "1"}}
-    assert list(deployment_modules(row)) == ["a"]
+    assert list(manifest_modules(row.content)) == ["a"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.core.target_condition import ConditionError, device_ids_condition, matches, parse
+from reconciler.hub.conditions import ConditionError, device_ids_condition, matches, parse
 
 TWIN = {"deviceId": "cam-1", "tags": {"environment": "prod", "site": "a", "floor": 3},
         "properties": {"reported": {"lastDesiredStatus": {"code": 200}}}}

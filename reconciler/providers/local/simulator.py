@@ -1,0 +1,186 @@
+"""The local backend's simulated devices, and IoT Hub's view of them.
+
+``Simulator`` manages the devices (add, tag, remove, make one report failure) and says which
+modules a device runs; ``Fleet`` evaluates IoT Hub's rules (``hub.precedence``,
+``hub.conditions``) over many devices fast: which deployments each device runs, and the
+deployments' system metrics. The engine hands the simulator to the ``device`` command
+(``Engine.devices``); real devices are IoT Hub's business.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from reconciler.errors import PermanentProviderError
+from reconciler.hub import limits, manifest
+from reconciler.hub.conditions import Condition, ConditionError, matches, parse, uses_device_id
+from reconciler.hub.precedence import Assignment, assign, by_precedence
+from reconciler.model.specs import JSON
+from reconciler.model.state import DeploymentHealth, DeviceModules, SimulatedDevice
+from reconciler.providers.local.rows import DeploymentRow, DeviceRow
+from reconciler.providers.local.store import Store
+
+LOCAL_IMAGE_PREFIX = "localhost/"
+
+EffectiveModules = dict[str, tuple[str, dict[str, JSON]]]
+"""module name -> (id of the deployment it comes from, its definition)"""
+
+
+def parse_condition(text: str) -> Condition | None:
+    """A stored target condition, or None if it does not parse (it then selects nothing,
+    as the hub treats a configuration it cannot evaluate)."""
+    try:
+        return parse(text)
+    except ConditionError:
+        return None
+
+
+def count_matching(condition: Condition, devices: Iterable[DeviceRow]) -> int:
+    return sum(1 for device in devices if matches(condition, device.twin))
+
+
+class Fleet:
+    """The rules over one set of deployments. Each target condition is parsed once, and
+    conditions that do not read ``deviceId`` are evaluated once per distinct twin (fleets
+    have many devices and few distinct tag sets)."""
+
+    def __init__(self, deployments: Sequence[DeploymentRow]):
+        self.deployments = by_precedence(deployments)
+        parsed = [(d, parse_condition(d.target_condition)) for d in self.deployments]
+        valid = [(d, c) for d, c in parsed if c is not None]
+        self._by_twin = [(d, c) for d, c in valid if not uses_device_id(c)]
+        self._by_device = [(d, c) for d, c in valid if uses_device_id(c)]
+        self._twin_matches: dict[str, tuple[DeploymentRow, ...]] = {}
+        self._assignments: dict[tuple[str, ...], Assignment[DeploymentRow]] = {}
+
+    def _targeted(self, device: DeviceRow) -> tuple[DeploymentRow, ...]:
+        twin = device.twin
+        key = json.dumps([device.tags, device.reported], sort_keys=True)
+        shared = self._twin_matches.get(key)
+        if shared is None:
+            shared = self._twin_matches[key] = tuple(d for d, c in self._by_twin if matches(c, twin))
+        own = [d for d, c in self._by_device if matches(c, twin)]
+        if not own:
+            return shared
+        return by_precedence((*shared, *own))
+
+    def assignment(self, device: DeviceRow) -> Assignment[DeploymentRow]:
+        targeted = self._targeted(device)
+        key = tuple(d.id for d in targeted)
+        assignment = self._assignments.get(key)
+        if assignment is None:
+            assignment = self._assignments[key] = assign(targeted)
+        return assignment
+
+    def effective_modules(self, device: DeviceRow) -> EffectiveModules:
+        """The modules the device runs and the deployment each comes from."""
+        modules: EffectiveModules = {}
+        for deployment in self.assignment(device).applied:
+            for name, definition in manifest.modules(deployment.content).items():
+                modules[name] = (deployment.id, definition)
+        return dict(sorted(modules.items()))
+
+    def health(self, devices: Iterable[DeviceRow], images: set[str]) -> dict[str, DeploymentHealth]:
+        """Each deployment's system metrics. A device reports success for a deployment it
+        applies when every ``localhost/`` image the deployment uses was built and the
+        device is not marked failing."""
+        images_ok = {d.id: all(image in images for image in manifest.module_images(d.content).values()
+                               if image.startswith(LOCAL_IMAGE_PREFIX))
+                     for d in self.deployments}
+        targeted = dict.fromkeys(images_ok, 0)
+        applied = dict.fromkeys(images_ok, 0)
+        succeeded = dict.fromkeys(images_ok, 0)
+        shadowed_by: dict[str, set[str]] = {d: set() for d in images_ok}
+        for device in devices:
+            assignment = self.assignment(device)
+            winners = {d.id for d in assignment.applied}
+            for deployment in assignment.targeted:
+                targeted[deployment.id] += 1
+                if deployment.id not in winners:
+                    # Only a base deployment keeps another one from applying.
+                    assert assignment.base is not None
+                    shadowed_by[deployment.id].add(assignment.base.id)
+            for deployment_id in winners:
+                applied[deployment_id] += 1
+                if images_ok[deployment_id] and not device.failing:
+                    succeeded[deployment_id] += 1
+        return {d: DeploymentHealth(targeted[d], applied[d], succeeded[d], applied[d] - succeeded[d],
+                                    tuple(sorted(shadowed_by[d])))
+                for d in images_ok}
+
+
+def _simulated(row: DeviceRow) -> SimulatedDevice:
+    return SimulatedDevice(row.id, dict(row.tags), row.failing)
+
+
+class Simulator:
+    """The simulated devices of the local backend (``DeviceSimulator``)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._devices: list[DeviceRow] | None = None  # read once for counting, until a device changes
+
+    def count(self, condition: Condition) -> int:
+        """How many devices ``condition`` selects (a plan asks once per deployment change)."""
+        if self._devices is None:
+            self._devices = self._store.devices()
+        return count_matching(condition, self._devices)
+
+    def _check(self, row: DeviceRow) -> None:
+        if not limits.DEVICE_ID.match(row.id):
+            raise PermanentProviderError(f"invalid device id {row.id!r}: up to 128 letters, digits and "
+                                         "- . % _ * ? ! ( ) , : = @ $ '")
+        for key in row.tags:
+            if not limits.TAG_KEY.match(key):
+                raise PermanentProviderError(f"invalid tag name {key!r}: no '.', '$' or spaces", resource=row.id)
+
+    def _row(self, device_id: str) -> DeviceRow:
+        row = self._store.device(device_id)
+        if row is None:
+            raise PermanentProviderError("no such device; `reconciler device ENV_DIR list` shows them",
+                                         resource=device_id)
+        return row
+
+    def add(self, devices: Iterable[tuple[str, dict[str, JSON]]]) -> None:
+        """Register devices in one transaction (all or none)."""
+        rows = [DeviceRow(device_id, dict(tags), {}, False) for device_id, tags in devices]
+        for row in rows:
+            self._check(row)
+        self._store.add_devices(rows)
+        self._devices = None
+
+    def exists(self, device_id: str) -> bool:
+        return self._store.device(device_id) is not None
+
+    def tag(self, device_id: str, set_tags: dict[str, JSON], unset: Iterable[str] = ()) -> SimulatedDevice:
+        """Set and remove twin tags; return the device as it is now."""
+        row = self._row(device_id)
+        removed = set(unset)
+        tags = {key: value for key, value in row.tags.items() if key not in removed}
+        updated = DeviceRow(row.id, {**tags, **set_tags}, row.reported, row.failing)
+        self._check(updated)
+        self._store.update_device(updated)
+        self._devices = None
+        return _simulated(updated)
+
+    def set_failing(self, device_id: str, failing: bool = True) -> None:
+        """Make the device report failure (or success again) for what it applies."""
+        row = self._row(device_id)
+        self._store.update_device(DeviceRow(row.id, row.tags, row.reported, failing))
+
+    def remove(self, device_id: str) -> None:
+        if not self._store.remove_device(device_id):
+            raise PermanentProviderError("no such device; `reconciler device ENV_DIR list` shows them",
+                                         resource=device_id)
+        self._devices = None
+
+    def list(self) -> list[SimulatedDevice]:
+        return [_simulated(row) for row in self._store.devices()]
+
+    def show(self, device_id: str) -> DeviceModules:
+        """The modules the device runs: name -> (the deployment it comes from, its image)."""
+        row = self._row(device_id)
+        effective = Fleet(self._store.deployments()).effective_modules(row)
+        return DeviceModules(_simulated(row), {name: (deployment, manifest.module_image(definition))
+                                               for name, (deployment, definition) in effective.items()})
