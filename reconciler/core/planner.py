@@ -26,6 +26,7 @@ from reconciler.core import manifest
 from reconciler.core.diff import describe, field_changes
 from reconciler.hub.conditions import device_ids_condition
 from reconciler.hub.manifest import canonical_json, module_images
+from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.plan import (
     Action,
     Change,
@@ -35,7 +36,6 @@ from reconciler.model.plan import (
     FieldChange,
     Plan,
 )
-from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import DesiredState, Fingerprints, Kind, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, Snapshot
 
