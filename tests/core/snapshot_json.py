@@ -3,8 +3,8 @@
 ``actual.json`` of a planner case (``tests/cases/plan/``) is ``dataclasses.asdict`` of a
 ``reconciler.model.state.Snapshot``: ``models``, ``images`` and ``deployments`` are lists of
 objects with the dataclass fields as keys, ``registries`` maps a name to a registry object,
-and a deployment's ``health`` is ``null`` or an object. Unknown or missing keys are errors,
-so a typo in a hand-edited file fails loudly instead of being ignored.
+and a deployment's ``health`` is ``null`` or an object. Every field is listed; unknown or
+missing keys are errors, so a typo in a hand-edited file fails loudly instead of being ignored.
 
 Most cases start from what a perfect apply of their specs would leave, then edit it. Print
 that state for an environment folder with
@@ -42,14 +42,12 @@ T = TypeVar("T")
 
 
 def _check_keys(cls: type[Any], data: object, where: str) -> dict[str, Any]:
-    """``data`` as an object with exactly the fields of ``cls`` (those with defaults may be left out)."""
+    """``data`` as an object with exactly the fields of ``cls``, defaulted ones included: a file
+    that lists every field reads the same to people as to the planner."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
-    fields = dataclasses.fields(cls)
-    names = {f.name for f in fields}
-    required = {f.name for f in fields
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    unknown, missing = sorted(set(data) - names), sorted(required - set(data))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown, missing = sorted(set(data) - names), sorted(names - set(data))
     if unknown or missing:
         raise ValueError(f"{where}: unknown keys {unknown}, missing keys {missing} ({cls.__name__})")
     return data
