@@ -15,7 +15,6 @@ then read the diff: each message must still name the file, line and field and sa
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,10 +28,11 @@ import yaml
 
 from reconciler.errors import SpecError
 from reconciler.spec.loader import load_environment
+from tests.golden_files import updating
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = Path(__file__).resolve().parent / "cases" / "invalid"
-UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
+UPDATE_GOLDEN = updating()
 EXIT_PREFIX = "exit: "
 SEVERAL = "many-"  # cases named many-* hold several problems; every other case exactly one
 DIAGNOSTIC = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<text>.+)$")

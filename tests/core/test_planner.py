@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.core import planner
-from reconciler.model.plan import Action, DesiredDeployment
+from reconciler.model.plan import Action
 from reconciler.model.specs import DesiredState, Fingerprints, Kind, ResourceKey
-from reconciler.model.state import ImageVersion, LiveDeployment, LiveRegistry, ModelVersion, Snapshot
+from reconciler.model.state import LiveRegistry
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
-
-ENV = "local"
+from tests.core.snapshot_json import converged, empty_snapshot
 
 
 @pytest.fixture
@@ -25,35 +24,6 @@ def desired(sample_env: Path) -> DesiredState:
 @pytest.fixture
 def fingerprints(desired: DesiredState) -> Fingerprints:
     return compute_fingerprints(desired, HashCache())
-
-
-def empty_snapshot(**overrides: object) -> Snapshot:
-    base = Snapshot(environment=ENV, image_registry="localhost", models=(), images=(), deployments=(),
-                    registries={"local": LiveRegistry("local", "localhost", "local-pull", "1")})
-    return replace(base, **overrides)  # type: ignore[arg-type]
-
-
-def converged(desired: DesiredState, fingerprints: Fingerprints) -> Snapshot:
-    """The snapshot a perfect apply of ``desired`` would leave."""
-    snapshot = empty_snapshot()
-    images = planner.desired_images(desired, fingerprints, "localhost")
-    deployments, _ = planner.desired_deployments(desired, images, snapshot)
-    return replace(
-        snapshot,
-        models=tuple(ModelVersion(n, 1, fingerprints.models[n], m.description, m.tags, m.properties, ENV)
-                     for n, m in desired.models.items()),
-        images=tuple(ImageVersion(n, i.label, i.fingerprint, i.reference, ENV, "2026-01-01T00:00:00")
-                     for n, i in images.items()),
-        deployments=tuple(live(d) for d in deployments.values()),
-    )
-
-
-def live(d: DesiredDeployment, **overrides: object) -> LiveDeployment:
-    deployment = LiveDeployment(
-        id=d.id, name=d.spec.name, owner=ENV, content_hash=d.content_hash, content=d.content,
-        target_condition=d.target_condition, priority=d.spec.priority, labels=d.spec.labels,
-        metrics=d.spec.metrics, layered=d.spec.layered, created="2026-01-01T00:00:00")
-    return replace(deployment, **overrides)  # type: ignore[arg-type]
 
 
 def actions(plan: planner.Plan) -> list[tuple[str, str]]:

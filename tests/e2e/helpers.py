@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
+from tests.golden_files import check_golden_file
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -86,11 +87,4 @@ def stable(text: str) -> str:
 
 def check_golden(name: str, actual: str) -> None:
     """Compare with tests/golden/<name>; ``UPDATE_GOLDEN=1`` rewrites the file instead."""
-    path = GOLDEN / name
-    actual = stable(actual)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual)
-        return
-    assert path.exists(), f"missing golden file {path}: run with UPDATE_GOLDEN=1 and review it"
-    assert actual == path.read_text(), f"{name} differs from the golden file (UPDATE_GOLDEN=1 regenerates it)"
+    check_golden_file(GOLDEN / name, stable(actual), name)

@@ -1,0 +1,122 @@
+"""reconciler.core.diff: field changes between JSON-like values, and their one-line summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.core.diff import describe, field_changes
+from reconciler.model.plan import FieldChange
+
+
+def paths(changes: tuple[FieldChange, ...]) -> list[str]:
+    return [change.path for change in changes]
+
+
+@pytest.mark.parametrize("value", [
+    {},
+    {"priority": 10},
+    {"tags": {"team": "vision", "site": "a"}, "ids": ["a", "b"], "nested": {"x": {"y": [1, {"z": None}]}}},
+])
+def test_equal_inputs_give_no_changes(value: dict[str, Any]) -> None:
+    assert field_changes(value, value) == ()
+    assert field_changes(value, {**value}) == ()
+
+
+def test_a_changed_scalar_is_one_change_with_both_values() -> None:
+    assert field_changes({"priority": 10, "name": "a"}, {"priority": 20, "name": "a"}) == (
+        FieldChange("priority", 10, 20),)
+
+
+def test_a_changed_leaf_of_nested_mappings_has_a_dotted_path() -> None:
+    before = {"labels": {"app": "iris", "site": "a"}, "spec": {"edgeHub": {"ttl": 7200}}}
+    after = {"labels": {"app": "iris", "site": "b"}, "spec": {"edgeHub": {"ttl": 60}}}
+    assert field_changes(before, after) == (
+        FieldChange("labels.site", "a", "b"),
+        FieldChange("spec.edgeHub.ttl", 7200, 60),
+    )
+
+
+def test_added_and_removed_keys_have_none_on_the_absent_side() -> None:
+    changes = field_changes({"tags": {"old": "1", "kept": "k"}}, {"tags": {"kept": "k", "new": "2"}})
+    assert changes == (FieldChange("tags.new", None, "2"), FieldChange("tags.old", "1", None))
+
+
+def test_a_whole_mapping_added_is_split_into_its_leaves() -> None:
+    """DeepDiff reports ``{} -> {...}`` as one change of the container; the plan shows each leaf."""
+    changes = field_changes({}, {"tags": {"team": "vision", "owner": {"name": "ml"}}})
+    assert changes == (FieldChange("tags.owner.name", None, "ml"), FieldChange("tags.team", None, "vision"))
+    removed = field_changes({"tags": {"team": "vision"}}, {})
+    assert removed == (FieldChange("tags.team", "vision", None),)
+
+
+def test_an_absent_mapping_and_an_empty_one_are_the_same() -> None:
+    assert field_changes({"labels": {}}, {}) == ()
+    assert field_changes({}, {"metrics": {}}) == ()
+
+
+def test_list_items_are_compared_by_index() -> None:
+    assert field_changes({"ids": ["a", "b"]}, {"ids": ["a", "c"]}) == (FieldChange("ids[1]", "b", "c"),)
+    assert field_changes({"ids": ["a"]}, {"ids": ["a", "c"]}) == (FieldChange("ids[1]", None, "c"),)
+    assert field_changes({"ids": ["a", "b"]}, {"ids": ["a"]}) == (FieldChange("ids[1]", "b", None),)
+    assert paths(field_changes({"ids": ["a", "b"]}, {"ids": ["b", "a"]})) == ["ids[0]", "ids[1]"]
+
+
+def test_mappings_inside_lists_get_index_then_key_paths() -> None:
+    before = {"bindings": [{"HostPort": "5001"}]}
+    after = {"bindings": [{"HostPort": "8080"}]}
+    assert field_changes(before, after) == (FieldChange("bindings[0].HostPort", "5001", "8080"),)
+
+
+def test_a_list_added_whole_stays_one_change() -> None:
+    assert field_changes({}, {"deviceIds": ["cam-1", "cam-2"]}) == (
+        FieldChange("deviceIds", None, ["cam-1", "cam-2"]),)
+
+
+def test_a_changed_type_is_a_change() -> None:
+    assert field_changes({"port": 5001}, {"port": "5001"}) == (FieldChange("port", 5001, "5001"),)
+    assert field_changes({"a": {"b": 1}}, {"a": 5}) == (FieldChange("a", {"b": 1}, 5),)
+
+
+def test_keys_with_dots_are_joined_as_they_are() -> None:
+    """Manifest keys such as ``properties.desired`` read naturally in a dotted path."""
+    before = {"$edgeAgent": {"properties.desired": {"modules": {"scorer": {"status": "running"}}}}}
+    after = {"$edgeAgent": {"properties.desired": {"modules": {"scorer": {"status": "stopped"}}}}}
+    assert paths(field_changes(before, after)) == ["$edgeAgent.properties.desired.modules.scorer.status"]
+
+
+def test_prefix_is_put_in_front_of_every_path() -> None:
+    changes = field_changes({"a": {"b": 1}, "c": 1}, {"a": {"b": 2}, "c": 2}, prefix="content.")
+    assert paths(changes) == ["content.a.b", "content.c"]
+
+
+def test_changes_are_sorted_by_path() -> None:
+    before = {"z": 1, "a": {"y": 1, "b": 1}, "m": 1}
+    after = {"z": 2, "a": {"y": 2, "b": 2}, "m": 2}
+    assert paths(field_changes(before, after)) == ["a.b", "a.y", "m", "z"]
+
+
+def test_describe_one_change() -> None:
+    assert describe((FieldChange("priority", 10, 20),)) == "priority 10 -> 20"
+    assert describe((FieldChange("tags.team", None, "vision"),)) == "tags.team added ('vision')"
+    assert describe((FieldChange("tags.team", "vision", None),)) == "tags.team removed"
+    assert describe((FieldChange("labels", None, {"a": "b"}),)) == "labels added ({...})"
+    assert describe((FieldChange("ids", ["a"], ["b"]),)) == "ids [...] -> [...]"
+
+
+def test_describe_shortens_long_values_to_40_characters() -> None:
+    reason = describe((FieldChange("description", "x" * 100, "short"),))
+    assert reason == f"description '{'x' * 36}... -> 'short'"
+
+
+def test_describe_several_changes_names_at_most_three_paths() -> None:
+    two = (FieldChange("a", 1, 2), FieldChange("b", 1, 2))
+    assert describe(two) == "a, b changed"
+    five = tuple(FieldChange(name, 1, 2) for name in "abcde")
+    assert describe(five) == "a, b, c and 2 more changed"
+    assert describe(five, limit=4) == "a, b, c, d and 1 more changed"
+
+
+def test_describe_nothing() -> None:
+    assert describe(()) == "no field changes"
