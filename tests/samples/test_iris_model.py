@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-IRIS = Path(__file__).resolve().parent.parent / "models" / "iris"
+IRIS = Path(__file__).resolve().parents[2] / "models" / "iris"
 COMMITTED = IRIS / "model" / "model.json"
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
 ENVIRONMENTS = ROOT / "environments"
 KINDS = {"Environment": "environment", "Model": "model", "Image": "image", "Deployment": "deployment"}

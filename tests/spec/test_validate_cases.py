@@ -7,7 +7,7 @@ case: ``tests/cases/README.md``.
 
 Regenerate the expected files after an intended change of messages with
 
-    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_validate_cases.py
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/spec/test_validate_cases.py
 
 then read the diff: each message must still name the file, line and field and say what to do.
 """
@@ -30,8 +30,8 @@ from reconciler.errors import SpecError
 from reconciler.spec.loader import load_environment
 from tests.golden_files import updating
 
-REPO = Path(__file__).resolve().parents[1]
-CASES = Path(__file__).resolve().parent / "cases" / "invalid"
+REPO = Path(__file__).resolve().parents[2]
+CASES = REPO / "tests" / "cases" / "invalid"
 UPDATE_GOLDEN = updating()
 EXIT_PREFIX = "exit: "
 SEVERAL = "many-"  # cases named many-* hold several problems; every other case exactly one

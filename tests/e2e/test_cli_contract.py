@@ -10,7 +10,7 @@ import pytest
 from reconciler.cli import exit_codes
 from reconciler.cli.main import main
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def test_schema_prints_each_kind_as_stored(capsys: pytest.CaptureFixture[str]) -> None:
