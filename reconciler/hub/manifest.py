@@ -21,7 +21,6 @@ from reconciler.model.specs import JSON
 
 AGENT = "$edgeAgent"
 DESIRED = "properties.desired"
-LAYERED_MODULE_PREFIX = "properties.desired.modules."
 CREDENTIALS_PREFIX = "properties.desired.runtime.settings.registryCredentials."
 
 
@@ -48,20 +47,28 @@ def is_layered_content(content: dict[str, JSON]) -> bool:
     return isinstance(agent, dict) and DESIRED not in agent
 
 
-def modules(content: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
-    """The custom modules ``$edgeAgent`` defines: name -> definition, base or layered."""
+def _agent_entries(content: dict[str, JSON], *path: str) -> dict[str, dict[str, JSON]]:
+    """The entries of the map at ``properties.desired.<path>`` of ``$edgeAgent``: base content holds the
+    map nested, layered content holds one dotted key per entry (``properties.desired.<path>.<name>``;
+    deeper dotted keys set a field of an entry and are not entries)."""
     agent = content.get(AGENT)
     if not isinstance(agent, dict):
         return {}
-    found: dict[str, dict[str, JSON]] = {}
-    desired = agent.get(DESIRED)
-    if isinstance(desired, dict):
-        found.update({k: v for k, v in (desired.get("modules") or {}).items() if isinstance(v, dict)})
+    node: Any = agent.get(DESIRED)
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    found = {k: v for k, v in node.items() if isinstance(v, dict)} if isinstance(node, dict) else {}
+    prefix = ".".join((DESIRED, *path)) + "."
     for key, value in agent.items():
-        name = key[len(LAYERED_MODULE_PREFIX):]
-        if key.startswith(LAYERED_MODULE_PREFIX) and "." not in name and isinstance(value, dict):
+        name = key[len(prefix):]
+        if key.startswith(prefix) and "." not in name and isinstance(value, dict):
             found[name] = value
     return found
+
+
+def modules(content: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
+    """The custom modules ``$edgeAgent`` defines: name -> definition, base or layered."""
+    return _agent_entries(content, "modules")
 
 
 def module_image(definition: dict[str, JSON]) -> str:
@@ -75,18 +82,7 @@ def module_images(content: dict[str, JSON]) -> dict[str, str]:
 
 def registry_credentials(content: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
     """Registry name -> ``{address, username, password}`` from base or layered content."""
-    agent = content.get(AGENT)
-    if not isinstance(agent, dict):
-        return {}
-    found: dict[str, dict[str, JSON]] = {}
-    desired = agent.get(DESIRED)
-    if isinstance(desired, dict):
-        credentials = ((desired.get("runtime") or {}).get("settings") or {}).get("registryCredentials") or {}
-        found.update({k: v for k, v in credentials.items() if isinstance(v, dict)})
-    for key, value in agent.items():
-        if key.startswith(CREDENTIALS_PREFIX) and isinstance(value, dict):
-            found[key[len(CREDENTIALS_PREFIX):]] = value
-    return found
+    return _agent_entries(content, "runtime", "settings", "registryCredentials")
 
 
 def fill_passwords(content: dict[str, JSON], passwords: dict[str, str]) -> dict[str, JSON]:

@@ -201,7 +201,7 @@ class AzureMLModelRegistry:
     ``register`` a filtered ``GET`` of the name's versions, artifact batch ``POST``, blob ``PUT`` + ``HEAD``
     per file, ``POST assets``, ``POST models``, the filtered ``GET`` again (what the register created);
     ``update`` ``GET`` the version, one ``PATCH`` (tags and description), one more to add properties or to
-    clear the description; ``delete_all`` one filtered ``GET`` and one ``DELETE`` per owned version.
+    clear the description; ``delete_owned`` one filtered ``GET`` and one ``DELETE`` per owned version.
     """
 
     def __init__(self, connection: WorkspaceConnection, environment: str) -> None:
