@@ -6,10 +6,8 @@ whatever differs here is shown to the user.
 
 from __future__ import annotations
 
+import json
 from typing import Any
-
-from deepdiff import DeepDiff
-from deepdiff.helper import NotPresent
 
 from reconciler.model.plan import FieldChange
 
@@ -19,7 +17,18 @@ def _dotted(path: list[Any]) -> str:
 
 
 def _plain(value: Any) -> Any:
+    from deepdiff.helper import NotPresent
+
     return None if isinstance(value, NotPresent) else value
+
+
+def _same(before: Any, after: Any) -> bool:
+    """True exactly when DeepDiff would find no difference: same keys and values, same JSON types
+    (``1`` and ``1.0``, ``1`` and ``True`` differ). Values JSON cannot sort are left to DeepDiff."""
+    try:
+        return json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
 
 
 def _leaves(path: list[Any], before: Any, after: Any) -> list[tuple[list[Any], Any, Any]]:
@@ -38,7 +47,13 @@ def _leaves(path: list[Any], before: Any, after: Any) -> list[tuple[list[Any], A
 
 
 def field_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> tuple[FieldChange, ...]:
-    """Every leaf that differs, with dotted paths, sorted by path."""
+    """Every leaf that differs, with dotted paths, sorted by path. Equal sides (most resources, in most
+    plans) are told apart by their canonical JSON; deepdiff is loaded and run only to explain a real
+    difference."""
+    if _same(before, after):
+        return ()
+    from deepdiff import DeepDiff
+
     diff = DeepDiff(before, after, view="tree", verbose_level=2)
     changes = []
     for levels in diff.values():

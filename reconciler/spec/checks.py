@@ -8,7 +8,7 @@ entry script is inspected with ``ast``, never imported.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from reconciler.hub.conditions import ConditionError, parse
 from reconciler.hub.manifest import create_options_chunks
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
-from reconciler.spec.paths import display_path, is_inside
+from reconciler.spec.paths import Boundary, display_path
 from reconciler.spec.schemas import dotted, subject_of
 from reconciler.spec.yaml_source import YamlProblem, read_text
 
@@ -43,10 +43,12 @@ def check_all(
     model_names = {item.spec.name for item in models} | _names(declared, "Model")
     image_names = {item.spec.name for item in images} | _names(declared, "Image")
     registry_names = set(environment.registries) if environment else None
+    boundary = Boundary(root)
     for item in models:
-        found += _model(item, root)
+        found += _model(item, boundary)
+    file_checks = FileChecks()
     for item in images:
-        found += _image(item, model_names, root)
+        found += _image(item, model_names, boundary, file_checks)
     for item in deployments:
         found += _deployment(item, image_names, registry_names)
     if len(deployments) > limits.MAX_DEPLOYMENTS_PER_HUB:
@@ -81,10 +83,10 @@ def _duplicates(items: Iterable[Located]) -> list[Diagnostic]:
     return found
 
 
-def _file_problem(path: Path, root: Path, *, want: str) -> str | None:
+def _file_problem(path: Path, boundary: Boundary, *, want: str) -> str | None:
     """Why ``path`` cannot be used, or None. ``want`` is "file", "folder" or "any"."""
     shown = display_path(path)
-    if not is_inside(path, root):
+    if not boundary.contains(path):
         link = " is a link that" if path.is_symlink() else ""
         return f"{shown}{link} resolves outside the repository; spec files may only use files inside it"
     if not path.exists():
@@ -96,38 +98,59 @@ def _file_problem(path: Path, root: Path, *, want: str) -> str | None:
     return None
 
 
-def _model(item: Located, root: Path) -> list[Diagnostic]:
+def _model(item: Located, boundary: Boundary) -> list[Diagnostic]:
     spec: ModelSpec = item.spec
-    problem = _file_problem(spec.path, root, want="any")
+    problem = _file_problem(spec.path, boundary, want="any")
     if problem is None and spec.path.is_dir():
-        escaping = [p for p in spec.path.rglob("*") if not is_inside(p, root)]
+        entries = list(spec.path.rglob("*"))
+        escaping = [p for p in entries if not boundary.contains(p)]
         if escaping:
             problem = f"{display_path(escaping[0])} is a link that resolves outside the repository"
-        elif not any(p.is_file() for p in spec.path.rglob("*")):
+        elif not any(p.is_file() for p in entries):
             problem = f"{display_path(spec.path)} is an empty folder"
     return [_at(item, ("spec", "path"), problem)] if problem else []
 
 
-def _image(item: Located, model_names: set[str], root: Path) -> list[Diagnostic]:
+class FileChecks:
+    """Each entry script and conda file checked once per run: many Image specs share one."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[str, Path], list[str]] = {}
+
+    def entry_script(self, path: Path) -> list[str]:
+        return self._once("entry", path, entry_script_problems)
+
+    def conda(self, path: Path) -> list[str]:
+        return self._once("conda", path, conda_problems)
+
+    def _once(self, kind: str, path: Path, check: Callable[[Path], list[str]]) -> list[str]:
+        key = (kind, path)
+        if key not in self._done:
+            self._done[key] = check(path)
+        return self._done[key]
+
+
+def _image(item: Located, model_names: set[str], boundary: Boundary, file_checks: FileChecks) -> list[Diagnostic]:
     spec: ImageSpec = item.spec
     found = []
     for index, model in enumerate(spec.models):
         if model not in model_names:
             found.append(_at(item, ("spec", "models", index), f"no Model named {model!r} in this environment"))
     if spec.source_directory is not None:
-        problem = _file_problem(spec.source_directory, root, want="folder")
+        problem = _file_problem(spec.source_directory, boundary, want="folder")
         if problem:
             return [*found, _at(item, ("spec", "sourceDirectory"), problem)]
-    problem = _file_problem(spec.entry_script, root, want="file")
+    problem = _file_problem(spec.entry_script, boundary, want="file")
     if problem:
         found.append(_at(item, ("spec", "entryScript"), problem))
     else:
-        found += [_at(item, ("spec", "entryScript"), message) for message in entry_script_problems(spec.entry_script)]
-    problem = _file_problem(spec.conda_file, root, want="file")
+        found += [_at(item, ("spec", "entryScript"), message)
+                  for message in file_checks.entry_script(spec.entry_script)]
+    problem = _file_problem(spec.conda_file, boundary, want="file")
     if problem:
         found.append(_at(item, ("spec", "condaFile"), problem))
     else:
-        found += [_at(item, ("spec", "condaFile"), message) for message in conda_problems(spec.conda_file)]
+        found += [_at(item, ("spec", "condaFile"), message) for message in file_checks.conda(spec.conda_file)]
     return found
 
 

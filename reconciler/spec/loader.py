@@ -30,6 +30,7 @@ from reconciler.model.specs import (
 )
 from reconciler.spec import checks
 from reconciler.spec.paths import display_path, find_repository_root
+from reconciler.spec.schema_cache import SchemaCache
 from reconciler.spec.schemas import dotted, subject_of, validate_document
 from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic
 
@@ -65,14 +66,20 @@ def load_environment(directory: Path) -> DesiredState:
             diagnostics.append(problem_diagnostic(problem))
 
     valid: list[Document] = []
+    cache = SchemaCache.for_repository(root)
     for document in documents:
         subject = subject_of(document.data)
         diagnostics.extend(Diagnostic(location, subject, dotted(path), message)
                            for location, path, message in document.problems)
+        if cache.known_valid(document.data):
+            valid.append(document)
+            continue
         problems = validate_document(document)
         diagnostics.extend(problems)
         if not problems:
             valid.append(document)
+            cache.add(document.data)
+    cache.save()
 
     environment_docs = [d for d in valid if d.data["kind"] == "Environment"]
     all_environment_docs = [d for d in documents if isinstance(d.data, dict) and d.data.get("kind") == "Environment"]

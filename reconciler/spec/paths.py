@@ -25,6 +25,35 @@ def find_repository_root(start: Path) -> Path:
     return start.parent if start.parent != start else start
 
 
-def is_inside(path: Path, root: Path) -> bool:
-    """Whether ``path``, with ``..`` and symbolic links resolved, lies inside ``root``."""
-    return path.resolve().is_relative_to(root.resolve())
+class Boundary:
+    """The repository boundary spec files must stay inside.
+
+    ``contains`` resolves ``..`` and symbolic links like ``os.path.realpath``, but each directory
+    only once: a path's directory comes from a cache, and its last component is resolved again
+    only when it is a link itself (one ``lstat``). Environments name thousands of files in a few
+    hundred folders, and a full ``realpath`` costs one ``lstat`` per component per file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self._inside = self.root.rstrip(os.sep) + os.sep
+        self._directories: dict[str, str] = {}
+
+    def _directory(self, directory: str) -> str:
+        resolved = self._directories.get(directory)
+        if resolved is None:
+            resolved = self._directories[directory] = os.path.realpath(directory)
+        return resolved
+
+    def resolve(self, path: Path) -> str:
+        text = os.path.join(os.getcwd(), path)  # absolute, ".." kept: it must be resolved, not cut
+        head, tail = os.path.split(text)
+        if tail in ("", ".", ".."):
+            return self._directory(text)
+        candidate = os.path.join(self._directory(head), tail)
+        return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+
+    def contains(self, path: Path) -> bool:
+        """Whether ``path``, with ``..`` and symbolic links resolved, lies inside the repository."""
+        resolved = self.resolve(path)
+        return resolved == self.root or resolved.startswith(self._inside)

@@ -7,13 +7,14 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.spec.yaml_source import Document
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 KINDS = ("Environment", "Model", "Image", "Deployment")
 API_VERSION = "reconciler/v1"
@@ -44,6 +45,9 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 @cache
 def validator(kind: str) -> Draft202012Validator:
+    """jsonschema is imported here, when a document needs it (not when the schema cache knows all)."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(kind))
 
 
@@ -97,6 +101,8 @@ def _diagnostics(document: Document, kind: str, subject: str, error: ValidationE
         return [Diagnostic(document.location(path, key=True), subject, dotted(path),
                            f"required field is missing: give {' or '.join(names)}")]
     if error.context:  # oneOf / anyOf: report the branch that came closest
+        from jsonschema.exceptions import best_match
+
         error = best_match(error.context)
         path = tuple(error.absolute_path)
     if "propertyNames" in error.absolute_schema_path:  # a bad key: point at the key itself

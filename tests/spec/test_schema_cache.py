@@ -1,0 +1,54 @@
+"""Documents known to pass their schema skip the validator on the next load; anything else is validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.diff import field_changes
+from reconciler.errors import SpecError
+from reconciler.spec import loader
+from reconciler.spec.loader import load_environment
+from reconciler.spec.schema_cache import CACHE_FILE
+
+
+def test_a_second_load_validates_only_what_changed(sample_env: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_environment(sample_env)
+    assert (tmp_path / "cache" / CACHE_FILE).is_file()
+
+    validated: list[str] = []
+    original = loader.validate_document
+
+    def counting(document):  # type: ignore[no-untyped-def]
+        validated.append(document.data["metadata"]["name"])
+        return original(document)
+
+    monkeypatch.setattr(loader, "validate_document", counting)
+    assert load_environment(sample_env) == first
+    assert validated == []  # every document was known to pass
+
+    deployments = sample_env / "deployments.yaml"
+    deployments.write_text(deployments.read_text().replace("priority: 10", "priority: high", 1))
+    with pytest.raises(SpecError, match="1 problem") as failed:
+        load_environment(sample_env)
+    assert validated == ["iris-base"]  # only the edited document
+    assert "spec.priority" in str(failed.value.diagnostics[0])
+    with pytest.raises(SpecError):  # a failing document is never cached: reported again
+        load_environment(sample_env)
+    assert validated == ["iris-base", "iris-base"]
+
+
+def test_a_damaged_cache_file_is_ignored(sample_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path))
+    (tmp_path / CACHE_FILE).write_text("{not json")
+    assert load_environment(sample_env).models
+
+
+def test_equal_values_of_different_json_types_are_still_a_change() -> None:
+    """The shortcut for equal sides compares canonical JSON, which keeps types apart as DeepDiff does."""
+    assert [c.path for c in field_changes({"priority": 1}, {"priority": 1.0})] == ["priority"]
+    assert [c.path for c in field_changes({"enabled": 1}, {"enabled": True})] == ["enabled"]
+    assert field_changes({"a": {"b": [1, 2]}}, {"a": {"b": [1, 2]}}) == ()
