@@ -55,8 +55,10 @@ class Document:
     display: str  # how the file is named in messages
     index: int  # position of the document in its file (0-based)
     data: Any
-    locations: dict[Path_, SourceLocation] = field(default_factory=dict)
-    key_locations: dict[Path_, SourceLocation] = field(default_factory=dict)
+    # (line, column) of each value and key, 1-based: SourceLocation values are made only for the few
+    # paths a message names (a document has hundreds of nodes, a spec folder thousands of documents).
+    locations: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_locations: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     # Problems that do not stop loading (duplicate keys): location, path of the value, message.
     problems: list[tuple[SourceLocation, Path_, str]] = field(default_factory=list)
 
@@ -68,17 +70,20 @@ class Document:
         table = self.key_locations if key else self.locations
         probe = tuple(path)
         while probe:
-            if probe in table:
-                return table[probe]
-            if probe in self.locations:
-                return self.locations[probe]
+            found = table.get(probe) or self.locations.get(probe)
+            if found:
+                return SourceLocation(self.display, *found)
             probe = probe[:-1]
-        return self.locations.get((), SourceLocation(self.display, 1, 1))
+        return SourceLocation(self.display, *self.locations.get((), (1, 1)))
+
+
+def _position(node: Node) -> tuple[int, int]:
+    mark = node.start_mark
+    return mark.line + 1, mark.column + 1
 
 
 def _location(display: str, node: Node) -> SourceLocation:
-    mark = node.start_mark
-    return SourceLocation(display, mark.line + 1, mark.column + 1)
+    return SourceLocation(display, *_position(node))
 
 
 class _Builder:
@@ -99,7 +104,7 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise YamlProblem(_location(self.document.display, node), f"nesting deeper than {MAX_DEPTH} levels")
-        self.document.locations.setdefault(path, _location(self.document.display, node))
+        self.document.locations.setdefault(path, _position(node))
         if isinstance(node, MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, SequenceNode):
@@ -122,14 +127,14 @@ class _Builder:
                 raise YamlProblem(_location(self.document.display, key_node), "mapping keys must be plain strings")
             key = str(key_node.value)
             if key in result:
-                first = self.document.key_locations[(*path, key)]
+                first_line, _ = self.document.key_locations[(*path, key)]
                 self.document.problems.append((
                     _location(self.document.display, key_node), (*path, key),
-                    f"duplicate key: {key!r} is already set at line {first.line}; YAML keeps only one "
+                    f"duplicate key: {key!r} is already set at line {first_line}; YAML keeps only one "
                     "value, remove the other",
                 ))
                 continue
-            self.document.key_locations[(*path, key)] = _location(self.document.display, key_node)
+            self.document.key_locations[(*path, key)] = _position(key_node)
             result[key] = self.build(value_node, (*path, key), depth + 1)
         return result
 
