@@ -85,16 +85,15 @@ def _duplicates(items: Iterable[Located]) -> list[Diagnostic]:
 
 def _file_problem(path: Path, boundary: Boundary, *, want: str) -> str | None:
     """Why ``path`` cannot be used, or None. ``want`` is "file", "folder" or "any"."""
-    shown = display_path(path)
     if not boundary.contains(path):
         link = " is a link that" if path.is_symlink() else ""
-        return f"{shown}{link} resolves outside the repository; spec files may only use files inside it"
+        return f"{display_path(path)}{link} resolves outside the repository; spec files may only use files inside it"
     if not path.exists():
-        return f"no such {'file or folder' if want == 'any' else want}: {shown}"
+        return f"no such {'file or folder' if want == 'any' else want}: {display_path(path)}"
     if want == "file" and not path.is_file():
-        return f"{shown} is not a file"
+        return f"{display_path(path)} is not a file"
     if want == "folder" and not path.is_dir():
-        return f"{shown} is not a folder"
+        return f"{display_path(path)} is not a folder"
     return None
 
 

@@ -28,6 +28,28 @@ class HashCache:
     entries: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     bytes_hashed: int = 0  # how much was actually read: 0 on a warm no-op plan
     dirty: bool = False
+    # Folder listings of this run (not saved): sizing the work and hashing it walk each folder once.
+    listings: dict[Path, list[tuple[str, Path]]] = field(default_factory=dict, compare=False, repr=False)
+
+    def files(self, path: Path) -> list[tuple[str, Path]]:
+        """``(relative posix path, file)`` of a file or of every file below a folder, sorted; links to
+        folders are not followed, links to files count as files (as ``Path.rglob`` + ``is_file``)."""
+        listing = self.listings.get(path)
+        if listing is None:
+            if path.is_file():
+                listing = [(path.name, path)]
+            else:
+                listing = []
+                for directory, _, names in os.walk(path):
+                    relative = os.path.relpath(directory, path)
+                    for name in names:
+                        file = os.path.join(directory, name)
+                        if os.path.isfile(file):
+                            posix = name if relative == "." else f"{relative.replace(os.sep, '/')}/{name}"
+                            listing.append((posix, Path(file)))
+                listing.sort()
+            self.listings[path] = listing
+        return listing
 
     @classmethod
     def from_json(cls, text: str) -> HashCache:
@@ -63,11 +85,7 @@ def tree_digest(path: Path, cache: HashCache, on_bytes: Callable[[int], None] | 
     """Digest of a file (its name and content) or of a folder (every file's relative path
     and content, in sorted order). Moving a file inside a folder changes the digest."""
     sha = hashlib.sha256()
-    if path.is_file():
-        files = [(path.name, path)]
-    else:
-        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
-    for relative, file in files:
+    for relative, file in cache.files(path):
         sha.update(f"{relative}\0{cache.digest(file, on_bytes)}\n".encode())
     return sha.hexdigest()
 
@@ -96,8 +114,7 @@ def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
     """How many bytes ``compute_fingerprints`` will read (for a progress bar)."""
     total = 0
     for spec in desired.models.values():
-        files = [spec.path] if spec.path.is_file() else [p for p in spec.path.rglob("*") if p.is_file()]
-        for file in files:
+        for _, file in cache.files(spec.path):
             stat = file.stat()
             cached = cache.entries.get(str(file))
             if not (cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns):

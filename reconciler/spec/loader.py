@@ -29,10 +29,10 @@ from reconciler.model.specs import (
     RegistrySpec,
 )
 from reconciler.spec import checks
+from reconciler.spec.cache import SpecCache, digest
 from reconciler.spec.paths import display_path, find_repository_root
-from reconciler.spec.schema_cache import SchemaCache
 from reconciler.spec.schemas import dotted, subject_of, validate_document
-from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic
+from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic, read_text
 
 ENVIRONMENT_FILE = "environment.yaml"
 
@@ -57,16 +57,23 @@ def load_environment(directory: Path) -> DesiredState:
     if not directory.is_dir():
         raise SpecError([Diagnostic(SourceLocation(display), "", "", "not a folder: pass environments/<name>")])
     root = find_repository_root(directory)
+    cache = SpecCache.for_environment(root, directory)
     diagnostics: list[Diagnostic] = []
     documents: list[Document] = []
     for file in spec_files(directory):
+        shown = display_path(file)
         try:
-            documents.extend(load_documents(file, display_path(file)))
+            text = read_text(file, shown)
+            text_digest = digest(text)
+            parsed = cache.documents(file, shown, text_digest)
+            if parsed is None:
+                parsed = list(load_documents(file, shown, text))
+                cache.remember(text_digest, parsed)
+            documents.extend(parsed)
         except YamlProblem as problem:
             diagnostics.append(problem_diagnostic(problem))
 
     valid: list[Document] = []
-    cache = SchemaCache.for_repository(root)
     for document in documents:
         subject = subject_of(document.data)
         diagnostics.extend(Diagnostic(location, subject, dotted(path), message)
@@ -78,7 +85,7 @@ def load_environment(directory: Path) -> DesiredState:
         diagnostics.extend(problems)
         if not problems:
             valid.append(document)
-            cache.add(document.data)
+            cache.add_valid(document.data)
     cache.save()
 
     environment_docs = [d for d in valid if d.data["kind"] == "Environment"]

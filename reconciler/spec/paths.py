@@ -40,9 +40,16 @@ class Boundary:
         self._directories: dict[str, str] = {}
 
     def _directory(self, directory: str) -> str:
+        """A directory resolved, from its parent resolved (so each new one costs one ``lstat``)."""
         resolved = self._directories.get(directory)
         if resolved is None:
-            resolved = self._directories[directory] = os.path.realpath(directory)
+            head, tail = os.path.split(directory)
+            if tail in ("", ".", "..") or head == directory:
+                resolved = os.path.realpath(directory)
+            else:
+                candidate = os.path.join(self._directory(head), tail)
+                resolved = os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+            self._directories[directory] = resolved
         return resolved
 
     def resolve(self, path: Path) -> str:

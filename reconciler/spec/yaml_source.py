@@ -160,9 +160,10 @@ def read_text(file: Path, display: str) -> str:
         ) from None
 
 
-def load_documents(file: Path, display: str) -> Iterator[Document]:
-    """Yield the non-empty documents of a YAML file, with locations."""
-    text = read_text(file, display)
+def load_documents(file: Path, display: str, text: str | None = None) -> Iterator[Document]:
+    """Yield the non-empty documents of a YAML file (its ``text``, when already read), with locations."""
+    if text is None:
+        text = read_text(file, display)
     try:
         nodes = list(yaml.compose_all(text, Loader=_LOADER))
     except yaml.MarkedYAMLError as exc:

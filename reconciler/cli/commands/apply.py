@@ -6,10 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reconciler.cli import exit_codes, planfile
-from reconciler.cli.progress import TerminalProgress
-from reconciler.cli.views import plan as plan_view
-from reconciler.engine import Engine
+from reconciler.cli import exit_codes
 from reconciler.errors import Aborted
 from reconciler.model.plan import Plan
 
@@ -32,12 +29,18 @@ def _confirm(plan: Plan) -> bool:
     if not sys.stdin.isatty():
         raise Aborted("apply needs confirmation and there is no terminal to ask on; "
                       "review the plan and run again with --auto-approve (or apply a saved plan)")
+    from reconciler.cli.views import plan as plan_view
+
     print(plan_view.render_text(plan))
     answer = input("Apply these changes? Only 'yes' is accepted: ")
     return answer.strip() == "yes"
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import planfile
+    from reconciler.cli.progress import TerminalProgress
+    from reconciler.engine import Engine
+
     saved = planfile.load(args.target) if args.target.is_file() else None
     environment_dir = Path(saved.environment_dir) if saved else args.target
     # A saved plan was reviewed already: applying it is the approval.

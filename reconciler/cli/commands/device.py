@@ -11,15 +11,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.cli import exit_codes
 from reconciler.cli.views.devices import device_list, device_modules, format_tags
-from reconciler.engine import Engine
 from reconciler.errors import ReconcilerError
-from reconciler.providers.base import DeviceSimulator
 from reconciler.spec.paths import display_path
 
-Action = Callable[[DeviceSimulator, argparse.Namespace], int]
+if TYPE_CHECKING:
+    from reconciler.providers.base import DeviceSimulator
+
+Action = Callable[["DeviceSimulator", argparse.Namespace], int]
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -67,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.engine import Engine
+
     with Engine(args.environment) as engine:
         action: Action = args.device_action
         return action(engine.devices(), args)

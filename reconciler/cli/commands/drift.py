@@ -6,9 +6,6 @@ import argparse
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.cli.progress import TerminalProgress
-from reconciler.cli.views import drift as drift_view
-from reconciler.engine import Engine
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,6 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli.progress import TerminalProgress
+    from reconciler.cli.views import drift as drift_view
+    from reconciler.engine import Engine
+
     with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
         report = engine.drift()
     if args.format == "json":

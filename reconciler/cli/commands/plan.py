@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reconciler.cli import exit_codes, planfile
-from reconciler.cli.progress import TerminalProgress
-from reconciler.cli.views import plan as plan_view
-from reconciler.engine import Engine
+from reconciler.cli import exit_codes
 from reconciler.spec.paths import display_path
 
 
@@ -28,6 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import planfile
+    from reconciler.cli.progress import TerminalProgress
+    from reconciler.cli.views import plan as plan_view
+    from reconciler.engine import Engine
+
     with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune)
     environment_dir = display_path(args.environment)

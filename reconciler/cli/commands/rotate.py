@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.engine import Engine
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,6 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.engine import Engine
+
     with Engine(args.environment) as engine:
         version = engine.rotate_credentials(args.registry)
     print(f"Registry {args.registry} now uses credential version {version}.")

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.engine import Engine
 from reconciler.errors import Aborted
 
 
@@ -35,6 +34,8 @@ def _confirm(lock_id: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.engine import Engine
+
     with Engine(args.environment) as engine:
         if not args.force:
             _confirm(args.lock_id)

@@ -1,4 +1,4 @@
-"""Documents known to pass their schema skip the validator on the next load; anything else is validated."""
+"""The spec cache: parsed files and schema verdicts are reused by content; anything else is done afresh."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from reconciler.core.diff import field_changes
 from reconciler.errors import SpecError
 from reconciler.spec import loader
 from reconciler.spec.loader import load_environment
-from reconciler.spec.schema_cache import CACHE_FILE
 
 
 def test_a_second_load_validates_only_what_changed(sample_env: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
     first = load_environment(sample_env)
-    assert (tmp_path / "cache" / CACHE_FILE).is_file()
+    [cache_file] = (tmp_path / "cache" / "spec-cache").iterdir()
 
     validated: list[str] = []
     original = loader.validate_document
@@ -43,7 +42,9 @@ def test_a_second_load_validates_only_what_changed(sample_env: Path, tmp_path: P
 
 def test_a_damaged_cache_file_is_ignored(sample_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path))
-    (tmp_path / CACHE_FILE).write_text("{not json")
+    load_environment(sample_env)
+    [cache_file] = (tmp_path / "spec-cache").iterdir()
+    cache_file.write_text("{not json")
     assert load_environment(sample_env).models
 
 
