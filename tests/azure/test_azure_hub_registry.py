@@ -194,6 +194,16 @@ def test_delete_only_with_prune_and_unmanaged_deployments_are_never_touched(azur
     assert len(owned(azure_world)) == 1
 
 
+def test_a_full_hub_is_reported_with_its_documented_code_and_what_to_do(azure_world: AzureWorld) -> None:
+    for index in range(100):
+        unmanaged_base(azure_world, f"portal-{index:03d}", "tags.environment='nowhere'", 1)
+    with pytest.raises(PermanentProviderError) as full:
+        azure_world.apply(kinds=DEPLOYMENTS)
+    message = str(full.value)
+    assert "HTTP 413 ConfigurationCountLimitExceeded" in message and "at its limit of deployments" in message
+    assert len(azure_world.configurations()) == 100
+
+
 def test_the_provider_refuses_to_touch_what_it_does_not_own(azure_world: AzureWorld) -> None:
     unmanaged_base(azure_world, "portal-made", "tags.environment='prod'", 5)
     provider = azure_world.provider()

@@ -146,7 +146,7 @@ def test_transport_errors_wrapped_by_msrest_are_recognised() -> None:
     (409, '{"Message":"ErrorCode:ConfigurationAlreadyExists;exists"}', "run `reconciler plan` again"),
     (412, '{"Message":"ErrorCode:PreconditionFailed;etag"}', "etag no longer matches"),
     (400, '{"Message":"ErrorCode:CannotModifyImmutableConfigurationContent;no"}', "content, which is immutable"),
-    (403, '{"Message":"ErrorCode:IotHubQuotaExceeded;100"}', "at its limit of deployments"),
+    (413, '{"Message":"ErrorCode:ConfigurationCountLimitExceeded;100"}', "at its limit of deployments"),
 ])
 def test_permanent_errors_say_what_to_do(status: int, body: str, expected: str) -> None:
     fn, calls = failing(msrest_error(status, body))

@@ -1100,7 +1100,10 @@ def _create_configuration(hub: Hub, cid: str, body: dict[str, Any]) -> Response:
     _validate_content(body.get("content"))
     _validate_mutable_fields(body)
     if len(hub.configurations) >= MAX_CONFIGURATIONS:
-        raise HubError(403, "IotHubQuotaExceeded",
+        # 413 with code 413101 ConfigurationCountLimitExceeded: MicrosoftDocs/azure-docs,
+        # articles/iot-hub/troubleshoot-error-codes.md, "413xxx Request entity too large errors". (403
+        # IoTHubQuotaExceeded, 403002, is the daily message quota: common-error-codes.)
+        raise HubError(413, "ConfigurationCountLimitExceeded",
                        f"The hub already has {MAX_CONFIGURATIONS} configurations (deployments incl. layered)")
     now = _now()
     hub.config_seq += 1

@@ -210,7 +210,10 @@ def test_hub_limit_of_100_configurations(emu: AzureEmulator, cfg_mgr: IoTHubConf
                                        "targetCondition": "", "_seq": i, "_version": 1}
     with pytest.raises(HttpOperationError) as exc:
         cfg_mgr.create_configuration(deployment("one-too-many"))
-    assert exc.value.response.status_code == 403
+    # The documented code for this limit: 413101 ConfigurationCountLimitExceeded (troubleshoot-error-codes).
+    assert exc.value.response.status_code == 413
+    assert exc.value.response.headers["iothub-errorcode"] == "ConfigurationCountLimitExceeded"
+    assert "ErrorCode:ConfigurationCountLimitExceeded;" in exc.value.response.json()["Message"]
 
 
 def test_system_metrics_follow_priorities_and_layers(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager,

@@ -260,7 +260,7 @@ _CODE_ADVICE = {
     "CannotModifyImmutableConfigurationContent": (
         "IoT Hub refused to change a deployment's content, which is immutable; run `reconciler plan` again: a "
         "content change is planned as a replace under a new id"),
-    "IotHubQuotaExceeded": (
+    "ConfigurationCountLimitExceeded": (  # 413101, the hub's documented code for this limit
         "the hub is at its limit of deployments (100 on standard hubs, layered ones included); delete unused "
         "deployments or apply with --prune"),
     "InvalidConfigurationTargetCondition": (
