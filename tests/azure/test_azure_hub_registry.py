@@ -632,3 +632,24 @@ def test_force_unlock_removes_only_the_named_lock(azure_world: AzureWorld) -> No
         assert info.holder == "a run that died" and lock_device_id("prod") not in azure_world.hub.devices
     with pytest.raises(PermanentProviderError, match="not locked"):
         other.force_unlock(lock_id)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The registry's login server is what ARM says it is
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_registry_whose_login_server_is_not_name_azurecr_io(azure_world: AzureWorld) -> None:
+    """A registry with a domain name label (or in a sovereign cloud) is not at ``<name>.azurecr.io``: images,
+    pull credentials and the data plane calls all use its ``properties.loginServer``."""
+    host = f"{ACR}-gbfsd8f3cwdpf4a3.azurecr.io"
+    azure_world.registry.host = host
+    with Engine(azure_world.env_dir) as engine:
+        engine.apply()
+    with Engine(azure_world.env_dir) as engine:
+        assert not engine.plan().has_changes
+    base = next(cfg for cid, cfg in owned(azure_world).items() if cid.startswith("iris-base-"))
+    assert credentials_in(base)["workspace"]["address"] == host
+    modules = base["content"]["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
+    assert modules["scorer"]["settings"]["image"].startswith(f"{host}/iris-scorer:")
+    assert azure_world.emulator.calls(host=host) and not azure_world.emulator.calls(host=f"{ACR}.azurecr.io")

@@ -430,7 +430,8 @@ def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnect
     arm_calls = [c for c in calls if c[1] == "management.azure.com"]
     acr_calls = [c for c in calls if c[1].endswith(".azurecr.io")]
     assert mms == [("GET", "westeurope.modelmanagement.azureml.net", "models")]
-    assert [c[2] for c in arm_calls] == ["subscriptions", WS] * 2  # open the workspace, then its details
+    # Open the workspace, then its details, then the registry for its login server.
+    assert [c[2] for c in arm_calls] == ["subscriptions", WS, "subscriptions", WS, REGISTRY]
     assert len(acr_calls) == 2 * 4  # per repository: challenge, exchange, token, tags
     assert fresh.retrier.stats.http["acr"] == len(acr_calls)
     assert not [c for c in calls if c[2] == "endpoints"]  # the cloud is named: no cloud metadata fetch

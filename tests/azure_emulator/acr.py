@@ -41,7 +41,12 @@ from .arm import decode_jwt, now_iso, require_api_version, require_bearer, unsig
 from .framework import EmulatorState, Request, Response, Route, error
 
 ARM_HOST = r"management\.azure\.com"
-DATA_HOST = r"[a-z0-9]{5,50}\.azurecr\.io"
+# A registry's data plane is at its login server: ``<name>.azurecr.io`` in public Azure, but ``.azurecr.cn`` /
+# ``.azurecr.us`` in sovereign clouds, and ``<name>-<hash>.azurecr.io`` with a domain name label. Clients must
+# take it from ``properties.loginServer`` ("The URL that can be used to log into the container registry",
+# readOnly: azure-rest-api-specs, specification/containerregistry/resource-manager/Microsoft.ContainerRegistry/
+# Registry/stable/2025-04-01/containerregistry.json, RegistryProperties).
+DATA_HOST = r"[a-z0-9][a-z0-9-]{4,79}\.azurecr\.(io|cn|us)"
 DEFAULT_API_VERSION = "2025-04-01"
 ACR_TOKEN_LIFETIME_S = 3 * 3600
 
@@ -112,10 +117,11 @@ class RegistryRecord:
     created: str = field(default_factory=now_iso)
     scope_maps: dict[str, ScopeMapRecord] = field(default_factory=dict)
     tokens: dict[str, TokenRecord] = field(default_factory=dict)
+    host: str | None = None  # a login server other than <name>.azurecr.io (see DATA_HOST)
 
     @property
     def login_server(self) -> str:
-        return f"{self.name.lower()}.azurecr.io"
+        return self.host or f"{self.name.lower()}.azurecr.io"
 
     @property
     def arm_id(self) -> str:
@@ -240,9 +246,12 @@ def add_registry(
     location: str = "westeurope",
     sku: str = "Standard",
     admin_user_enabled: bool = False,
+    login_server: str | None = None,
 ) -> RegistryRecord:
-    """Create a registry (with ACR's built-in system scope maps). Registry names are global, like login servers."""
-    record = RegistryRecord(subscription_id, resource_group, name, location, sku, admin_user_enabled)
+    """Create a registry (with ACR's built-in system scope maps). Registry names are global, like login servers;
+    ``login_server`` serves it at another host than ``<name>.azurecr.io`` (a sovereign cloud, a domain name label)."""
+    record = RegistryRecord(subscription_id, resource_group, name, location, sku, admin_user_enabled,
+                            host=login_server.lower() if login_server else None)
     for sm_name, actions in _SYSTEM_SCOPE_MAPS.items():
         record.scope_maps[sm_name] = ScopeMapRecord(sm_name, actions, "Built-in scope map", "SystemDefined")
     with state.lock:
@@ -713,10 +722,11 @@ def _acr_token_claims(record: RegistryRecord, token: str, kind: str) -> dict[str
 
 
 def _registry_from_host(request: Request, state: EmulatorState) -> RegistryRecord | Response:
-    name = request.host.split(".", 1)[0]  # Route captures only path groups
-    record = find_registry(state, name)
+    with state.lock:
+        registries: dict[str, RegistryRecord] = state.service("acr").get("registries", {})
+        record = next((r for r in registries.values() if r.login_server == request.host), None)
     if record is None:
-        return _acr_error(404, "NAME_UNKNOWN", f"registry '{name}' does not exist")
+        return _acr_error(404, "NAME_UNKNOWN", f"no registry has the login server '{request.host}'")
     return record
 
 

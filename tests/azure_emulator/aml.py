@@ -648,10 +648,12 @@ class PackageOperation:
     created: str = field(default_factory=now_iso)
     state: str = "NotStarted"
     ended: str | None = None
+    login_server: str = ""  # the registry's, as ARM reports it (not always <name>.azurecr.io)
 
     @property
     def location(self) -> str:
-        return f"{self.registry.lower()}.azurecr.io/{self.image_name}:{self.image_label}"
+        host = self.login_server or f"{self.registry.lower()}.azurecr.io"
+        return f"{host}/{self.image_name}:{self.image_label}"
 
 
 def set_package_progression(state: EmulatorState, states: list[str]) -> None:
@@ -733,6 +735,8 @@ def create_package(request: Request, state: EmulatorState) -> Response:
             failures.pop(0) if failures else None,
             (ws.storage_account, BLOB_CONTAINER, f"ImageLogs/{op_id}/build.log"),
         )
+        registry = acr.find_registry(state, ws.registry_name)
+        operation.login_server = registry.login_server if registry is not None else ""
         aml.setdefault("operations", {})[op_id] = operation
         # The service builds whether or not anyone polls: with no states to show (the default), the build
         # has ended by the time anyone can look, pushed image included. With a progression set, each poll

@@ -233,6 +233,7 @@ def add_workspace(
     storage_account: str = "emustorage",
     tenant_id: str = DEFAULT_TENANT,
     registry_admin_enabled: bool = True,
+    registry_login_server: str | None = None,
 ) -> WorkspaceRecord:
     """Create an AML workspace (and, in the ACR module, its registry, whose admin user AML enables)."""
     from . import acr  # acr imports this module for its tokens
@@ -244,7 +245,7 @@ def add_workspace(
         if acr.find_registry(state, registry_name) is None:
             acr.add_registry(
                 state, subscription_id, resource_group, registry_name, location=location,
-                admin_user_enabled=registry_admin_enabled,
+                admin_user_enabled=registry_admin_enabled, login_server=registry_login_server,
             )
     return record
 

@@ -46,6 +46,8 @@ from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
+from reconciler.providers.azure.auth import registry_client
+from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.base import Progress
 
@@ -115,14 +117,24 @@ class WorkspaceConnection:
 
     @cached_property
     def registry(self) -> str:
-        """The login server of the workspace's container registry, where ``Model.package`` pushes images."""
-        details = self.call(self.workspace.get_details, what=f"workspace {self.workspace_name}", write=False)
-        registry_id = details.get("containerRegistry")
-        if not registry_id:
+        """The login server of the workspace's container registry, where ``Model.package`` pushes images:
+        the registry's own ``properties.loginServer`` (``GET`` of the ARM resource). It is not always
+        ``<name>.azurecr.io``: sovereign clouds (``.azurecr.cn``, ``.azurecr.us``) and registries with a
+        domain name label (``<name>-<hash>.azurecr.io``) have other hosts."""
+        what = f"workspace {self.workspace_name}"
+        details = self.call(self.workspace.get_details, what=what, write=False)
+        match = REGISTRY_ID.search(str(details.get("containerRegistry") or ""))
+        if match is None:
             raise PermanentProviderError(
                 "the workspace has no container registry attached; attach one (az ml workspace update "
-                "--container-registry <acr id>) so images can be built", resource=f"workspace {self.workspace_name}")
-        return f"{registry_id.rstrip('/').rsplit('/', 1)[-1].lower()}.azurecr.io"
+                "--container-registry <acr id>) so images can be built", resource=what)
+        client = registry_client(self.credential, match.group("sub"), self.retrier.stats)
+        try:
+            registry = self.call(lambda: client.registries.get(match.group("rg"), match.group("name")),
+                                 what=f"registry {match.group('name')}", write=False)
+        finally:
+            client.close()
+        return str(registry.login_server)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ imported or contacted before it is needed. REST calls per operation are listed i
 
 from __future__ import annotations
 
-import re
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from functools import cached_property
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
 
     from reconciler.providers.azure.ml import WorkspaceConnection
     from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry
-
-REGISTRY_ID = re.compile(r"(?i)/subscriptions/[^/]+/resourceGroups/(?P<rg>[^/]+)/providers/"
-                         r"Microsoft\.ContainerRegistry/registries/(?P<name>[^/]+)")
-
 
 class AzureProvider:
     """One environment on Azure (see the module docstring)."""
@@ -100,7 +95,7 @@ class AzureProvider:
         """(resource group, name) of the ACR attached to the workspace: where ``acr`` is omitted."""
         what = f"workspace {self.workspace_name}"
         details = self.retrier.call(lambda: self.connection.workspace.get_details(), what=what, write=False)
-        match = REGISTRY_ID.search(str((details or {}).get("containerRegistry") or ""))
+        match = acr.REGISTRY_ID.search(str((details or {}).get("containerRegistry") or ""))
         if match is None:
             raise PermanentProviderError("the workspace has no container registry attached; name one with `acr:` "
                                          "in environment.yaml", resource=what)

@@ -57,6 +57,8 @@ from reconciler.providers.azure.retry import Retrier
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+REGISTRY_ID = re.compile(r"(?i)/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+                         r"Microsoft\.ContainerRegistry/registries/(?P<name>[^/]+)")
 SCOPED_TOKEN = "scopedToken"
 ADMIN_USER = "adminUser"
 PASSWORD = "password1"  # the token password the reconciler uses; password2 is left to people
