@@ -653,3 +653,16 @@ def test_a_registry_whose_login_server_is_not_name_azurecr_io(azure_world: Azure
     modules = base["content"]["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
     assert modules["scorer"]["settings"]["image"].startswith(f"{host}/iris-scorer:")
     assert azure_world.emulator.calls(host=host) and not azure_world.emulator.calls(host=f"{ACR}.azurecr.io")
+
+
+def test_model_files_changed_since_the_plan_are_not_registered(azure_world: AzureWorld) -> None:
+    """The apply path checks the files against the plan on Azure too (only the local backend did)."""
+    provider = azure_world.provider()
+    plan = azure_world.plan(provider)
+    model_change = next(c for c in plan.changes if c.key.kind is Kind.MODEL)
+    weights = azure_world.env_dir.parents[1] / "models" / "iris" / "model" / "model.json"
+    weights.write_text(weights.read_text().replace('"classes"', '"comment": "after the plan", "classes"', 1))
+    azure_world.emulator.reset_log()
+    with pytest.raises(PermanentProviderError, match="model files changed since the plan was made"):
+        apply_change(provider, model_change, azure_world.desired().environment)
+    assert not [c for c in azure_world.emulator.calls("POST") if c.path.endswith("/models")]
