@@ -666,3 +666,20 @@ def test_model_files_changed_since_the_plan_are_not_registered(azure_world: Azur
     with pytest.raises(PermanentProviderError, match="model files changed since the plan was made"):
         apply_change(provider, model_change, azure_world.desired().environment)
     assert not [c for c in azure_world.emulator.calls("POST") if c.path.endswith("/models")]
+
+
+@pytest.mark.parametrize("environment", ["p", "prod", "a" * 64, "-".join(["x"] * 32)[:63]])
+@pytest.mark.parametrize("registry", ["r", "workspace", "w" * 40])
+def test_generated_token_names_stay_valid_after_100000_rotations(environment: str, registry: str) -> None:
+    """ACR takes 5 to 50 letters, digits and '-' (the SDK checks it before sending): every name the provider
+    makes must fit, for the longest environment and registry names the schemas allow, up to version 999,999."""
+    import re
+
+    prefix = acr_module.token_prefix(environment, registry)
+    for version in (1, 99_999, 100_000, 999_999):
+        name = acr_module.token_name(prefix, version)
+        assert re.fullmatch(r"[a-zA-Z0-9-]{5,50}", name), name
+        assert acr_module.token_version(prefix, name) == version
+    assert re.fullmatch(r"[a-zA-Z0-9-]{5,50}", prefix)
+    with pytest.raises(PermanentProviderError, match="out of range"):
+        acr_module.token_name(prefix, 1_000_000)

@@ -451,11 +451,24 @@ def _validate_actions(actions: Any) -> str | None:
     return None
 
 
+# Token and scope map names: azure-rest-api-specs containerregistry.json, the ScopeMapNameParameter and
+# TokenNameParameter: minLength 5, maxLength 50, pattern ^[a-zA-Z0-9-]*$.
+CHILD_NAME = re.compile(r"[a-zA-Z0-9-]{5,50}")
+
+
+def _invalid_name(kind: str, name: str) -> Response | None:
+    if CHILD_NAME.fullmatch(name):
+        return None
+    return error(400, "InvalidParameter", f"The {kind} name '{name}' is invalid: 5 to 50 letters, digits and '-'.")
+
+
 def put_scope_map(request: Request, state: EmulatorState) -> Response:
     record = _registry_or_error(request, state)
     if isinstance(record, Response):
         return record
     name = request.params["name"]
+    if (invalid := _invalid_name("scope map", name)) is not None:
+        return invalid
     props = (request.json() or {}).get("properties") or {}
     if (problem := _validate_actions(props.get("actions"))) is not None:
         return error(400, "InvalidScopeMapActions", problem)
@@ -523,6 +536,8 @@ def put_token(request: Request, state: EmulatorState) -> Response:
     if isinstance(record, Response):
         return record
     name = request.params["name"]
+    if (invalid := _invalid_name("token", name)) is not None:
+        return invalid
     props = (request.json() or {}).get("properties") or {}
     status = props.get("status") or "enabled"
     if status not in ("enabled", "disabled"):

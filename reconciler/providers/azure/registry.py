@@ -77,14 +77,24 @@ class RegistryRef:
     mode: str
 
 
+# ACR token and scope map names: 5 to 50 letters, digits and '-' (azure-mgmt-containerregistry checks
+# ``token_name``/``scope_map_name`` with ``max_length=50, min_length=5, pattern=r"^[a-zA-Z0-9-]*$"``, generated
+# from the REST definitions).
+MAX_NAME = 50
+MAX_VERSION = 999_999  # "-v" + 6 digits
+
+
 def token_prefix(environment: str, registry: str) -> str:
-    """Name of the scope map and stem of the token names: at most 43 characters of ``[a-z0-9-]``, so that
-    ``-v<N>`` fits ACR's 50. The hash keeps ``a-b``/``c`` and ``a``/``b-c`` apart."""
+    """Name of the scope map and stem of the token names: at most 42 characters of ``[a-z0-9-]``, so that
+    ``-v<N>`` fits ACR's 50 up to version 999,999. The hash keeps ``a-b``/``c`` and ``a``/``b-c`` apart."""
     digest = hashlib.sha256(f"{environment}\0{registry}".encode()).hexdigest()[:6]
-    return f"er-{environment}-{registry}"[:36].rstrip("-") + f"-{digest}"
+    return f"er-{environment}-{registry}"[:35].rstrip("-") + f"-{digest}"
 
 
 def token_name(prefix: str, version: int) -> str:
+    if not 1 <= version <= MAX_VERSION:
+        raise PermanentProviderError(f"token version {version} is out of range (1 to {MAX_VERSION}); delete the "
+                                     f"tokens {prefix}-v* in the registry to start again from v1")
     return f"{prefix}-v{version}"
 
 
