@@ -56,7 +56,8 @@ class ProviderError(ReconcilerError):
 
     def with_context(self, context: str) -> ProviderError:
         """The same error (type, resource, ``retry_after``) with ``[context]`` added to its message."""
-        copy = copy_error(self)
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
         copy.message = f"{self.message} [{context}]"
         copy.args = (f"{self.resource}: {copy.message}" if self.resource else copy.message,)
         return copy
@@ -64,13 +65,6 @@ class ProviderError(ReconcilerError):
 
 class PermanentProviderError(ProviderError):
     """Retrying the same call will fail again: fix the input, credentials or permissions."""
-
-
-def copy_error(error: ProviderError) -> ProviderError:
-    duplicate = type(error).__new__(type(error))
-    duplicate.__dict__.update(error.__dict__)
-    duplicate.args = error.args
-    return duplicate
 
 
 class TransientProviderError(ProviderError):

@@ -81,10 +81,6 @@ def owner_of(cfg: Any) -> str | None:
     return ownership.owner_of(labels_of(cfg))
 
 
-
-
-
-
 def rank(cfg: Any) -> Rank:
     """A configuration's place in IoT Hub's order (``hub.precedence``)."""
     return Rank(int(cfg.priority or 0), utc_iso(cfg.created_time_utc))
