@@ -192,6 +192,10 @@ class DeviceSimulator(Protocol):
     def set_failing(self, device_id: str, failing: bool = True) -> None:
         """Make the device report failure (or success again) for what it applies."""
 
+    def report(self, device_id: str, modules: dict[str, str | None], reported: dict[str, JSON]) -> SimulatedDevice:
+        """Set what the device reports: a status per module ("applied", "success" or "failed"; None
+        forgets it) and reported properties (None removes one)."""
+
     def remove(self, device_id: str) -> None: ...
 
     def list(self) -> list[SimulatedDevice]: ...

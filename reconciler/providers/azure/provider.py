@@ -105,7 +105,7 @@ class AzureProvider:
 
     def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
         configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
-        rollout = self.hub.health(configs) if health else {}
+        rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
         deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
                              key=lambda d: d.id)
         registries = self.registries.read(embedded_tokens(configs, self.name))
