@@ -24,7 +24,8 @@ ROLLOUT_FAILED_GATE = "edge-reconciler.rollout.failed-gate"  # ... and the gate 
 ROLLOUT_KEYS = frozenset({ROLLOUT_RING, ROLLOUT_SINCE, ROLLOUT_PAUSED, ROLLOUT_FAILED, ROLLOUT_FAILED_RING,
                           ROLLOUT_FAILED_GATE})
 
-RESERVED_KEYS = frozenset({MANAGED_BY, ENVIRONMENT, NAME, FINGERPRINT}) | ROLLOUT_KEYS
+OWNERSHIP_KEYS = frozenset({MANAGED_BY, ENVIRONMENT, NAME, FINGERPRINT})
+RESERVED_KEYS = OWNERSHIP_KEYS | ROLLOUT_KEYS
 
 
 def ownership_tags(environment: str, name: str, fingerprint: str) -> dict[str, str]:

@@ -334,8 +334,9 @@ class IoTHub:
         if current is None:
             raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
                                          resource=configuration_id)
-        reserved = {k: v for k, v in labels_of(current).items() if k in ownership.RESERVED_KEYS}
-        cfg = self._configuration(configuration_id, current.content, {**labels, **reserved}, target_condition,
+        # Ownership stays as the hub has it; the rollout keys are the caller's (a step sets or clears them).
+        owned = {k: v for k, v in labels_of(current).items() if k in ownership.OWNERSHIP_KEYS}
+        cfg = self._configuration(configuration_id, current.content, {**labels, **owned}, target_condition,
                                   priority, metrics, current.schema_version or SCHEMA_VERSION)
         etag = quoted(current.etag or "*")
 
@@ -359,7 +360,6 @@ class IoTHub:
             raise PermanentProviderError(
                 "it changed since it was read (the etag no longer matches): another run or a person modified it; "
                 "run `reconciler plan` again", resource=configuration_id)
-
 
     def delete(self, cfg: Any) -> None:
         """``DELETE /configurations/{id}`` with the quoted etag it was read with. Gone already: done."""
