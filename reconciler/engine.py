@@ -18,11 +18,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reconciler.core import coverage, planner
 from reconciler.core import drift as drift_core
-from reconciler.core import planner
 from reconciler.core.plan_json import SavedPlan, actions_of
 from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
+from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
 from reconciler.model.specs import DesiredState, Fingerprints
 from reconciler.model.state import LiveDeployment, Snapshot
@@ -150,9 +151,23 @@ class Engine:
         fingerprints = self.fingerprints()
         snapshot = snapshot or self.snapshot()
         plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
-        return self._with_device_counts(plan) if count_devices else plan
+        return self._with_device_counts(plan, snapshot) if count_devices else plan
 
-    def _with_device_counts(self, plan: Plan) -> Plan:
+    def _uncovered_warnings(self, plan: Plan, snapshot: Snapshot) -> tuple[Diagnostic, ...]:
+        """Warn about devices a plan leaves with no base deployment (one query per base deployment taken
+        away)."""
+        warnings = []
+        for change, removed, query in coverage.uncovered(plan, snapshot):
+            count = self.provider.count_devices(query)
+            if count:
+                spec = self.desired.deployments.get(change.key.name)
+                where = spec.location if spec else self.desired.environment.location
+                warnings.append(Diagnostic(where, str(change.key), "", (
+                    f"{count} device(s) that {removed.id} reaches now would be left with no base deployment "
+                    "(they keep running their modules, unmanaged)")))
+        return tuple(warnings)
+
+    def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
         """Say how many devices each deployment change reaches (one query per change), and each ring of
         a rollout in flight (one query per ring; a ring reaches the devices of the rings before it too)."""
         changes = []
@@ -167,7 +182,8 @@ class Engine:
             if condition is not None:
                 change = replace(change, devices=self.provider.count_devices(condition))
             changes.append(change)
-        return replace(plan, changes=tuple(changes), rollouts=tuple(self._ring_devices(s) for s in plan.rollouts))
+        return replace(plan, changes=tuple(changes), rollouts=tuple(self._ring_devices(s) for s in plan.rollouts),
+                       warnings=plan.warnings + self._uncovered_warnings(plan, snapshot))
 
     def _ring_devices(self, status: RolloutStatus) -> RolloutStatus:
         spec = self.desired.deployments.get(status.deployment)

@@ -209,3 +209,23 @@ def test_validation_of_rollouts(ws: Workspace) -> None:
     assert result.code == 1 and "Traceback" not in result.err
     assert "spec.rollout.rings[1].targetCondition: IN is not supported" in result.err, result.err
     assert "spec.rollout.gates.metrics.scorerErrors: no metric named 'scorerErrors' in spec.metrics" in result.err
+
+
+def test_a_plan_warns_when_it_leaves_devices_with_no_base_deployment(ws: Workspace, backend: Backend,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    at(monkeypatch, "09:00")
+    ws.apply()
+    base_id = next(iter(base_ids(ws)))
+    path = ws.env_dir / DEPLOYMENTS
+    text = path.read_text()
+    # Narrow the base deployment to site a: cam-b1 loses it, and no other base deployment targets it.
+    condition = re.search(r'targetCondition: "(tags.environment=\'\w+\')"', text)
+    assert condition is not None
+    path.write_text(text.replace(condition.group(0), f'targetCondition: "{condition.group(1)} AND tags.site=\'a\'"',
+                                 1))
+    plan = ws.plan_json()
+    assert plan["warnings"] == []  # an update in place: nothing deleted
+    new_content(ws)
+    warned = ws.plan_json()["warnings"]
+    assert warned == [f"deployment/iris-base: 1 device(s) that {base_id} reaches now would be left with no base "
+                      "deployment (they keep running their modules, unmanaged)"], warned
