@@ -125,7 +125,7 @@ def live(deployment: DesiredDeployment, owner: str, created: str = CREATED) -> L
     return LiveDeployment(
         id=deployment.id, name=deployment.spec.name, owner=owner, content_hash=deployment.content_hash,
         content=deployment.content, target_condition=deployment.target_condition,
-        priority=deployment.spec.priority, labels=deployment.spec.labels, metrics=deployment.spec.metrics,
+        priority=deployment.spec.priority, labels=deployment.spec.labels, metrics=deployment.metrics,
         layered=deployment.spec.layered, created=created)
 
 
