@@ -58,7 +58,9 @@ def change_to_dict(change: Change) -> dict[str, Any]:
         "devices": change.devices,
         "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
         **({"rollout": {"step": change.step.kind.value, "ring": change.step.ring,
-                        "target_condition": change.step.target_condition, "priority": change.step.priority}}
+                        "target_condition": change.step.target_condition, "priority": change.step.priority,
+                        "stable": change.step.stable.id if change.step.stable else None,
+                        "failed_gate": change.step.failed_gate}}
            if change.step is not None else {}),
     }
 

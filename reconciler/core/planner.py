@@ -269,8 +269,12 @@ def _plan_deployments(deployments: dict[str, DesiredDeployment], owned: dict[str
                          fields, desired=deployment, actual=current)
         for leftover in existing:
             if leftover.id not in (current.id, deployment.id):
-                reason = (f"rollout cancelled: the specs are back to {deployment.id}" if leftover.is_candidate
-                          else f"superseded by {deployment.id} (left over from an earlier apply)")
+                if leftover.is_candidate:
+                    reason = f"rollout cancelled: the specs are back to {deployment.id}"
+                elif current.is_candidate:
+                    reason = f"the rollout left the spec: {deployment.id} takes every device at once"
+                else:
+                    reason = f"superseded by {deployment.id} (left over from an earlier apply)"
                 yield Change(key, Action.DELETE, reason, actual=leftover)
     for name in sorted(set(owned) - set(deployments)):
         for leftover in sorted(owned[name], key=lambda d: d.id):

@@ -30,7 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from reconciler.core.diff import field_changes
+from reconciler.core.diff import describe, field_changes
+from reconciler.core.manifest import metric_queries
 from reconciler.hub import limits
 from reconciler.hub.manifest import module_images
 from reconciler.model.plan import (
@@ -55,9 +56,10 @@ def ring_condition(target_condition: str, rollout: RolloutSpec, ring: RingSpec) 
     return f"({target_condition}) AND ({rings})" if index else f"({target_condition}) AND {rings}"
 
 
-def candidate_priority(spec: DeploymentSpec, stable: LiveDeployment | None) -> int:
-    """A candidate beats the stable version (and the spec's own priority) by one."""
-    return max(spec.priority, stable.priority if stable is not None else spec.priority) + 1
+def candidate_priority(spec: DeploymentSpec) -> int:
+    """A candidate runs one above the spec's priority, which the stable version keeps: it wins on the
+    ring's devices, and `validate` refuses another deployment at that priority."""
+    return spec.priority + 1
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -140,6 +142,13 @@ def _figures(health: DeploymentHealth | None, ring: str) -> str:
     return f"{ring}: {health.succeeded}/{health.targeted} succeeded, {health.failed} failed"
 
 
+def _breach(verdict: Verdict) -> str:
+    """``maxFailedDevices 1 > 0``: the failed gate's figure against its threshold."""
+    gate = next(g for g in verdict.gates if g.gate == verdict.failed)
+    relation = "<" if gate.gate.startswith("min") or gate.gate.endswith(".min") else ">"
+    return f"{gate.gate} {gate.figure:g} {relation} {gate.threshold:g}"
+
+
 @dataclass(frozen=True)
 class RolloutDecision:
     """What the planner does for one deployment with a rollout: ``changes`` (rollout steps, and
@@ -149,10 +158,19 @@ class RolloutDecision:
     status: RolloutStatus
 
 
+def _mutable(condition: str, priority: int, labels: dict[str, str], metrics: dict[str, str]) -> dict[str, object]:
+    return {"targetCondition": condition, "priority": priority, "labels": labels, "metrics": metrics}
+
+
 def decide(deployment: DesiredDeployment, rollout: RolloutSpec, existing: list[LiveDeployment],
            now: datetime) -> RolloutDecision | None:
     """The rollout step of one deployment, or None when there is no rollout to run (the content is
-    the stable version's: plain updates apply, and stray candidates are cleaned up as leftovers)."""
+    the stable version's: plain updates apply, and stray candidates are cleaned up as leftovers).
+
+    Besides the step, the stable version and the candidate keep the spec's mutable fields: a change
+    of the target condition, priority, labels or metrics is a ``REFRESH`` of each, at once, with the
+    rollout marks kept (the stable version: the full condition and the spec's priority; the
+    candidate: its ring's condition and the priority above)."""
     spec = deployment.spec
     key = spec.key
     rings = tuple(ring.name for ring in rollout.rings)
@@ -163,6 +181,7 @@ def decide(deployment: DesiredDeployment, rollout: RolloutSpec, existing: list[L
     candidates = sorted((d for d in existing if d.is_candidate), key=lambda d: (d.created, d.id))
     current = next((d for d in candidates if d.content_hash == deployment.content_hash), None)
     stale = [d for d in candidates if d is not current]
+    priority = candidate_priority(spec)
 
     def status(state: str, message: str, verdict: Verdict | None = None, elapsed: int | None = None,
                ring: RingSpec | None = None) -> RolloutStatus:
@@ -173,35 +192,54 @@ def decide(deployment: DesiredDeployment, rollout: RolloutSpec, existing: list[L
                              soak_seconds=ring.soak_seconds if ring else None, elapsed_seconds=elapsed,
                              gates=verdict.gates if verdict else ())
 
+    def expected(live: LiveDeployment, condition: str, priority: int) -> dict[str, object]:
+        return _mutable(condition, priority, spec.labels, metric_queries(spec.metrics, live.id))
+
     def step(kind: StepKind, reason: str, *, ring: RingSpec | None, condition: str, priority: int,
              candidate: LiveDeployment | None, failed_gate: str | None = None) -> Change:
         rollout_step = RolloutStep(kind, ring.name if ring else None, condition, priority, candidate, stable,
                                    failed_gate)
         fields: tuple[FieldChange, ...] = ()
         if kind is StepKind.START:  # what the new content changes, against what devices run now
-            before = stable.content if stable is not None else {}
-            fields = (field_changes(before, deployment.content, prefix="content.") if stable is not None
-                      else field_changes({}, {"modules": module_images(deployment.content)}))
+            after = _mutable(condition, priority, spec.labels, deployment.metrics)
+            fields = (field_changes(stable.content, deployment.content, prefix="content.") if stable is not None
+                      else field_changes({}, {**after, "modules": module_images(deployment.content)}))
+        elif kind in (StepKind.ADVANCE, StepKind.COMPLETE) and candidate is not None:
+            fields = field_changes(_mutable(candidate.target_condition, candidate.priority, candidate.labels,
+                                            candidate.metrics), expected(candidate, condition, priority))
         return Change(key, Action.ROLLOUT, reason, fields, desired=deployment, actual=candidate or stable,
                       step=rollout_step)
 
+    def refresh(live: LiveDeployment | None, condition: str, priority: int, role: str) -> tuple[Change, ...]:
+        """The mutable fields of ``live`` brought to the spec's, in place (rollout marks kept)."""
+        if live is None:
+            return ()
+        before = _mutable(live.target_condition, live.priority, live.labels, live.metrics)
+        fields = field_changes(before, expected(live, condition, priority))
+        if not fields:
+            return ()
+        rollout_step = RolloutStep(StepKind.REFRESH, live.rollout.ring, condition, priority, current, stable,
+                                   refreshed=live)
+        return (Change(key, Action.ROLLOUT, f"the {role}'s {describe(fields)}", fields, desired=deployment,
+                       actual=live, step=rollout_step),)
+
+    stable_refresh = refresh(stable, deployment.target_condition, spec.priority, "stable version")
     first = rollout.rings[0]
-    start_priority = candidate_priority(spec, stable)
     if current is None:
         if stable is not None and stable.rollout.failed == deployment.content_hash:
             mark = stable.rollout
             message = (f"content {deployment.content_hash} failed in ring {mark.failed_ring} "
                        f"({mark.failed_gate}) and was rolled back; it is not tried again: change the specs")
-            return RolloutDecision((), status("failed", message))
+            return RolloutDecision(stable_refresh, status("failed", message))
         superseded = f", superseding candidate {stale[-1].id}" if stale else ""
         what = f"new content, ring {first.name} first{superseded}"
         if stable is None and not stale:
             what = f"first deployment, ring {first.name} first"
         change = step(StepKind.START, f"start rollout of {deployment.id}: {what}", ring=first,
-                      condition=ring_condition(deployment.target_condition, rollout, first), priority=start_priority,
+                      condition=ring_condition(deployment.target_condition, rollout, first), priority=priority,
                       candidate=stale[-1] if stale else None)
         deletes = tuple(_stray(key, d, deployment) for d in stale[:-1])
-        return RolloutDecision((change, *deletes), status("starting", change.reason))
+        return RolloutDecision((*stable_refresh, change, *deletes), status("starting", change.reason))
 
     deletes = tuple(_stray(key, d, deployment) for d in stale)
     mark = current.rollout
@@ -210,48 +248,52 @@ def decide(deployment: DesiredDeployment, rollout: RolloutSpec, existing: list[L
                                          f"(ring {stable.rollout.failed_ring}, gate {stable.rollout.failed_gate})",
                       ring=None, condition=current.target_condition, priority=current.priority,
                       candidate=current, failed_gate=stable.rollout.failed_gate)
-        return RolloutDecision((change, *deletes), status("failing", change.reason))
+        return RolloutDecision((*stable_refresh, change, *deletes), status("failing", change.reason))
     index = next((i for i, ring in enumerate(rollout.rings) if ring.name == mark.ring), None)
     if index is None:
         change = step(StepKind.ADVANCE, f"ring {mark.ring} is no longer in the spec: back to ring {first.name}",
                       ring=first, condition=ring_condition(deployment.target_condition, rollout, first),
-                      priority=current.priority, candidate=current)
-        return RolloutDecision((change, *deletes), status("ready", change.reason))
+                      priority=priority, candidate=current)
+        return RolloutDecision((*stable_refresh, change, *deletes), status("ready", change.reason))
     ring = rollout.rings[index]
+    held = refresh(current, ring_condition(deployment.target_condition, rollout, ring), priority, "candidate")
     if mark.paused:
-        return RolloutDecision(deletes, status("paused", f"paused in ring {ring.name}: gate {mark.paused} failed; "
-                                                          "change the specs to roll out new content"))
+        message = f"paused in ring {ring.name}: gate {mark.paused} failed; change the specs to roll out new content"
+        return RolloutDecision((*stable_refresh, *held, *deletes), status("paused", message))
     since = parse_time(mark.since)
     elapsed = int((now - since).total_seconds()) if since else 0
     verdict = judge(rollout.gates, ring, current.health, elapsed)
     figures = _figures(current.health, ring.name)
     if verdict.failed is not None:
         if rollout.on_failure == "rollback" and stable is not None:
-            change = step(StepKind.ROLLBACK, f"roll back {current.id}: ring {ring.name} failed gate {verdict.failed} "
+            change = step(StepKind.ROLLBACK, f"roll back {current.id}: ring {ring.name} failed gate {_breach(verdict)} "
                                              f"({figures}); devices fall back to {stable.id}",
                           ring=None, condition=current.target_condition, priority=current.priority,
                           candidate=current, failed_gate=verdict.failed)
         else:
             why = "onFailure: pause" if rollout.on_failure == "pause" else "no stable version to fall back to"
-            change = step(StepKind.PAUSE, f"pause {current.id} in ring {ring.name}: gate {verdict.failed} failed "
+            change = step(StepKind.PAUSE, f"pause {current.id} in ring {ring.name}: gate {_breach(verdict)} "
                                           f"({figures}; {why})",
                           ring=ring, condition=current.target_condition, priority=current.priority,
                           candidate=current, failed_gate=verdict.failed)
-        return RolloutDecision((change, *deletes), status("failing", change.reason, verdict, elapsed, ring))
+        return RolloutDecision((*stable_refresh, change, *deletes),
+                               status("failing", change.reason, verdict, elapsed, ring))
     if verdict.waiting is not None:
         waiting = status("waiting", verdict.waiting, verdict, elapsed, ring)
-        return RolloutDecision(deletes, waiting)
+        return RolloutDecision((*stable_refresh, *held, *deletes), waiting)
     soaked = f"{figures}, soaked {duration(elapsed)} >= {ring.soak}"
     if index + 1 < len(rollout.rings):
         following = rollout.rings[index + 1]
         change = step(StepKind.ADVANCE, f"ring {ring.name} -> {following.name} ({soaked})", ring=following,
                       condition=ring_condition(deployment.target_condition, rollout, following),
-                      priority=current.priority, candidate=current)
+                      priority=priority, candidate=current)
     else:
         replaced = f", then delete {stable.id}" if stable is not None else ""
         change = step(StepKind.COMPLETE, f"ring {ring.name} -> all devices ({soaked}){replaced}", ring=None,
                       condition=deployment.target_condition, priority=spec.priority, candidate=current)
-    return RolloutDecision((change, *deletes), status("ready", change.reason, verdict, elapsed, ring))
+        stable_refresh = ()  # deleted by the step
+    return RolloutDecision((*stable_refresh, change, *deletes),
+                           status("ready", change.reason, verdict, elapsed, ring))
 
 
 def _stray(key: ResourceKey, candidate: LiveDeployment, deployment: DesiredDeployment) -> Change:

@@ -91,21 +91,23 @@ class StepKind(str, Enum):
     COMPLETE = "complete"  # full condition and the spec's priority, then delete the stable version
     ROLLBACK = "rollback"  # mark the failure on the stable version, then delete the candidate
     PAUSE = "pause"  # mark the failed gate on the candidate and keep it where it is
-    CANCEL = "cancel"  # the specs went back to the stable content: delete the candidate
+    REFRESH = "refresh"  # the spec's target condition, priority, labels or metrics, in place, marks kept
 
 
 @dataclass(frozen=True)
 class RolloutStep:
     """What one rollout step changes. ``candidate`` is the in-flight candidate it acts on (for START,
-    an older candidate it supersedes, if any); ``stable`` the version devices fall back to."""
+    an older candidate it supersedes, if any); ``stable`` the version devices fall back to; for
+    REFRESH, ``refreshed`` is the one of them whose mutable fields change."""
 
     kind: StepKind
-    ring: str | None  # the candidate's ring after the step (None once complete, rolled back or cancelled)
-    target_condition: str  # the candidate's target condition after the step
-    priority: int  # the candidate's priority after the step
+    ring: str | None  # the candidate's ring after the step (None once complete or rolled back)
+    target_condition: str  # the target condition after the step (of ``refreshed`` for REFRESH)
+    priority: int  # the priority after the step (of ``refreshed`` for REFRESH)
     candidate: LiveDeployment | None = None
     stable: LiveDeployment | None = None
     failed_gate: str | None = None  # ROLLBACK / PAUSE: the gate that failed
+    refreshed: LiveDeployment | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ class Change:
     @property
     def target(self) -> str:
         """The concrete id acted upon: a deployment id, ``model:version``, ``image:label``."""
+        if self.step is not None and self.step.refreshed is not None:
+            return self.step.refreshed.id
         if isinstance(self.desired, DesiredDeployment) and self.action is not Action.DELETE:
             return self.desired.id
         if isinstance(self.actual, LiveDeployment):
@@ -219,6 +223,8 @@ class Plan:
 
     @property
     def summary(self) -> str:
+        if not self.changes and self.rollouts:
+            return "No changes. Rollouts are in flight or held: see Rollouts above."
         if not self.changes:
             return "No changes. The actual state matches the specs."
         steps = self.count(Action.ROLLOUT)

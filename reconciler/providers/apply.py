@@ -246,6 +246,13 @@ class Executor:
             raise PermanentProviderError("malformed rollout change: no step", resource=str(change.key))
         spec, since = deployment.spec, timestamp(self.clock())
         checked_condition(step.target_condition, deployment.id)
+        if step.kind is StepKind.REFRESH and step.refreshed is not None:
+            live = self._fresh(step.refreshed)
+            labels = {**spec.labels, **ownership.ownership_tags(self.name, live.name, live.content_hash or ""),
+                      **ownership.rollout_labels(live.rollout)}
+            self.deployments.update(live.id, step.target_condition, step.priority, labels,
+                                    render.metric_queries(spec.metrics, live.id))
+            return
         if step.kind is StepKind.START:
             old = self._fresh(step.candidate) if step.candidate is not None else None
             content = self._with_passwords(deployment)

@@ -123,8 +123,8 @@ def test_a_failing_canary_is_rolled_back_and_not_tried_again(ws: Workspace, back
 
     at(monkeypatch, "10:06")
     rolled_back = ws.apply("--rollouts-only")
-    assert f"roll back {candidate}: ring canary failed gate maxFailedDevices (canary: 0/1 succeeded, 1 failed); " \
-           f"devices fall back to {stable}" in rolled_back.out
+    assert (f"roll back {candidate}: ring canary failed gate maxFailedDevices 1 > 0 (canary: 0/1 succeeded, "
+            f"1 failed); devices fall back to {stable}") in rolled_back.out
     assert runs(backend, ws) == dict.fromkeys(FLEET, stable)
     assert base_ids(ws) == {stable: "stable"}
     mark = next(d for d in snapshot(ws.env_dir).deployments if d.id == stable).rollout
@@ -229,3 +229,21 @@ def test_a_plan_warns_when_it_leaves_devices_with_no_base_deployment(ws: Workspa
     warned = ws.plan_json()["warnings"]
     assert warned == [f"deployment/iris-base: 1 device(s) that {base_id} reaches now would be left with no base "
                       "deployment (they keep running their modules, unmanaged)"], warned
+
+
+def test_a_label_change_mid_rollout_refreshes_both_versions_in_place(ws: Workspace, backend: Backend,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    stable, candidate = started(backend, ws, monkeypatch)
+    path = ws.env_dir / DEPLOYMENTS
+    path.write_text(path.read_text().replace("app: iris\n", "app: iris-fleet\n", 1))
+    at(monkeypatch, "10:10")
+    plan = ws.plan_json()
+    assert [(c["action"], c["target"], c["rollout"]["step"]) for c in plan["changes"]] == [  # type: ignore[union-attr]
+        ("rollout", stable, "refresh"), ("rollout", candidate, "refresh")]
+    assert "Rollout steps taken: 0." in ws.apply("--rollouts-only").out  # not a rollout's progress
+    ws.apply()
+    state = {d.id: d for d in snapshot(ws.env_dir).deployments}
+    assert state[stable].labels["app"] == state[candidate].labels["app"] == "iris-fleet"
+    assert state[candidate].rollout.ring == "canary" and state[candidate].rollout.since == "2026-11-28T10:00:00Z"
+    assert runs(backend, ws) == {"cam-a1": stable, "cam-a2": stable, "cam-b1": candidate}
+    assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0

@@ -10,11 +10,16 @@ from reconciler.core.rollout import duration
 from reconciler.model.plan import GateResult, RolloutStatus
 
 
-def _figure(gate: GateResult) -> str:
+def _figure(gate: GateResult, soaking: bool) -> str:
     figure = "not evaluated yet" if gate.figure is None else f"{gate.figure:g}"
-    relation = ">=" if gate.gate.startswith("min") or gate.gate.endswith(".min") else "<="
-    mark = "ok" if gate.passed else ("waiting" if gate.figure is None else "FAILS")
-    return f"{gate.gate} {figure} (needs {relation} {gate.threshold:g}) {mark}"
+    at_least = gate.gate.startswith("min") or gate.gate.endswith(".min")
+    if gate.passed:
+        mark = "ok"
+    elif gate.figure is None:
+        mark = "waiting"
+    else:  # a minimum is judged once the ring has soaked; a maximum at once
+        mark = "below, judged after the soak" if at_least and soaking else "FAILS"
+    return f"{gate.gate} {figure} (needs {'>=' if at_least else '<='} {gate.threshold:g}) {mark}"
 
 
 def where(status: RolloutStatus) -> str:
@@ -36,9 +41,10 @@ def status_lines(status: RolloutStatus) -> list[str]:
         lines.append(f"    candidate {status.candidate} (no earlier version to fall back to)")
     remaining = status.remaining_seconds
     if status.soak_seconds is not None and status.elapsed_seconds is not None:
-        left = f", {duration(remaining)} left" if remaining else ""
-        lines.append(f"    in ring for {duration(status.elapsed_seconds)} of {duration(status.soak_seconds)}{left}")
-    lines += [f"    gate {_figure(gate)}" for gate in status.gates]
+        soak = f"soak {duration(status.soak_seconds)}" if status.soak_seconds else "no soak time"
+        left = f", {duration(remaining)} left" if remaining and status.state == "waiting" else ""
+        lines.append(f"    in ring for {duration(status.elapsed_seconds)} ({soak}{left})")
+    lines += [f"    gate {_figure(gate, bool(remaining))}" for gate in status.gates]
     if status.ring_devices:
         reach = ", ".join(f"{ring} {count}" for ring, count in status.ring_devices.items())
         lines.append(f"    devices per ring: {reach}")
