@@ -144,8 +144,8 @@ class Engine:
                 cache_path.write_text(cache.to_json())
         return self._fingerprints
 
-    def snapshot(self, *, health: bool = False) -> Snapshot:
-        return self.provider.read_snapshot(self.desired, health=health)
+    def snapshot(self, *, health: bool = False, deployments_only: bool = False) -> Snapshot:
+        return self.provider.read_snapshot(self.desired, health=health, deployments_only=deployments_only)
 
     def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True) -> Plan:
         fingerprints = self.fingerprints()
@@ -209,7 +209,8 @@ class Engine:
         if saved is not None:
             prune = saved.prune
         with self.provider.lock(holder_name()) as held:
-            plan = self.plan(prune=prune, count_devices=not rollouts_only)
+            plan = self.plan(prune=prune, count_devices=not rollouts_only,
+                             snapshot=self.snapshot(deployments_only=True) if rollouts_only else None)
             if rollouts_only:
                 plan = replace(plan, changes=tuple(c for c in plan.changes if c.action is Action.ROLLOUT
                                                    and c.step is not None and c.step.kind in PROGRESS_STEPS))
