@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft4Validator
-from jsonschema.exceptions import ValidationError
+from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
@@ -443,6 +443,12 @@ def _json_body(response: Response) -> tuple[Any, str | None]:
 
 
 def _describe(err: ValidationError) -> str:
+    # A $ref property is made nullable as anyOf [null, $ref]: report why the $ref branch failed.
+    while err.validator == "anyOf" and err.context:
+        branches = [e for e in err.context if e.schema != {"type": "null"}]
+        if not branches:
+            break
+        err = best_match(branches)
     location = "/".join(str(p) for p in err.absolute_path) or "(body)"
     message = err.message if len(err.message) <= 200 else err.message[:200] + "…"
     return f"{location}: {message}"
