@@ -188,8 +188,8 @@ def _hub_resource(provider: AzureProvider, checks: list[Check], signed_in: bool)
         from azure.core.rest import HttpRequest
 
         # No azure-mgmt-iothub for one GET: a bare pipeline with the same credential, without retries of its own.
-        client: Any = PipelineClient(ARM, policies=[RetryPolicy(retry_total=0),
-                                               BearerTokenCredentialPolicy(provider.credential, f"{ARM}/.default")])
+        policies = [RetryPolicy(retry_total=0), BearerTokenCredentialPolicy(provider.credential, f"{ARM}/.default")]
+        client: Any = PipelineClient(ARM, policies=policies)
         try:
             url: str | None = (f"{ARM}/subscriptions/{provider.subscription_id}/providers/Microsoft.Devices/IotHubs"
                                f"?api-version={IOTHUB_ARM_API_VERSION}")
