@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +154,50 @@ def test_local_backend_checks_its_state_folder(sample_env: Path, tmp_path: Path,
         f"✓ state folder: {state} does not exist yet; the first apply creates it",
     ]
     assert not state.exists()
+
+
+def _masking_reads(world: AzureWorld) -> None:
+    """Make the emulated hub answer configuration reads with registry passwords left out, as a hub that masks
+    credentials would: the real routes answer, then the passwords are dropped from a copy of their answer."""
+    from tests.azure_emulator.framework import Request, Response, Route
+
+    def masked(body: Any) -> Any:
+        body = copy.deepcopy(body)
+        for cfg in body if isinstance(body, list) else [body]:
+            agent = ((cfg.get("content") or {}).get("modulesContent") or {}).get("$edgeAgent") or {}
+            settings = ((agent.get("properties.desired") or {}).get("runtime") or {}).get("settings") or {}
+            for credential in (settings.get("registryCredentials") or {}).values():
+                credential.pop("password", None)
+        return body
+
+    emulator = world.emulator
+    wrapped = []
+    for path in ("/configurations/er-doctor-probe-x", "/configurations"):
+        sample = Request("GET", HUB, path, {}, {}, b"")
+        original = next(route for route in emulator.routes if route.match(sample) is not None)
+
+        def handler(request: Request, state: Any, original: Route = original) -> Response:
+            request.params = original.match(request) or {}
+            response = original.handler(request, state)
+            return Response(response.status, masked(response.body), response.headers)
+
+        wrapped.append(Route("GET", original.host, original.path, handler))
+    emulator.routes[:0] = wrapped
+
+
+def test_write_probe_says_when_passwords_do_not_come_back(world: AzureWorld,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _masking_reads(world)
+    try:
+        code, out, _ = doctor(capsys, world.env_dir, "--write-probe")
+    finally:
+        del world.emulator.routes[:2]
+    assert code == 1
+    failed = next(i for i, line in enumerate(lines(out)) if line.startswith("✗ write probe: registry passwords"))
+    assert lines(out)[failed] == ("✗ write probe: registry passwords read back: the hub does not return them as "
+                                  "written (GET /configurations/{id}: left out, GET /configurations: left out)")
+    assert lines(out)[failed + 1] == ("    → the active token password cannot be read back from the hub: see "
+                                      "docs/azure.md, \"First run on a real hub\", before applying with "
+                                      "`credentials: scopedToken`")
+    assert any(line.startswith("✓ write probe: delete er-doctor-probe-") for line in lines(out))
+    assert world.configurations() == {}
