@@ -201,3 +201,18 @@ def test_write_probe_says_when_passwords_do_not_come_back(world: AzureWorld,
                                       "`credentials: scopedToken`")
     assert any(line.startswith("✓ write probe: delete er-doctor-probe-") for line in lines(out))
     assert world.configurations() == {}
+
+
+def test_the_tier_sets_the_quotas_and_the_slots(azure_world: AzureWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    arm.add_iot_hub(azure_world.emulator.state, SUBSCRIPTION, RESOURCE_GROUP, HUB, sku="F1")
+    code, out, _ = doctor(capsys, azure_world.env_dir)
+    assert code == 0
+    assert ("! IoT Hub: SKU and quotas: F1, 1 unit: 20 queries per minute, 20 configuration writes per minute"
+            in lines(out))
+    assert any(line.startswith("✓ IoT Hub: configuration slots: 0 of 10 IoT Edge deployment slots used")
+               for line in lines(out))
+    arm.add_iot_hub(azure_world.emulator.state, SUBSCRIPTION, RESOURCE_GROUP, HUB, sku="B1")
+    code, out, _ = doctor(capsys, azure_world.env_dir)
+    assert code == 1
+    assert ("    → the Basic tier has no IoT Edge deployments: move the hub to a Standard tier"
+            in lines(out))

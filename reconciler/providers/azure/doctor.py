@@ -46,7 +46,8 @@ ACR_DATA_PLANE_API_VERSION = "2021-07-01"  # what azure-containerregistry 1.2 se
 MMS_ROUTE = "/modelmanagement/v1.0"  # azureml-core v1's model management routes (no api-version parameter)
 EDGE_SLOTS = 100  # IoT Edge deployments per paid hub (layered ones included)
 ADM_SLOTS = 100  # automatic device configurations per hub, counted apart
-WARN_ABOVE = 90  # edge deployments: a replace needs a free slot, and rollouts need several
+FREE_SLOTS = 10  # either kind, on the free tier (F1)
+WARN_ABOVE = 90  # percent of the edge deployment slots: a replace needs a free slot, and rollouts need several
 # Queries per minute and unit (IoT Hub quotas and throttling; F1's 20 is for the hub, it has one unit).
 QUERIES_PER_UNIT = {"F1": 20, "B1": 20, "B2": 20, "B3": 1000, "S1": 20, "S2": 20, "S3": 1000}
 CONFIGURATION_WRITES_PER_UNIT = 20  # per minute, every tier
@@ -69,7 +70,9 @@ def diagnose(provider: AzureProvider, *, write_probe: bool = False) -> list[Chec
     checks: list[Check] = []
     signed_in = _credential(provider, checks)
     configurations = _hub(provider, checks)
-    _hub_resource(provider, checks, signed_in)
+    sku = _hub_resource(provider, checks, signed_in)
+    if configurations is not None:
+        _slots(provider, configurations, sku, checks)
     login_server = _registries(provider, checks, signed_in)
     _workspace(provider, checks, signed_in)
     _api_versions(checks)
@@ -153,34 +156,40 @@ def _hub(provider: AzureProvider, checks: list[Check]) -> list[Any] | None:
         checks.append(_failed(name, failure, message, IOTHUB_ROLE, "read the hub's configurations"))
         return None
     checks.append(Check(name, Check.OK, f"with {access.source}: {len(configurations)} configurations listed"))
-    edge = [cfg for cfg in configurations if is_edge_deployment(cfg)]
-    owned = sum(1 for cfg in edge if ownership.owner_of(dict(cfg.labels or {})) == provider.name)
-    adm = len(configurations) - len(edge)
-    detail = (f"{len(edge)} of {EDGE_SLOTS} IoT Edge deployment slots used ({owned} by environment {provider.name}), "
-              f"{adm} of {ADM_SLOTS} automatic device configurations")
-    if len(configurations) >= IOTHUB_TOP:
-        detail += f"; the listing returned {IOTHUB_TOP}, the most one call asks for, so there may be more"
-    if len(edge) >= EDGE_SLOTS:
-        checks.append(Check("IoT Hub: configuration slots", Check.FAIL, detail,
-                            "delete deployments nobody uses: replacing a deployment creates the new one before it "
-                            "deletes the old, so an apply needs a free slot"))
-    elif len(edge) > WARN_ABOVE:
-        checks.append(Check("IoT Hub: configuration slots", Check.WARN, detail,
-                            "few slots left: every replace needs one while it runs"))
-    else:
-        checks.append(Check("IoT Hub: configuration slots", Check.OK, detail))
     return configurations
 
 
-def _hub_resource(provider: AzureProvider, checks: list[Check], signed_in: bool) -> None:
-    """The hub's SKU and units, from ARM (``IotHubResource_ListBySubscription``, matched by host name)."""
+def _slots(provider: AzureProvider, configurations: list[Any], sku: str | None, checks: list[Check]) -> None:
+    """IoT Edge deployments and automatic device configurations, counted apart against their limits."""
+    slots = FREE_SLOTS if sku == "F1" else EDGE_SLOTS
+    edge = [cfg for cfg in configurations if is_edge_deployment(cfg)]
+    owned = sum(1 for cfg in edge if ownership.owner_of(dict(cfg.labels or {})) == provider.name)
+    adm = len(configurations) - len(edge)
+    detail = (f"{len(edge)} of {slots} IoT Edge deployment slots used ({owned} by environment {provider.name}), "
+              f"{adm} of {FREE_SLOTS if sku == 'F1' else ADM_SLOTS} automatic device configurations")
+    if len(configurations) >= IOTHUB_TOP:
+        detail += f"; the listing returned {IOTHUB_TOP}, the most one call asks for, so there may be more"
+    name = "IoT Hub: configuration slots"
+    if len(edge) >= slots:
+        checks.append(Check(name, Check.FAIL, detail, "delete deployments nobody uses: replacing a deployment "
+                                                      "creates the new one before it deletes the old, so an apply "
+                                                      "needs a free slot"))
+    elif len(edge) > slots * WARN_ABOVE // 100:
+        checks.append(Check(name, Check.WARN, detail, "few slots left: every replace needs one while it runs"))
+    else:
+        checks.append(Check(name, Check.OK, detail))
+
+
+def _hub_resource(provider: AzureProvider, checks: list[Check], signed_in: bool) -> str | None:
+    """The hub's SKU and units, from ARM (``IotHubResource_ListBySubscription``, matched by host name); returns
+    the SKU name when it could be read."""
     host = str(provider._iot_hub["hostName"]).lower()
     name = "IoT Hub: SKU and quotas"
     default = (f"the query quota is then unknown: S1 with 1 unit allows {QUERIES_PER_UNIT['S1']} queries and "
                f"{CONFIGURATION_WRITES_PER_UNIT} configuration writes per minute")
     if not signed_in:
         checks.append(Check(name, Check.WARN, f"not read: no Azure credential; {default}"))
-        return
+        return None
 
     def read() -> dict[str, Any] | None:
         from azure.core import PipelineClient
@@ -213,24 +222,25 @@ def _hub_resource(provider: AzureProvider, checks: list[Check], signed_in: bool)
             why = (f"the identity may not read the hub's Azure resource ({errors.summary(failure)}; Reader on the "
                    "hub allows it, an apply does not need it)")
         checks.append(Check(name, Check.WARN, f"{why}; {default}"))
-        return
+        return None
     if hub is None:
         checks.append(Check(name, Check.WARN, f"no hub with host name {host} in subscription "
                                               f"{provider.subscription_id}; {default}"))
-        return
+        return None
     sku = dict(hub.get("sku") or {})
     sku_name, units = str(sku.get("name", "?")), int(sku.get("capacity") or 1)
     per_unit = QUERIES_PER_UNIT.get(sku_name)
     queries = per_unit if sku_name == "F1" else (per_unit * units if per_unit else None)
     quota = (f"{queries} queries per minute" if queries else "an undocumented query quota") + \
         f", {CONFIGURATION_WRITES_PER_UNIT * units} configuration writes per minute"
-    status = Check.WARN if sku_name.startswith(("F", "B")) else Check.OK
-    fix = ""
+    status, fix = Check.OK, ""
     if sku_name.startswith("B"):
-        fix = "Basic hubs have no IoT Edge deployments: use a Standard tier"
+        status, fix = Check.FAIL, "the Basic tier has no IoT Edge deployments: move the hub to a Standard tier"
     elif sku_name.startswith("F"):
-        fix = f"the free tier allows 10 deployments and {QUERIES_PER_UNIT['F1']} queries per minute: fine to try"
+        status, fix = Check.WARN, (f"the free tier allows {FREE_SLOTS} deployments and {QUERIES_PER_UNIT['F1']} "
+                                   "queries per minute: enough to try, not for a fleet")
     checks.append(Check(name, status, f"{sku_name}, {units} unit{'s' if units != 1 else ''}: {quota}", fix))
+    return sku_name
 
 
 def _registries(provider: AzureProvider, checks: list[Check], signed_in: bool) -> str | None:
