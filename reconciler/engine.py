@@ -33,6 +33,7 @@ from reconciler.providers.base import (
     DeviceSimulator,
     Diagnosable,
     LockInfo,
+    Metered,
     Progress,
     Provider,
     ProviderFactory,
@@ -155,47 +156,56 @@ class Engine:
         plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
         return self._with_device_counts(plan, snapshot) if count_devices else plan
 
-    def _uncovered_warnings(self, plan: Plan, snapshot: Snapshot) -> tuple[Diagnostic, ...]:
-        """Warn about devices a plan leaves with no base deployment (one query per base deployment taken
-        away)."""
-        warnings = []
-        for change, removed, query in coverage.uncovered(plan, snapshot):
-            count = self.provider.count_devices(query)
-            if count:
+    def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
+        """Say how many devices each deployment change reaches, each ring of a rollout in flight (a ring
+        reaches the devices of the rings before it too), and warn about devices the plan leaves with no
+        base deployment. All counts are asked in one batch (``Provider.count_many``)."""
+        conditions: dict[int, str] = {}
+        for index, change in enumerate(plan.changes):
+            if change.step is not None:
+                conditions[index] = change.step.target_condition
+            elif isinstance(change.desired, DesiredDeployment):
+                conditions[index] = change.desired.target_condition
+            elif isinstance(change.actual, LiveDeployment):
+                conditions[index] = change.actual.target_condition
+        rings = {status.deployment: self._ring_conditions(status) for status in plan.rollouts}
+        uncovered = coverage.uncovered(plan, snapshot)
+        counts = self.provider.count_many([*conditions.values(), *(c for r in rings.values() for c in r.values()),
+                                           *(query for _, _, query in uncovered)])
+        changes = tuple(replace(change, devices=counts[conditions[i]]) if i in conditions else change
+                        for i, change in enumerate(plan.changes))
+        rollouts = tuple(
+            replace(status, ring_devices={ring: count for ring, condition in rings[status.deployment].items()
+                                          if (count := counts[condition]) is not None})
+            for status in plan.rollouts)
+        warnings = list(plan.warnings)
+        for change, removed, query in uncovered:
+            if counts[query]:
                 spec = self.desired.deployments.get(change.key.name)
                 where = spec.location if spec else self.desired.environment.location
                 warnings.append(Diagnostic(where, str(change.key), "", (
-                    f"{count} device(s) that {removed.id} reaches now would be left with no base deployment "
-                    "(they keep running their modules, unmanaged)")))
-        return tuple(warnings)
+                    f"{counts[query]} device(s) that {removed.id} reaches now would be left with no base "
+                    "deployment (they keep running their modules, unmanaged)")))
+        if any(count is None for count in counts.values()):
+            spent, budget = self.query_usage() or (0, 0)
+            warnings.append(Diagnostic(self.desired.environment.location, f"environment/{plan.environment}", "",
+                                       f"some device counts are left out: this run's device-query budget ({budget}) "
+                                       "is spent; raise it (azure.iotHub.queryBudget) or plan again in a minute"))
+        return replace(plan, changes=changes, rollouts=rollouts, warnings=tuple(warnings))
 
-    def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
-        """Say how many devices each deployment change reaches (one query per change), and each ring of
-        a rollout in flight (one query per ring; a ring reaches the devices of the rings before it too)."""
-        changes = []
-        for change in plan.changes:
-            condition = None
-            if change.step is not None:
-                condition = change.step.target_condition
-            elif isinstance(change.desired, DesiredDeployment):
-                condition = change.desired.target_condition
-            elif isinstance(change.actual, LiveDeployment):
-                condition = change.actual.target_condition
-            if condition is not None:
-                change = replace(change, devices=self.provider.count_devices(condition))
-            changes.append(change)
-        return replace(plan, changes=tuple(changes), rollouts=tuple(self._ring_devices(s) for s in plan.rollouts),
-                       warnings=plan.warnings + self._uncovered_warnings(plan, snapshot))
-
-    def _ring_devices(self, status: RolloutStatus) -> RolloutStatus:
+    def _ring_conditions(self, status: RolloutStatus) -> dict[str, str]:
+        """Ring name (and "all") -> the condition the candidate has on that ring."""
         spec = self.desired.deployments.get(status.deployment)
         if spec is None or spec.rollout is None or status.state == "failed":
-            return status
+            return {}
         condition = planner.target_condition(spec)
-        counts = {ring.name: self.provider.count_devices(ring_condition(condition, spec.rollout, ring))
-                  for ring in spec.rollout.rings}
-        counts["all"] = self.provider.count_devices(condition)
-        return replace(status, ring_devices=counts)
+        found = {ring.name: ring_condition(condition, spec.rollout, ring) for ring in spec.rollout.rings}
+        found["all"] = condition
+        return found
+
+    def query_usage(self) -> tuple[int, int] | None:
+        """(spent, budget) of the backend's metered reads in this run, if it meters them."""
+        return self.provider.query_usage() if isinstance(self.provider, Metered) else None
 
     def rollout_status(self) -> tuple[RolloutStatus, ...]:
         """Where each staged rollout stands (as a plan judges it now), with the devices of each ring."""

@@ -34,7 +34,7 @@ class RolloutStatus:
     name: str
     id: str
     priority: int
-    health: DeploymentHealth
+    health: DeploymentHealth | None  # None: the hub has not evaluated the deployment yet
 
 
 # Rollout steps that are a staged rollout's own progress (rollout.yml takes them): not drift.
@@ -54,7 +54,7 @@ class DriftReport:
 
     @property
     def failing(self) -> tuple[RolloutStatus, ...]:
-        return tuple(r for r in self.rollouts if r.health.failed)
+        return tuple(r for r in self.rollouts if r.health is not None and r.health.failed)
 
 
 def _change_item(change: Change) -> DriftItem:
@@ -85,8 +85,10 @@ def detect(plan: Plan, snapshot: Snapshot) -> DriftReport:
     for deployment in snapshot.deployments:
         if deployment.owner != plan.environment:
             continue
-        health = deployment.health or DeploymentHealth(0, 0, 0, 0)
+        health = deployment.health
         rollouts.append(RolloutStatus(deployment.name, deployment.id, deployment.priority, health))
+        if health is None:
+            continue
         foreign = [by_id[i] for i in health.shadowed_by if i in by_id and by_id[i].owner != plan.environment]
         for winner in foreign:
             items.append(DriftItem(

@@ -24,7 +24,7 @@ Failure semantics (every adapter must keep them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -205,6 +205,14 @@ class DeviceSimulator(Protocol):
 
 
 @runtime_checkable
+class Metered(Protocol):
+    """A provider whose reads have a budget per run (IoT Hub's device queries)."""
+
+    def query_usage(self) -> tuple[int, int]:
+        """(spent, budget) so far in this run."""
+
+
+@runtime_checkable
 class Simulated(Protocol):
     """A provider with simulated devices."""
 
@@ -257,6 +265,10 @@ class Provider(Protocol):
 
     def count_devices(self, target_condition: str) -> int:
         """How many devices a target condition selects now."""
+
+    def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
+        """How many devices each condition selects now, in as few backend calls as the backend can;
+        None where it cannot count any more in this run (a query budget that is spent)."""
 
     def adapters(self) -> Adapters:
         """The stores the apply path drives (see ``providers.apply``)."""

@@ -28,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import planfile
     from reconciler.cli.progress import TerminalProgress
     from reconciler.cli.views import plan as plan_view
+    from reconciler.cli.views.diagnostics import print_query_usage
     from reconciler.engine import Engine
 
     with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune)
+        usage = engine.query_usage()
+    print_query_usage(usage)
     environment_dir = display_path(args.environment)
     if args.format == "json":
         print(plan_view.render_json(plan, environment_dir), end="")

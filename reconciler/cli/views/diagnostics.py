@@ -43,3 +43,10 @@ def print_error(error: ReconcilerError, output_format: str = "text", stream: Tex
     if output_format == "github":
         print(f"::error::{_escape_data(str(error))}", file=sys.stdout)
     print(f"error: {error}", file=stream)
+
+
+def print_query_usage(usage: tuple[int, int] | None) -> None:
+    """The device queries a run spent of its budget (backends that meter them), on stderr."""
+    if usage is not None:
+        spent, budget = usage
+        print(f"IoT Hub device queries this run: {spent} of {budget}", file=sys.stderr)

@@ -19,8 +19,7 @@ Raw SDK ``Configuration`` objects hold the real registry passwords: they stay in
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -34,6 +33,7 @@ from reconciler.model.specs import JSON
 from reconciler.model.state import DeploymentHealth, LiveDeployment, RolloutMark
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import IOTHUB_TOP, HubAccess, iothub_managers
+from reconciler.providers.azure.queries import DEFAULT_BUDGET, DeviceCounter
 from reconciler.providers.azure.retry import Retrier
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1.0"
-COUNT_ALIAS = "numberOfDevices"
 
 
 def quoted(etag: str) -> str:
@@ -95,7 +94,6 @@ class Metrics:
 
 
 METRIC_NAMES = ("targetedCount", "appliedCount", "reportedSuccessfulCount", "reportedFailedCount")
-SELECT_CLAUSE = re.compile(r"(?is)^\s*select\s+.+?\s+from\s+")
 
 
 def system_metrics(cfg: Any) -> Metrics | None:
@@ -126,20 +124,14 @@ def custom_metrics(cfg: Any) -> dict[str, int]:
     return found
 
 
-def count_query(query: str) -> str | None:
-    """``select deviceId from devices.modules where ...`` -> ``SELECT COUNT() AS n FROM devices.modules where ...``"""
-    if not SELECT_CLAUSE.match(query or ""):
-        return None
-    return SELECT_CLAUSE.sub(f"SELECT COUNT() AS {COUNT_ALIAS} FROM ", query, count=1)
-
-
 class IoTHub:
     """One hub, for one environment. Every SDK call goes through ``retrier``; writes of configurations are
     paced per hub."""
 
     def __init__(self, access: HubAccess, credential: Callable[[], TokenCredential], retrier: Retrier,
-                 environment: str) -> None:
+                 environment: str, query_budget: int = DEFAULT_BUDGET) -> None:
         self.access = access
+        self.query_budget = query_budget
         self._credential = credential
         self._retrier = retrier
         self.environment = environment
@@ -225,62 +217,56 @@ class IoTHub:
         return health
 
     def health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
-        """Rollout health of every edge deployment, from the system metrics of the listing. Deployments of
-        this environment that do not apply on every device they target get ``shadowed_by``: the base
-        deployments that take precedence and share at least one device with them, one count query per such
-        pair."""
+        """Rollout health of every edge deployment, from the system metrics of the listing (or one read
+        of a deployment of ours the listing has none for; none then: not evaluated yet, left out).
+        Deployments of this environment that do not apply on every device they target get
+        ``shadowed_by``: the base deployments that take precedence and share at least one device
+        with them, counted in one batch."""
         edge = [cfg for cfg in configs if is_edge_deployment(cfg)]
         bases = [cfg for cfg in edge if not is_layered_content(modules_content(cfg) or {})]
-        health = {}
+        figures: dict[str, tuple[Any, Metrics]] = {}
         for cfg in edge:
-            ours = owner_of(cfg) == self.environment
-            metrics = system_metrics(cfg) or (self._recount(cfg) if ours else Metrics(0, 0, 0, 0))
-            shadows: list[str] = []
-            if ours and metrics.applied < metrics.targeted:
+            metrics = system_metrics(cfg)
+            if metrics is None and owner_of(cfg) == self.environment and (fresh := self.get_configuration(cfg.id)):
+                cfg, metrics = fresh, system_metrics(fresh)
+            if metrics is not None:
+                figures[cfg.id] = (cfg, metrics)
+        pairs: dict[str, list[tuple[str, str]]] = {}
+        for cfg, metrics in figures.values():
+            if owner_of(cfg) == self.environment and metrics.applied < metrics.targeted:
                 layered = is_layered_content(modules_content(cfg) or {})
-                for other in bases:
-                    if (other.id != cfg.id and keeps_from_applying(rank(other), rank(cfg), layered)
-                            and self.count_devices(f"({cfg.target_condition}) AND ({other.target_condition})") > 0):
-                        shadows.append(other.id)
-            health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
-                                              metrics.failed, tuple(sorted(shadows)), custom_metrics(cfg))
+                pairs[cfg.id] = [(other.id, f"({cfg.target_condition}) AND ({other.target_condition})")
+                                 for other in bases
+                                 if other.id != cfg.id and keeps_from_applying(rank(other), rank(cfg), layered)]
+        counts = self.count_many([query for found in pairs.values() for _, query in found])
+        health = {}
+        for cfg_id, (cfg, metrics) in figures.items():
+            shadows = sorted(other for other, query in pairs.get(cfg_id, []) if counts.get(query))
+            health[cfg_id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
+                                              metrics.failed, tuple(shadows), custom_metrics(cfg))
         return health
 
-    def _recount(self, cfg: Any) -> Metrics:
-        """System metrics by query, when the listing carried none: the targeted devices by the target
-        condition, the others by the hub's own metric queries turned into counts (3-4 queries)."""
-        queries = getattr(getattr(cfg, "system_metrics", None), "queries", None) or {}
-        counts = [self.count_devices(cfg.target_condition or "")]
-        for name in METRIC_NAMES[1:]:
-            query = count_query(str(queries.get(name) or ""))
-            counts.append(self._count(query, f"{name} of {cfg.id}") if query else 0)
-        return Metrics(*counts)
+    @cached_property
+    def counter(self) -> DeviceCounter:
+        return DeviceCounter(self._query_page, self.query_budget)
 
-    def count_devices(self, target_condition: str) -> int:
-        """IoT Edge devices a target condition selects: ``POST /devices/query`` with ``SELECT COUNT()``,
-        following continuation tokens if the hub pages the answer. Only edge devices count, as for the
-        hub's own ``targetedCount`` (the lock device is not one)."""
-        query = (f"SELECT COUNT() AS {COUNT_ALIAS} FROM devices "
-                 f"WHERE capabilities.iotEdge = true AND ({target_condition})")
-        return self._count(query, f"device count for {target_condition!r}")
-
-    def _count(self, query: str, what: str) -> int:
-        """Sum of ``COUNT_ALIAS`` over the pages of a count query."""
+    def _query_page(self, query: str, token: str | None, size: int | None, what: str) -> Any:
         from azure.iot.hub.models import QuerySpecification
 
-        total, token = 0, None
+        return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token, size),
+                         what=what)
 
-        def page_after(token: str | None) -> Any:
-            return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token), what=what)
+    def count_many(self, conditions: Sequence[str]) -> dict[str, int | None]:
+        """How many IoT Edge devices each condition selects (as the hub's own ``targetedCount``: the lock
+        device is not one); None where the run's query budget is spent (see ``queries``)."""
+        return self.counter.count(conditions)
 
-        while True:
-            page = page_after(token)
-            for item in page.items or []:
-                extra = item if isinstance(item, dict) else (getattr(item, "additional_properties", None) or {})
-                total += int(extra.get(COUNT_ALIAS) or 0)
-            token = page.continuation_token
-            if not token:
-                return total
+    def count_devices(self, target_condition: str) -> int:
+        count = self.count_many([target_condition])[target_condition]
+        if count is None:
+            raise PermanentProviderError(f"this run's IoT Hub query budget ({self.query_budget}) is spent; raise "
+                                         "iotHub.queryBudget in environment.yaml, or run again in a minute")
+        return count
 
     # --- writing --------------------------------------------------------------------
 

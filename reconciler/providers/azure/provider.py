@@ -9,6 +9,7 @@ imported or contacted before it is needed. REST calls per operation are listed i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from functools import cached_property
@@ -22,6 +23,7 @@ from reconciler.providers.azure.auth import azure_credential, hub_access
 from reconciler.providers.azure.deployments import AcrCredentials, HubDeployments, embedded_tokens
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
+from reconciler.providers.azure.queries import DEFAULT_BUDGET
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
 from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
 
@@ -65,7 +67,8 @@ class AzureProvider:
 
     @cached_property
     def hub(self) -> IoTHub:
-        return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name)
+        budget = int(self._iot_hub.get("queryBudget", DEFAULT_BUDGET))
+        return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name, budget)
 
     @cached_property
     def connection(self) -> WorkspaceConnection:
@@ -118,6 +121,13 @@ class AzureProvider:
 
     def count_devices(self, target_condition: str) -> int:
         return self.hub.count_devices(target_condition)
+
+    def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
+        return self.hub.count_many(target_conditions)
+
+    def query_usage(self) -> tuple[int, int]:
+        """IoT Hub query pages this run spent, and its budget."""
+        return self.hub.counter.spent, self.hub.query_budget
 
     def adapters(self) -> Adapters:
         return Adapters(self.models, self.images, HubDeployments(self.hub, self.name),

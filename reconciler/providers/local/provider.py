@@ -9,6 +9,7 @@ rules come from ``reconciler.hub``. Beyond the protocol: the simulated devices
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 from reconciler.errors import PermanentProviderError
@@ -58,6 +59,9 @@ class LocalProvider:
 
     def count_devices(self, target_condition: str) -> int:
         return self.simulator.count(checked_condition(target_condition))
+
+    def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
+        return {condition: self.count_devices(condition) for condition in dict.fromkeys(target_conditions)}
 
     def adapters(self) -> Adapters:
         name = self.environment.name
