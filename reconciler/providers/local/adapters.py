@@ -14,7 +14,7 @@ from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import JSON, ModelSpec
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
 from reconciler.providers.base import Progress, PullCredential
-from reconciler.providers.layout import registered_files
+from reconciler.providers.layout import PackagedModel, registered_files
 from reconciler.providers.local import images
 from reconciler.providers.local.blobs import BlobStore
 from reconciler.providers.local.rows import ImageRow
@@ -82,7 +82,7 @@ class LocalImages:
             if row is None:
                 raise PermanentProviderError("this version no longer exists; run `reconciler plan` again",
                                              resource=f"model/{model.name}:{model.version}")
-            packaged.append(images.PackagedModel(row.name, row.version, row.files))
+            packaged.append(PackagedModel(row.name, row.version, row.files))
         name, label = image.spec.name, image.label
         digest = images.build(self._path(name, label), image.spec, image.reference, packaged, self._blobs, progress)
         self._store.add_image(ImageRow(name, label, image.fingerprint, image.reference, self._environment, now(),
