@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from reconciler.model.behaviour import BehaviourReport
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
@@ -136,6 +137,7 @@ class Plan:
     desired_fingerprint: str
     prune: bool = False
     warnings: tuple[Diagnostic, ...] = field(default=())  # at the spec they are about
+    behaviour: BehaviourReport | None = None  # samples run on new image versions (reconciler.behaviour)
 
     @property
     def has_changes(self) -> bool:
