@@ -127,7 +127,7 @@ def scoring_python(conda_file: Path, progress: Progress, base_python: str | None
     version = _version(base)
     note = ""
     if conda.python and not version.startswith(f"{conda.python}.") and version != conda.python:
-        note = f"{display_path(conda_file)} asks for Python {conda.python}; the samples run on {version} ({base})"
+        note = f"{display_path(conda_file)} asks for Python {conda.python}; the samples ran on Python {version}"
     key = environment_key(conda_file.read_bytes(), version)
     root = cache_root()
     folder = root / key

@@ -17,7 +17,8 @@ Structure (``format_version`` 1), documented in docs/plan-format.md:
          "fields": [{"path": "priority", "before": 10, "after": 20}]}
       ],
       "unchanged": ["model/iris-classifier"],
-      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": []
+      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": [],
+      "behaviour": {...}                    # only when new image versions have samples: core.behaviour
     }
 
 There are no timestamps, and every list is sorted, so the same inputs give the same bytes.
@@ -29,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.core.behaviour import report_to_dict
 from reconciler.model.plan import Action, Change, Plan
 
 FORMAT_VERSION = 1
@@ -74,6 +76,7 @@ def plan_to_dict(plan: Plan, environment_dir: str) -> dict[str, Any]:
         "orphans": [str(key) for key in plan.orphans],
         "unmanaged": list(plan.unmanaged),
         "warnings": [warning.summary for warning in plan.warnings],
+        **({"behaviour": report_to_dict(plan.behaviour)} if plan.behaviour is not None else {}),
     }
 
 

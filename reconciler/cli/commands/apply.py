@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from reconciler.cli import exit_codes
+from reconciler.cli.commands.plan import add_behaviour_arguments
+from reconciler.cli.commands.test import stop_on_sigterm
 from reconciler.errors import Aborted
 from reconciler.model.plan import Plan
 
@@ -22,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--prune", action="store_true",
                         help="delete owned resources that are no longer in the specs")
+    add_behaviour_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -39,14 +42,15 @@ def _confirm(plan: Plan) -> bool:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import planfile
     from reconciler.cli.progress import TerminalProgress
-    from reconciler.engine import Engine
+    from reconciler.engine import BehaviourOptions, Engine
 
     saved = planfile.load(args.target) if args.target.is_file() else None
     environment_dir = Path(saved.environment_dir) if saved else args.target
     # A saved plan was reviewed already: applying it is the approval.
     confirm = None if (args.auto_approve or saved) else _confirm
-    with Engine(environment_dir, TerminalProgress()) as engine:
-        result = engine.apply(prune=args.prune, saved=saved, confirm=confirm)
+    behaviour = BehaviourOptions(skip=args.skip_behaviour, python=args.python)
+    with stop_on_sigterm(), Engine(environment_dir, TerminalProgress()) as engine:
+        result = engine.apply(prune=args.prune, saved=saved, confirm=confirm, behaviour=behaviour)
     if not result.applied:
         print("No changes. The actual state matches the specs.")
         return exit_codes.OK

@@ -28,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.progress import TerminalProgress
     from reconciler.engine import Engine
 
-    stop_on_sigterm()
-    with Engine(args.environment, TerminalProgress()) as engine:
+    with stop_on_sigterm(), Engine(args.environment, TerminalProgress()) as engine:
         try:
             engine.serve(args.image, args.port, python=args.python)
         except KeyboardInterrupt:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -27,14 +29,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM (a CI job cancelled, ``kill``) into KeyboardInterrupt, so that the scoring
-    server is stopped on the way out, as on Ctrl-C."""
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (a CI job cancelled, ``kill``) into KeyboardInterrupt while the block runs, so
+    that a scoring server is stopped on the way out, as on Ctrl-C. The previous handler is restored."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.views import behaviour as behaviour_view
     from reconciler.engine import Engine
 
-    stop_on_sigterm()
-    with Engine(args.environment, TerminalProgress()) as engine:
+    with stop_on_sigterm(), Engine(args.environment, TerminalProgress()) as engine:
         results = engine.test(args.image, python=args.python)
     print(behaviour_view.render_test(results), end="")
     return exit_codes.ERROR if any(result.failures for result in results) else exit_codes.OK

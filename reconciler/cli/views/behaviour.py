@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 
 from reconciler.model.behaviour import JSON, BehaviourReport, ImageBehaviour, Latency
+from reconciler.model.plan import Plan
 
 MAX_JSON = 160
 
@@ -81,6 +82,7 @@ def render_markdown(report: BehaviourReport) -> list[str]:
         gates = "**failed**" if image.failures else "passed"
         lines.append(f"| `{image.target}` | {image.samples} | {changed} | {image.unexpected} | "
                      f"{before}{image.after.p50_ms:g} / {image.after.p95_ms:g} | {gates} |")
+    lines.append("")
     for image in report.images:
         for failure in image.failures:
             lines.append(f"> :x: `{image.image}`: {_md(failure)}")
@@ -93,3 +95,11 @@ def render_markdown(report: BehaviourReport) -> list[str]:
                       f"`{_md(compact(d.after))}` |" for d in image.differences]
             lines += ["", "</details>"]
     return lines
+
+
+def plan_text(plan: Plan) -> list[str]:
+    return render_text(plan.behaviour) if plan.behaviour is not None else []
+
+
+def plan_markdown(plan: Plan) -> list[str]:
+    return render_markdown(plan.behaviour) if plan.behaviour is not None else []
