@@ -51,8 +51,10 @@ def evaluate(image: str, target: str, samples: Sequence[Sample], after: RunResul
              max_differences: int = MAX_DIFFERENCES) -> ImageBehaviour:
     """How the new version (``after``) did; ``before``: the deployed version's run, if any."""
     unexpected = [s.name for s in samples if s.has_expected
-                  and (r := after.result(s.name)) is not None and (r.error is not None or r.output != s.expected)]
+                  and (r := after.result(s.name)) is not None and r.error is None and r.output != s.expected]
     errors = [r.name for r in after.samples if r.error is not None]
+    failed = next((r for r in after.samples if r.error is not None), None)
+    first_error = f"sample {failed.name}: {failed.error}\n{failed.detail}".strip() if failed else ""
     differences: list[SampleDifference] = []
     changed: int | None = None
     if before is not None:
@@ -78,7 +80,8 @@ def evaluate(image: str, target: str, samples: Sequence[Sample], after: RunResul
     return ImageBehaviour(image=image, target=target, samples=len(samples), changed=changed,
                           unexpected=len(unexpected), errors=len(errors),
                           before=before.latency if before is not None else None, after=after.latency,
-                          differences=tuple(differences), failures=tuple(failures), note=note, cached=cached)
+                          differences=tuple(differences), failures=tuple(failures), note=note, cached=cached,
+                          first_error=first_error)
 
 
 def _latency(latency: Latency | None) -> dict[str, Any] | None:

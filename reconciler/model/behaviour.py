@@ -122,6 +122,7 @@ class ImageBehaviour:
     failures: tuple[str, ...] = ()
     note: str = ""
     cached: bool = False  # both runs came from the cache
+    first_error: str = ""  # the first failed sample: its one-line error and the user's traceback
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def render_test(results: Sequence[ImageBehaviour]) -> str:
                      f"expected, {result.errors} error(s); latency {latency(result.after)} "
                      f"({result.after.requests} requests)")
         lines += [f"  - {failure}" for failure in result.failures]
+        if result.first_error:
+            lines += [f"    {line}" for line in result.first_error.splitlines()]
         if result.note:
             lines.append(f"  note: {result.note}")
     return "\n".join(lines) + "\n"
