@@ -100,7 +100,8 @@ class ScoringServer:
             "HOME": str(home or app_dir.parent),
             "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
             "AML_APP_INSIGHTS_ENABLED": "false",
-            # gunicorn kills a worker stuck in one request for this long (then restarts it).
+            # The server answers 500 after this long; gunicorn kills a worker stuck longer (and restarts it).
+            "SCORING_TIMEOUT_MS": str(int(request_timeout * 1000)),
             "WORKER_TIMEOUT": str(max(1, int(request_timeout) + 5)),
             **env,
         }

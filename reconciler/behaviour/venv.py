@@ -89,6 +89,8 @@ def run_bounded(command: list[str], timeout: float, env: dict[str, str] | None =
 
 
 def _version(python: str) -> str:
+    if python == sys.executable:
+        return ".".join(str(part) for part in sys.version_info[:3])
     code, out = run_bounded([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], CHECK_TIMEOUT)
     if code != 0:
         raise BehaviourError(f"{python} does not run: {out.strip()[-200:]}")
