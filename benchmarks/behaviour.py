@@ -10,7 +10,7 @@ In a temporary copy of the sample repository (iris, its real conda file), measur
 * ``reconciler plan`` of a changed model with a behaviour diff of 20 samples, as a whole process:
   with the behaviour cache cold (both versions run) and warm (a re-plan: nothing runs).
 
-Usage: python benchmarks/behaviour.py [--runs N] [--keep-venvs DIR]
+Usage: python benchmarks/behaviour.py [--runs N] [--cold-downloads]
 Prints a table of figures; records nothing.
 """
 
@@ -68,9 +68,13 @@ def reconciler(repo: Path, *args: str) -> tuple[float, subprocess.CompletedProce
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cold-downloads", action="store_true",
+                        help="give uv an empty download cache too (every package fetched from the index)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="behaviour-bench-") as folder:
         work = Path(folder)
+        if args.cold_downloads:
+            os.environ["UV_CACHE_DIR"] = str(work / "uv-cache")
         os.environ["RECONCILER_VENV_CACHE"] = str(work / "venvs")
         os.environ["RECONCILER_STATE_DIR"] = str(work / "state")
         env_dir = copy_repository(work / "repo")
