@@ -14,8 +14,9 @@ from tests.e2e.helpers import Workspace
 
 
 @pytest.fixture(scope="session")
-def venv_cache(request: pytest.FixtureRequest) -> Path:
-    return Path(request.config.cache.mkdir("reconciler-venvs"))
+def venv_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider: one build per run
+    return Path(cache.mkdir("reconciler-venvs")) if cache is not None else tmp_path_factory.mktemp("venvs")
 
 
 @pytest.fixture
