@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.behaviour.venv import COMPLETE
+from reconciler.behaviour.venv import COMPLETE, scoring_python
+from reconciler.providers.base import SilentProgress
 from tests.behaviour.conftest import Workspace
 from tests.e2e.backends import snapshot
 
@@ -171,7 +172,14 @@ def test_conda_only_packages_are_named_and_point_at_python(iris: Workspace) -> N
         "an interpreter with them and azureml-inference-server-http yourself and pass --python PATH\n")
 
 
-def test_python_without_the_server_is_refused(iris: Workspace, tmp_path: Path) -> None:
-    result = iris.run("test", iris.env, "--python", sys.executable)
-    assert result.code == 1
-    assert f"error: --python {sys.executable}: it cannot import azureml_inference_server_http" in result.err
+def test_python_runs_the_interpreter_given_and_refuses_one_without_the_server(iris: Workspace,
+                                                                              venv_cache: Path) -> None:
+    refused = iris.run("test", iris.env, "--python", sys.executable)
+    assert refused.code == 1
+    assert f"error: --python {sys.executable}: it cannot import azureml_inference_server_http" in refused.err
+    # Any interpreter with the server will do: the cached environment of the iris conda file.
+    managed = scoring_python(iris.root / "models" / "iris" / "conda.yaml", SilentProgress()).python
+    result = iris.run("test", iris.env, "--python", str(managed))
+    assert result.code == 0, result.err
+    assert "building the scoring environment" not in result.err
+    assert result.out.startswith("image/iris-scorer: passed: 6 sample(s)")

@@ -38,8 +38,8 @@ def render_test(results: Sequence[ImageBehaviour]) -> str:
 
 def _summary(image: ImageBehaviour) -> str:
     changed = "no deployed version to compare" if image.changed is None else f"{image.changed} output(s) changed"
-    return (f"{image.samples} sample(s), {changed}, {image.unexpected} differ from expected; "
-            f"latency {latency(image.before)} -> {latency(image.after)}")
+    timing = latency(image.after) if image.before is None else f"{latency(image.before)} -> {latency(image.after)}"
+    return f"{image.samples} sample(s), {changed}, {image.unexpected} differ from expected; latency {timing}"
 
 
 def render_text(report: BehaviourReport) -> list[str]:
