@@ -172,8 +172,7 @@ def test_conda_only_packages_are_named_and_point_at_python(iris: Workspace) -> N
         "an interpreter with them and azureml-inference-server-http yourself and pass --python PATH\n")
 
 
-def test_python_runs_the_interpreter_given_and_refuses_one_without_the_server(iris: Workspace,
-                                                                              venv_cache: Path) -> None:
+def test_python_runs_the_interpreter_given_and_refuses_one_without_the_server(iris: Workspace) -> None:
     refused = iris.run("test", iris.env, "--python", sys.executable)
     assert refused.code == 1
     assert f"error: --python {sys.executable}: it cannot import azureml_inference_server_http" in refused.err
