@@ -100,8 +100,9 @@ class ScoringServer:
             "HOME": str(home or app_dir.parent),
             "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
             "AML_APP_INSIGHTS_ENABLED": "false",
-            # The server answers 500 after this long; gunicorn kills a worker stuck longer (and restarts it).
-            "SCORING_TIMEOUT_MS": str(int(request_timeout * 1000)),
+            # Our client gives up first (one clear line); then the server's own timeout (a 500), then
+            # gunicorn's, which kills a worker stuck longer (and restarts it).
+            "SCORING_TIMEOUT_MS": str(int((request_timeout + 2) * 1000)),
             "WORKER_TIMEOUT": str(max(1, int(request_timeout) + 5)),
             **env,
         }

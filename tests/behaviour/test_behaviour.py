@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from reconciler.behaviour.server import free_port
 from reconciler.behaviour.venv import COMPLETE, scoring_python
 from reconciler.providers.base import SilentProgress
 from tests.behaviour.conftest import Workspace
@@ -182,3 +184,45 @@ def test_python_runs_the_interpreter_given_and_refuses_one_without_the_server(ir
     assert result.code == 0, result.err
     assert "building the scoring environment" not in result.err
     assert result.out.startswith("image/iris-scorer: passed: 6 sample(s)")
+
+
+def test_a_sample_that_times_out_is_one_line_and_the_server_is_stopped(iris: Workspace) -> None:
+    iris.edit("environments/local/images.yaml", "    repeat: 5 ", "    timeoutSeconds: 1\n    repeat: 5 ")
+    iris.edit("models/iris/score.py", '    return predict(_rows(input_data))',
+              '    if "6.4" in str(input_data):\n        import time\n        time.sleep(30)\n'
+              '    return predict(_rows(input_data))')
+    result = iris.run("test", iris.env)
+    assert result.code == 1
+    assert "error: sample versicolor-typical: no answer within 1 s (spec.samples.timeoutSeconds); run() may hang " \
+           "or be too slow for this sample" in result.err.splitlines(), result.err
+    assert not server_processes(os.getpid())
+
+
+def test_serve_answers_curl_until_ctrl_c(iris: Workspace) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "serve", iris.env, "iris-scorer", "--port",
+                                str(port)], cwd=iris.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=os.environ.copy())
+    try:
+        body = (iris.root / "models" / "iris-samples" / "one-of-each.json").read_bytes()
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    assert json.loads(response.read()) == ["setosa", "versicolor", "virginica"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err
+        assert out.decode().rstrip().endswith("Stopped.")
+        assert not server_processes(process.pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
