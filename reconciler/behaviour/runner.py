@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reconciler.behaviour.server import ScoringServer
 from reconciler.errors import BehaviourError
-from reconciler.model.behaviour import Latency, RunResult, Sample, SampleResult
+from reconciler.model.behaviour import Latency, RunResult, Sample, SampleResult, SamplesSpec
 from reconciler.model.specs import ImageSpec
 from reconciler.providers.layout import (
     APP,
@@ -71,11 +71,13 @@ def lay_out(version: ImageVersionFiles, work: Path) -> tuple[str, dict[str, str]
 
 
 def server_for(version: ImageVersionFiles, python: Path, work: Path, *, port: int | None = None,
-               quiet: bool = True, request_timeout: float = 30.0) -> ScoringServer:
+               quiet: bool = True) -> ScoringServer:
     entry, env, sources = lay_out(version, work)
     (work / "home").mkdir(exist_ok=True)
+    samples = version.spec.samples or SamplesSpec(work)
     return ScoringServer(python, work / APP, entry, env, sources=sources, port=port, quiet=quiet,
-                         request_timeout=request_timeout, home=work / "home")
+                         request_timeout=samples.timeout_seconds, start_timeout=samples.start_timeout_seconds,
+                         home=work / "home")
 
 
 def _answer(server: ScoringServer, sample: Sample) -> tuple[SampleResult, float]:
@@ -122,11 +124,11 @@ def run_samples(server: ScoringServer, samples: Sequence[Sample], repeat: int) -
 
 
 def run_version(version: ImageVersionFiles, python: Path, samples: Sequence[Sample], repeat: int,
-                request_timeout: float, work_root: Path | None = None) -> tuple[RunResult, float]:
+                work_root: Path | None = None) -> tuple[RunResult, float]:
     """Run the samples on one version in a throw-away work folder; (result, start-up seconds)."""
     work = Path(tempfile.mkdtemp(prefix="reconciler-behaviour-", dir=work_root))
     try:
-        with server_for(version, python, work, request_timeout=request_timeout) as server:
+        with server_for(version, python, work) as server:
             startup = server.wait_ready()
             return run_samples(server, samples, repeat), startup
     finally:

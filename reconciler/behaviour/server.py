@@ -184,9 +184,9 @@ class ScoringServer:
                 raise self._start_failure(code)
             if time.monotonic() > deadline:
                 raise BehaviourError(
-                    f"the scoring server did not answer on {self.url} within {self.start_timeout:.0f} s: init() may "
-                    "still be loading or may hang; make init() faster or check it with `reconciler serve`",
-                    detail=self.log_tail())
+                    f"the scoring server did not answer on {self.url} within {self.start_timeout:g} s: init() may "
+                    "still be loading or may hang; make it faster, raise spec.samples.startTimeoutSeconds, or "
+                    "watch it start with `reconciler serve`", detail=self.log_tail(10))
             try:
                 status, _, _ = self.request("GET", "/", None, timeout=1.0)
                 if status == 200:

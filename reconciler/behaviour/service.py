@@ -98,8 +98,7 @@ class Behaviour:
                 cached.unlink(missing_ok=True)  # a damaged entry is run again
         self.progress.step(f"running {len(samples)} sample(s) on {label}")
         repeat = spec.samples.repeat if spec.samples else 1
-        timeout = spec.samples.timeout_seconds if spec.samples else 30.0
-        result, startup = runner.run_version(version, python.python, samples, repeat, timeout)
+        result, startup = runner.run_version(version, python.python, samples, repeat)
         if not any(sample.error for sample in result.samples):
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=self.cache_dir, delete=False, suffix=".tmp") as partial:

@@ -15,6 +15,7 @@ JSON = Any  # a JSON-compatible value (as ``model.specs.JSON``, which imports th
 
 DEFAULT_REPEAT = 5
 DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_START_TIMEOUT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SamplesSpec:
     path: Path
     repeat: int = DEFAULT_REPEAT  # requests per sample, for the latency figures
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS  # per request
+    start_timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS  # server start-up, init() included
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 from reconciler.errors import SpecError
 from reconciler.model.behaviour import (
     DEFAULT_REPEAT,
+    DEFAULT_START_TIMEOUT_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     ChangedOutputsLimit,
     Gates,
@@ -191,7 +192,8 @@ def _samples(document: Document, samples: dict[str, Any] | None) -> SamplesSpec 
     if samples is None:
         return None
     return SamplesSpec(path=_here(document) / samples["path"], repeat=samples.get("repeat", DEFAULT_REPEAT),
-                       timeout_seconds=float(samples.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)))
+                       timeout_seconds=float(samples.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)),
+                       start_timeout_seconds=float(samples.get("startTimeoutSeconds", DEFAULT_START_TIMEOUT_SECONDS)))
 
 
 def _gates(gates: dict[str, Any]) -> Gates:

@@ -226,3 +226,15 @@ def test_serve_answers_curl_until_ctrl_c(iris: Workspace) -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_a_server_that_never_answers_is_one_line_and_is_stopped(iris: Workspace) -> None:
+    iris.edit("environments/local/images.yaml", "    repeat: 5 ", "    startTimeoutSeconds: 3\n    repeat: 5 ")
+    iris.edit("models/iris/score.py", "    global model\n", "    global model\n    import time\n    time.sleep(60)\n")
+    result = iris.run("test", iris.env)
+    assert result.code == 1
+    assert [line for line in result.err.splitlines() if line.startswith("error:")] == [
+        "error: the scoring server did not answer on http://127.0.0.1:" + result.err.split("127.0.0.1:")[1].split()[0]
+        + " within 3 s: init() may still be loading or may hang; make it faster, raise "
+        "spec.samples.startTimeoutSeconds, or watch it start with `reconciler serve`"]
+    assert not server_processes(os.getpid())
