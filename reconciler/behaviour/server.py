@@ -30,7 +30,7 @@ from reconciler.errors import BehaviourError
 LAUNCHER = Path(__file__).with_name("launcher.py")
 LOG_LINES = 400
 LOG_LINE_CHARS = 2000
-STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+STOP_GRACE = 5.0  # seconds between SIGINT and SIGKILL
 POLL = 0.1
 HOST = "127.0.0.1"
 
@@ -153,7 +153,8 @@ class ScoringServer:
         if process is None:
             return
         if process.poll() is None:
-            self._signal(process, signal.SIGTERM)
+            # gunicorn's quick shutdown (SIGTERM waits for busy workers, up to its graceful timeout).
+            self._signal(process, signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(STOP_GRACE)
         # Workers that outlived their master (or a master that ignored SIGTERM): no survivors.
