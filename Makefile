@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ENV    ?= environments/local
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-rollout test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 	$(R) device $(ENV) show cam-a1
 	$(R) device $(ENV) show cam-b1
 	$(R) plan $(ENV) --detailed-exitcode
+
+## A staged rollout on simulated devices: a good scorer ring by ring to every device, then a
+## broken one caught on the canary and rolled back (scripts/demo-rollout.sh).
+demo-rollout: $(STAMP)
+	bash scripts/demo-rollout.sh
 
 ## Lint, types, layering, the GitHub workflows (actionlint, zizmor) and the whole test suite.
 test: $(STAMP)

@@ -15,17 +15,20 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from reconciler.behaviour import versions as behaviour_versions
 from reconciler.behaviour.service import Behaviour
+from reconciler.core import coverage, planner
 from reconciler.core import drift as drift_core
-from reconciler.core import planner
 from reconciler.core.behaviour import evaluate
 from reconciler.core.plan_json import SavedPlan, actions_of
+from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
 from reconciler.model.behaviour import ImageBehaviour
-from reconciler.model.plan import Change, DesiredDeployment, Plan
+from reconciler.model.diagnostics import Diagnostic
+from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.apply import Executor
@@ -42,6 +45,9 @@ from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
 from reconciler.spec.loader import load_environment
 
+NOW_VARIABLE = "RECONCILER_NOW"
+# What `apply --rollouts-only` carries out: a rollout's progress, never new content.
+PROGRESS_STEPS = frozenset({StepKind.ADVANCE, StepKind.COMPLETE, StepKind.ROLLBACK, StepKind.PAUSE})
 CACHE_FILE = "fingerprint-cache.json"
 PROGRESS_THRESHOLD = 50_000_000  # bytes of model files worth telling the user about
 
@@ -53,6 +59,20 @@ def cache_directory(desired: DesiredState) -> Path:
         return Path(override)
     environment = desired.environment
     return environment.repository_root / ".reconciler" / environment.name
+
+
+def system_clock() -> datetime:
+    """The time rollouts are judged and stamped at: now, or ``$RECONCILER_NOW`` (ISO 8601), which
+    demos and tests use to let a soak time pass without waiting for it."""
+    pinned = os.environ.get(NOW_VARIABLE)
+    if pinned:
+        try:
+            moment = datetime.fromisoformat(pinned.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ReconcilerError(f"{NOW_VARIABLE}={pinned!r} is not an ISO 8601 time such as "
+                                  "2026-11-28T10:00:00Z") from exc
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc)
 
 
 def holder_name() -> str:
@@ -86,8 +106,9 @@ class Engine:
     """One environment folder and its provider."""
 
     def __init__(self, environment_dir: Path, progress: Progress | None = None,
-                 provider_factory: ProviderFactory = open_provider):
+                 provider_factory: ProviderFactory = open_provider, clock: Callable[[], datetime] = system_clock):
         self.environment_dir = Path(environment_dir)
+        self.clock = clock
         self.progress = progress or SilentProgress()
         self.desired = load_environment(self.environment_dir)
         self._provider_factory = provider_factory
@@ -136,43 +157,82 @@ class Engine:
                 cache_path.write_text(cache.to_json())
         return self._fingerprints
 
-    def snapshot(self, *, health: bool = False) -> Snapshot:
-        return self.provider.read_snapshot(self.desired, health=health)
+    def snapshot(self, *, health: bool = False, deployments_only: bool = False) -> Snapshot:
+        return self.provider.read_snapshot(self.desired, health=health, deployments_only=deployments_only)
 
     def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True,
              behaviour: BehaviourOptions | None = None) -> Plan:
         fingerprints = self.fingerprints()
         snapshot = snapshot or self.snapshot()
-        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune)
-        plan = self._with_device_counts(plan) if count_devices else plan
+        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
+        plan = self._with_device_counts(plan, snapshot) if count_devices else plan
         return self._with_behaviour(plan, snapshot, behaviour) if behaviour is not None else plan
 
-    def _with_device_counts(self, plan: Plan) -> Plan:
-        """Say how many devices each deployment change reaches (one query per change)."""
+    def _uncovered_warnings(self, plan: Plan, snapshot: Snapshot) -> tuple[Diagnostic, ...]:
+        """Warn about devices a plan leaves with no base deployment (one query per base deployment taken
+        away)."""
+        warnings = []
+        for change, removed, query in coverage.uncovered(plan, snapshot):
+            count = self.provider.count_devices(query)
+            if count:
+                spec = self.desired.deployments.get(change.key.name)
+                where = spec.location if spec else self.desired.environment.location
+                warnings.append(Diagnostic(where, str(change.key), "", (
+                    f"{count} device(s) that {removed.id} reaches now would be left with no base deployment "
+                    "(they keep running their modules, unmanaged)")))
+        return tuple(warnings)
+
+    def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
+        """Say how many devices each deployment change reaches (one query per change), and each ring of
+        a rollout in flight (one query per ring; a ring reaches the devices of the rings before it too)."""
         changes = []
         for change in plan.changes:
             condition = None
-            if isinstance(change.desired, DesiredDeployment):
+            if change.step is not None:
+                condition = change.step.target_condition
+            elif isinstance(change.desired, DesiredDeployment):
                 condition = change.desired.target_condition
             elif isinstance(change.actual, LiveDeployment):
                 condition = change.actual.target_condition
             if condition is not None:
                 change = replace(change, devices=self.provider.count_devices(condition))
             changes.append(change)
-        return replace(plan, changes=tuple(changes))
+        return replace(plan, changes=tuple(changes), rollouts=tuple(self._ring_devices(s) for s in plan.rollouts),
+                       warnings=plan.warnings + self._uncovered_warnings(plan, snapshot))
+
+    def _ring_devices(self, status: RolloutStatus) -> RolloutStatus:
+        spec = self.desired.deployments.get(status.deployment)
+        if spec is None or spec.rollout is None or status.state == "failed":
+            return status
+        condition = planner.target_condition(spec)
+        counts = {ring.name: self.provider.count_devices(ring_condition(condition, spec.rollout, ring))
+                  for ring in spec.rollout.rings}
+        counts["all"] = self.provider.count_devices(condition)
+        return replace(status, ring_devices=counts)
+
+    def rollout_status(self) -> tuple[RolloutStatus, ...]:
+        """Where each staged rollout stands (as a plan judges it now), with the devices of each ring."""
+        return self.plan().rollouts
 
     # --- applying -------------------------------------------------------------------
 
     def apply(self, *, prune: bool = False, saved: SavedPlan | None = None,
-              confirm: Callable[[Plan], bool] | None = None,
+              confirm: Callable[[Plan], bool] | None = None, rollouts_only: bool = False,
               behaviour: BehaviourOptions | None = None) -> ApplyResult:
         """Plan under the lock and apply. With ``saved``, refuse unless the fresh plan is
-        the saved one (same specs, same actual state, same actions). With ``behaviour``, refuse
-        when a new image version exceeds a behaviour gate (the runs come from the plan's cache)."""
+        the saved one (same specs, same actual state, same actions). With ``rollouts_only``, carry
+        out only the progress of rollouts in flight (advance, complete, roll back, pause). With
+        ``behaviour``, refuse when a new image version exceeds a behaviour gate (the runs come from
+        the plan's cache)."""
         if saved is not None:
             prune = saved.prune
         with self.provider.lock(holder_name()) as held:
-            plan = self.plan(prune=prune, behaviour=behaviour)
+            plan = self.plan(prune=prune, count_devices=not rollouts_only,
+                             snapshot=self.snapshot(deployments_only=True) if rollouts_only else None,
+                             behaviour=None if rollouts_only else behaviour)
+            if rollouts_only:
+                plan = replace(plan, changes=tuple(c for c in plan.changes if c.action is Action.ROLLOUT
+                                                   and c.step is not None and c.step.kind in PROGRESS_STEPS))
             if saved is not None:
                 self._check_saved(saved, plan)
             if plan.behaviour is not None and plan.behaviour.failures:
@@ -182,7 +242,7 @@ class Engine:
                 return ApplyResult(plan, [], saved is not None)
             if confirm is not None and not confirm(plan):
                 raise Aborted("Apply cancelled: nothing was changed.")
-            executor = Executor(self.desired.environment, self.provider.adapters(), self.progress)
+            executor = Executor(self.desired.environment, self.provider.adapters(), self.progress, self.clock)
             applied: list[Change] = []
             for change in plan.changes:
                 self.progress.step(f"{change.action.symbol} {change.key} ({change.target})")

@@ -194,6 +194,10 @@ class DeviceSimulator(Protocol):
     def set_failing(self, device_id: str, failing: bool = True) -> None:
         """Make the device report failure (or success again) for what it applies."""
 
+    def report(self, device_id: str, modules: dict[str, str | None], reported: dict[str, JSON]) -> SimulatedDevice:
+        """Set what the device reports: a status per module ("applied", "success" or "failed"; None
+        forgets it) and reported properties (None removes one)."""
+
     def remove(self, device_id: str) -> None: ...
 
     def list(self) -> list[SimulatedDevice]: ...
@@ -213,12 +217,15 @@ class Simulated(Protocol):
 class Provider(Protocol):
     """A backend for one environment."""
 
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False,
+                      deployments_only: bool = False) -> Snapshot:
         """Read the actual state: every owned resource of this environment, the unmanaged
         deployments of the hub, and the registries ``desired`` refers to. Bounded calls:
         one list per kind (plus paging), never one call per resource. Rollout health
-        (``LiveDeployment.health``) is read only with ``health=True``: drift needs it,
-        plans do not."""
+        (``LiveDeployment.health``) is read for every deployment only with ``health=True``
+        (drift needs it); otherwise for this environment's rollout candidates only (plans
+        judge their gates). ``deployments_only`` leaves models and images out (empty): rollout
+        steps (``apply --rollouts-only``) never touch them."""
 
     def count_devices(self, target_condition: str) -> int:
         """How many devices a target condition selects now."""

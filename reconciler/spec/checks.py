@@ -52,11 +52,35 @@ def check_all(
         found += _image(item, model_names, boundary, file_checks)
     for item in deployments:
         found += _deployment(item, image_names, registry_names)
-    if len(deployments) > limits.MAX_DEPLOYMENTS_PER_HUB:
-        extra = deployments[limits.MAX_DEPLOYMENTS_PER_HUB]
+    found += _rollout_priorities(deployments)
+    rolling = sum(1 for item in deployments if item.spec.rollout is not None)
+    if len(deployments) + rolling > limits.MAX_DEPLOYMENTS_PER_HUB:
+        extra = deployments[min(len(deployments) - 1, limits.MAX_DEPLOYMENTS_PER_HUB)]
+        during = f" ({rolling} more while their rollouts run: a rollout holds 2)" if rolling else ""
         found.append(_at(extra, ("metadata", "name"),
-                         f"{len(deployments)} deployments in one environment; an IoT Hub holds at most "
+                         f"{len(deployments)} deployments in one environment{during}; an IoT Hub holds at most "
                          f"{limits.MAX_DEPLOYMENTS_PER_HUB} (layered ones included)"))
+    return found
+
+
+def _rollout_priorities(deployments: Sequence[Located]) -> list[Diagnostic]:
+    """A rollout's candidate runs at priority + 1. If another deployment has that priority, IoT Hub
+    breaks the tie on devices both target by creation time, so which one applies (and whether a
+    layered deployment still applies above it) would depend on timing."""
+    found = []
+    by_priority: dict[int, list[str]] = {}
+    for item in deployments:
+        by_priority.setdefault(item.spec.priority, []).append(item.spec.name)
+    for item in deployments:
+        spec: DeploymentSpec = item.spec
+        if spec.rollout is None:
+            continue
+        ties = sorted(name for name in by_priority.get(spec.priority + 1, []) if name != spec.name)
+        if ties:
+            found.append(_at(item, ("spec", "priority"),
+                             f"during a rollout the candidate runs at priority {spec.priority + 1}, which ties with "
+                             f"deployment {', '.join(ties)} on devices both target; leave a gap of 2 between their "
+                             "priorities"))
     return found
 
 
@@ -262,8 +286,31 @@ def _deployment(item: Located, image_names: set[str], registry_names: set[str] |
             found.append(_at(item, ("spec", "modules", module.name, "createOptions"),
                              f"serialises to {chunks} chunks of {limits.CREATE_OPTIONS_CHUNK} characters; "
                              f"IoT Edge tooling accepts at most {limits.MAX_CREATE_OPTIONS_CHUNKS} (4 KB)"))
+    if spec.rollout is not None:
+        found += _rollout(item, spec)
     if spec.registry is not None and registry_names is not None and spec.registry not in registry_names:
         known = ", ".join(sorted(registry_names)) or "none"
         found.append(_at(item, ("spec", "registry"),
                          f"no registry named {spec.registry!r} in environment.yaml (defined: {known})"))
+    return found
+
+
+def _rollout(item: Located, spec: DeploymentSpec) -> list[Diagnostic]:
+    assert spec.rollout is not None
+    found = []
+    seen: set[str] = set()
+    for index, ring in enumerate(spec.rollout.rings):
+        where = ("spec", "rollout", "rings", index)
+        if ring.name in seen:
+            found.append(_at(item, (*where, "name"), f"ring {ring.name!r} is named twice; ring names are unique"))
+        seen.add(ring.name)
+        try:
+            parse(ring.target_condition)
+        except ConditionError as exc:
+            found.append(_at(item, (*where, "targetCondition"), f"{exc} (at character {exc.offset + 1})"))
+    for metric in spec.rollout.gates.metrics:
+        if metric not in spec.metrics:
+            known = ", ".join(sorted(spec.metrics)) or "none"
+            found.append(_at(item, ("spec", "rollout", "gates", "metrics", metric),
+                             f"no metric named {metric!r} in spec.metrics (defined: {known})", key=True))
     return found

@@ -13,6 +13,7 @@ Nothing is executed and nothing is written. All problems are raised together as 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,14 @@ from reconciler.model.specs import (
     DeploymentSpec,
     DesiredState,
     EnvironmentSpec,
+    GateSpec,
     ImageSpec,
+    MetricGate,
     ModelSpec,
     ModuleSpec,
     RegistrySpec,
+    RingSpec,
+    RolloutSpec,
 )
 from reconciler.spec import checks
 from reconciler.spec.cache import SpecCache, digest
@@ -240,4 +245,28 @@ def _deployment(document: Document) -> DeploymentSpec:
         metrics=dict(spec.get("metrics", {})),
         description=description,
         location=document.location(()),
+        rollout=_rollout(spec["rollout"]) if "rollout" in spec else None,
+    )
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``1h30m`` -> 5400. The schema has checked the form (``(\\d+[smhd])+``)."""
+    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"(\d+)([smhd])", text))
+
+
+def _rollout(rollout: dict[str, Any]) -> RolloutSpec:
+    gates = rollout.get("gates", {"minSuccessPercent": 100, "maxFailedDevices": 0})
+    return RolloutSpec(
+        rings=tuple(RingSpec(ring["name"], ring["targetCondition"], duration_seconds(ring["soak"]), ring["soak"])
+                    for ring in rollout["rings"]),
+        gates=GateSpec(
+            min_success_percent=gates.get("minSuccessPercent"),
+            max_failed_devices=gates.get("maxFailedDevices"),
+            metrics={name: MetricGate(bounds.get("max"), bounds.get("min"))
+                     for name, bounds in sorted(gates.get("metrics", {}).items())},
+        ),
+        on_failure=rollout.get("onFailure", "rollback"),
     )

@@ -1,5 +1,17 @@
 """The commands, in the order ``reconciler --help`` lists them."""
 
-from reconciler.cli.commands import apply, device, drift, plan, rotate, schema, serve, test, unlock, validate
+from reconciler.cli.commands import (
+    apply,
+    device,
+    drift,
+    plan,
+    rollout,
+    rotate,
+    schema,
+    serve,
+    test,
+    unlock,
+    validate,
+)
 
-COMMANDS = [validate, plan, apply, drift, rotate, unlock, device, schema, test, serve]
+COMMANDS = [validate, plan, apply, rollout, drift, rotate, unlock, device, schema, test, serve]

@@ -31,7 +31,7 @@ from reconciler.hub.manifest import is_layered_content, redact_passwords
 from reconciler.hub.precedence import Rank, keeps_from_applying
 from reconciler.model import ownership
 from reconciler.model.specs import JSON
-from reconciler.model.state import DeploymentHealth, LiveDeployment
+from reconciler.model.state import DeploymentHealth, LiveDeployment, RolloutMark
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import IOTHUB_TOP, HubAccess, iothub_managers
 from reconciler.providers.azure.retry import Retrier
@@ -114,6 +114,18 @@ def system_metrics(cfg: Any) -> Metrics | None:
     return Metrics(*(number(name) for name in METRIC_NAMES))
 
 
+def custom_metrics(cfg: Any) -> dict[str, int]:
+    """The results of the deployment's custom metrics (device counts) the hub has evaluated."""
+    results = getattr(getattr(cfg, "metrics", None), "results", None) or {}
+    found = {}
+    for name, value in results.items():
+        try:
+            found[str(name)] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
 def count_query(query: str) -> str | None:
     """``select deviceId from devices.modules where ...`` -> ``SELECT COUNT() AS n FROM devices.modules where ...``"""
     if not SELECT_CLAUSE.match(query or ""):
@@ -193,7 +205,24 @@ class IoTHub:
             layered=is_layered_content(content),
             created=utc_iso(cfg.created_time_utc),
             health=health,
+            rollout=ownership.rollout_mark(labels) if owner else RolloutMark(),
         )
+
+    def candidate_health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
+        """Health of this environment's rollout candidates only: the figures of the listing, or of one
+        read of the configuration when the listing left them out. None of them (the hub has not
+        evaluated the candidate yet) leaves it out: gates then wait, they never pass on no figures."""
+        health = {}
+        for cfg in configs:
+            if owner_of(cfg) != self.environment or ownership.ROLLOUT_RING not in labels_of(cfg):
+                continue
+            metrics = system_metrics(cfg)
+            if metrics is None and (fresh := self.get_configuration(cfg.id)) is not None:
+                cfg, metrics = fresh, system_metrics(fresh)
+            if metrics is not None:
+                health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
+                                                  metrics.failed, metrics=custom_metrics(cfg))
+        return health
 
     def health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
         """Rollout health of every edge deployment, from the system metrics of the listing. Deployments of
@@ -214,7 +243,7 @@ class IoTHub:
                             and self.count_devices(f"({cfg.target_condition}) AND ({other.target_condition})") > 0):
                         shadows.append(other.id)
             health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
-                                              metrics.failed, tuple(sorted(shadows)))
+                                              metrics.failed, tuple(sorted(shadows)), custom_metrics(cfg))
         return health
 
     def _recount(self, cfg: Any) -> Metrics:
@@ -305,8 +334,9 @@ class IoTHub:
         if current is None:
             raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
                                          resource=configuration_id)
-        reserved = {k: v for k, v in labels_of(current).items() if k in ownership.RESERVED_KEYS}
-        cfg = self._configuration(configuration_id, current.content, {**labels, **reserved}, target_condition,
+        # Ownership stays as the hub has it; the rollout keys are the caller's (a step sets or clears them).
+        owned = {k: v for k, v in labels_of(current).items() if k in ownership.OWNERSHIP_KEYS}
+        cfg = self._configuration(configuration_id, current.content, {**labels, **owned}, target_condition,
                                   priority, metrics, current.schema_version or SCHEMA_VERSION)
         etag = quoted(current.etag or "*")
 
@@ -330,7 +360,6 @@ class IoTHub:
             raise PermanentProviderError(
                 "it changed since it was read (the etag no longer matches): another run or a person modified it; "
                 "run `reconciler plan` again", resource=configuration_id)
-
 
     def delete(self, cfg: Any) -> None:
         """``DELETE /configurations/{id}`` with the quoted etag it was read with. Gone already: done."""

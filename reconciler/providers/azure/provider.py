@@ -103,14 +103,16 @@ class AzureProvider:
 
     # --- the protocol ---------------------------------------------------------------
 
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False,
+                      deployments_only: bool = False) -> Snapshot:
         configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
-        rollout = self.hub.health(configs) if health else {}
+        rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
         deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
                              key=lambda d: d.id)
         registries = self.registries.read(embedded_tokens(configs, self.name))
-        models = sorted(self.models.list_owned(), key=lambda m: (m.name, m.version))
-        images = sorted(self.images.list_owned(sorted(desired.images)), key=lambda i: (i.name, i.label))
+        models = [] if deployments_only else sorted(self.models.list_owned(), key=lambda m: (m.name, m.version))
+        images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.images)),
+                                                    key=lambda i: (i.name, i.label))
         return Snapshot(environment=self.name, image_registry=self.images.registry, models=tuple(models),
                         images=tuple(images), deployments=tuple(deployments), registries=registries)
 

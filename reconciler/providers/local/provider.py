@@ -15,6 +15,7 @@ from pathlib import Path
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
 from reconciler.hub.manifest import is_layered_content
+from reconciler.model import ownership
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec
 from reconciler.model.state import Snapshot
 from reconciler.providers.apply import checked_condition
@@ -45,12 +46,17 @@ class LocalProvider:
 
     # --- the protocol ---------------------------------------------------------------
 
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False,
+                      deployments_only: bool = False) -> Snapshot:
         deployments = self.store.deployments()
-        rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references()) if health else None
+        candidates = None if health else {row.id for row in deployments if ownership.ROLLOUT_RING in row.labels
+                                          and ownership.owner_of(row.labels) == self.environment.name}
+        rollout = None
+        if health or candidates:  # drift wants every deployment's health; plans their candidates' only
+            rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references(), candidates)
         registries = snapshot.live_registries(desired.environment.registries, self.store.registries())
-        return snapshot.build(desired.environment.name, self.store.models(), self.store.images(), deployments,
-                              registries, rollout)
+        models, images = ([], []) if deployments_only else (self.store.models(), self.store.images())
+        return snapshot.build(desired.environment.name, models, images, deployments, registries, rollout)
 
     def count_devices(self, target_condition: str) -> int:
         return self.simulator.count(checked_condition(target_condition))
