@@ -38,7 +38,7 @@ ROLLOUT = """  rollout:
 """
 
 
-def generate(repo: Path, models: int, images: int, deployments: int, azure: object, rolling: int = 0) -> Path:
+def generate(repo: Path, models: int, images: int, deployments: int, azure: object) -> Path:
     (repo / ".git").mkdir(parents=True)
     env = repo / "environments" / "bench"
     env.mkdir(parents=True)
@@ -61,10 +61,18 @@ spec:
   registries:
     workspace: {{acr: {azure.ACR}, credentials: scopedToken}}
 """)  # type: ignore[attr-defined]
+    write_specs(env, models, images, deployments)
+    return env
+
+
+def write_specs(env: Path, models: int, images: int, deployments: int, rolling: int = 0) -> None:
+    """The Model, Image and Deployment specs; the first ``rolling`` deployments get a ring and new
+    content (an environment variable), so each of them is in a staged rollout once applied."""
+    repo = env.parents[1]
     docs = []
     for i in range(models):
         folder = repo / "models" / f"m{i:03d}"
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "weights.json").write_text(f'{{"model": {i}}}')
         docs.append(f"apiVersion: reconciler/v1\nkind: Model\nmetadata: {{name: m{i:03d}}}\n"
                     f"spec:\n  path: ../../models/m{i:03d}\n")
@@ -78,9 +86,8 @@ spec:
         docs.append(f"apiVersion: reconciler/v1\nkind: Deployment\nmetadata: {{name: dep{i:03d}}}\n"
                     f"spec:\n  targetCondition: tags.site='s{i:03d}'\n  priority: 10\n  registry: workspace\n"
                     f"  modules:\n    scorer:\n      image: img{i % images:02d}\n"
-                    + (ROLLOUT if i < rolling else ""))
+                    + (f"      env: {{ROLLOUT: '2'}}\n{ROLLOUT}" if i < rolling else ""))
     (env / "specs.yaml").write_text("---\n".join(docs))
-    return env
 
 
 def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
@@ -147,7 +154,7 @@ def main() -> int:
                                                                    **({"ring": "canary"} if i % 10 == 0 else {})})
                                                  for i in range(args.devices)], hub=azure.HUB)
             repo = Path(tmp) / "repo"
-            env = generate(repo, args.models, args.images, args.deployments, azure, args.rolling)
+            env = generate(repo, args.models, args.images, args.deployments, azure)
 
             from reconciler.engine import Engine
 
@@ -157,12 +164,23 @@ def main() -> int:
             apply_seconds = time.perf_counter() - started
             apply_calls = len(emulator.calls())
 
-            rollout = rollout_calls(env, emulator)
             noop = plan_calls(env, emulator)
             changed = max(1, args.models // 100)
             for i in range(changed):
                 (repo / "models" / f"m{i * 100:03d}" / "weights.json").write_text(f'{{"model": {i}, "v": 2}}')
             delta = plan_calls(env, emulator)
+
+            # Rollouts: a rolling deployment holds 2 of the hub's 100 configurations, so 10 specs go
+            # (pruned first: a start creates before anything is deleted) and 10 others start a rollout.
+            kept = args.deployments - args.rolling
+            write_specs(env, args.models, args.images, kept)
+            with Engine(env, clock=lambda: START) as engine:
+                engine.apply(prune=True)
+            write_specs(env, args.models, args.images, kept, args.rolling)
+            with Engine(env, clock=lambda: START) as engine:
+                started = engine.apply()
+            assert sum(1 for change in started.applied if change.step is not None) == args.rolling
+            rollout = rollout_calls(env, emulator)
 
     print(f"environment: {args.models} models, {args.images} images, {args.deployments} deployments, "
           f"{args.devices} devices (Azure emulator, real SDKs)")
@@ -170,7 +188,7 @@ def main() -> int:
     services = sorted(set(noop[2]) | set(delta[2]) | set(rollout[2]))
     print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'requests':>9}  " + " ".join(f"{s:>13}" for s in services))
     for label, (seconds, changes, calls) in (("no-op", noop), (f"{changed} models changed", delta),
-                                             (f"rollouts ({args.rolling})", rollout)):
+                                             (f"rollouts ({args.rolling} of {args.deployments})", rollout)):
         print(f"{label:<20} {changes:>8} {seconds:>8.2f} {sum(calls.values()):>9}  "
               + " ".join(f"{calls.get(s, 0):>13}" for s in services))
     return 0

@@ -33,7 +33,9 @@ from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
+    Check,
     DeviceSimulator,
+    Diagnosable,
     LockInfo,
     Progress,
     Provider,
@@ -286,6 +288,15 @@ class Engine:
                                   "simulated devices exist only on the local backend; manage real devices in "
                                   "IoT Hub")
         return self.provider.simulator
+
+    def doctor(self, *, write_probe: bool = False) -> list[Check]:
+        """Check what an apply on this environment needs, against the backend itself (``reconciler doctor``).
+        Read-only unless ``write_probe`` (see ``Diagnosable``)."""
+        provider = self.provider
+        if isinstance(provider, Diagnosable):
+            return provider.diagnose(write_probe=write_probe)
+        environment = self.desired.environment
+        return [Check("backend", Check.INFO, f"the {environment.provider!r} provider has nothing to check")]
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove the apply lock whose id is ``lock_id`` (only that one); returns who held it."""

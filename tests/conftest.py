@@ -15,6 +15,9 @@ from reconciler.providers.base import Provider, SilentProgress
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every response the Azure emulator gives, in any test, is checked against the published REST definitions.
+pytest_plugins = ["tests.azure_emulator.contract_plugin"]
+
 # azureml-core's REST clients repeat throttled and failed requests themselves, waiting 32 s after a 429 and
 # 2-10 s after a 5xx (no supported setting turns those repeats off; see docs/azure.md). The waits are read
 # from the environment when azureml is first imported, so they are scaled down here, as

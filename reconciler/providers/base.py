@@ -214,6 +214,36 @@ class Simulated(Protocol):
     def simulator(self) -> DeviceSimulator: ...
 
 
+@dataclass(frozen=True)
+class Check:
+    """One line of ``reconciler doctor``'s checklist: what was checked, what was found, what to do.
+
+    ``status`` is ``ok`` (✓), ``fail`` (✗: something an apply needs is missing; the command exits 1),
+    ``warn`` (!: works now, but watch it) or ``info`` (·: a fact worth knowing, nothing to judge).
+    ``detail`` and ``fix`` never hold a secret."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    OK = "ok"
+    FAIL = "fail"
+    WARN = "warn"
+    INFO = "info"
+
+
+@runtime_checkable
+class Diagnosable(Protocol):
+    """A provider that can check, against the real service, what an apply will need (``reconciler doctor``).
+
+    ``diagnose`` reads only, unless ``write_probe``: then it may create, read back and delete one throwaway
+    resource of its own, and must delete it even when a check fails. It never raises for a failed check:
+    every failure is a ``Check`` with status ``fail`` and what to do."""
+
+    def diagnose(self, *, write_probe: bool = False) -> list[Check]: ...
+
+
 class Provider(Protocol):
     """A backend for one environment."""
 

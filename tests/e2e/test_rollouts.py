@@ -99,6 +99,11 @@ def test_a_good_rollout_goes_ring_by_ring_to_completion(ws: Workspace, backend: 
         "maxFailedDevices": (0, True), "minSuccessPercent": (100.0, True)}
 
     at(monkeypatch, "10:31")
+    # A step that is due is the rollout job's business, not drift; drift lists the rollout.
+    drift = ws.run("drift", ws.env, "--format", "json")
+    assert drift.code == 0, drift.out + drift.err
+    report = json.loads(drift.out)
+    assert report["drift"] is False and report["staged_rollouts"][0]["state"] == "ready"
     advanced = ws.apply("--rollouts-only")
     assert "ring canary -> first-a (canary: 1/1 succeeded, 0 failed, soaked 31m >= 30m)" in advanced.out
     assert runs(backend, ws) == {"cam-a1": candidate, "cam-a2": stable, "cam-b1": candidate}

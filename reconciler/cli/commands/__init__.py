@@ -3,6 +3,7 @@
 from reconciler.cli.commands import (
     apply,
     device,
+    doctor,
     drift,
     plan,
     rollout,
@@ -14,4 +15,4 @@ from reconciler.cli.commands import (
     validate,
 )
 
-COMMANDS = [validate, plan, apply, rollout, drift, rotate, unlock, device, schema, test, serve]
+COMMANDS = [validate, plan, apply, rollout, drift, rotate, unlock, doctor, device, schema, test, serve]

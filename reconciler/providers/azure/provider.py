@@ -23,7 +23,7 @@ from reconciler.providers.azure.deployments import AcrCredentials, HubDeployment
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
-from reconciler.providers.base import Adapters, HeldLock, LockInfo
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -147,6 +147,12 @@ class AzureProvider:
             credential.close()
 
     # --- beyond the protocol --------------------------------------------------------
+
+    def diagnose(self, *, write_probe: bool = False) -> list[Check]:
+        """``reconciler doctor``: see ``doctor``."""
+        from reconciler.providers.azure.doctor import diagnose
+
+        return diagnose(self, write_probe=write_probe)
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Start a rotation of a scoped-token registry: the next plan replaces every deployment that embeds

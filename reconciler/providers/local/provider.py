@@ -8,6 +8,7 @@ rules come from ``reconciler.hub``. Beyond the protocol: the simulated devices
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,7 +20,7 @@ from reconciler.model import ownership
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec
 from reconciler.model.state import Snapshot
 from reconciler.providers.apply import checked_condition
-from reconciler.providers.base import Adapters, HeldLock, LockInfo
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
 from reconciler.providers.layout import PackagedModel
 from reconciler.providers.local import lock, snapshot
 from reconciler.providers.local.adapters import LocalCredentials, LocalDeployments, LocalImages, LocalModels
@@ -75,6 +76,36 @@ class LocalProvider:
 
     def close(self) -> None:
         self.store.close()
+
+    def diagnose(self, *, write_probe: bool = False) -> list[Check]:
+        """``reconciler doctor`` here: the state folder is all there is to check (no credentials, no roles,
+        no quotas). Reads only; ``write_probe`` changes nothing on this backend."""
+        checks = [Check("backend", Check.INFO, "the local backend needs no credentials, roles or quotas: only its "
+                                               "state folder is checked")]
+        folder = self.directory
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if folder.is_dir():
+            writable = os.access(folder, os.W_OK | os.X_OK)
+            checks.append(Check("state folder", Check.OK if writable else Check.FAIL,
+                                f"{folder} exists" + ("" if writable else " but is not writable"),
+                                "" if writable else f"make {folder} writable for this user"))
+        elif existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+            checks.append(Check("state folder", Check.OK, f"{folder} does not exist yet; the first apply creates it"))
+        else:
+            checks.append(Check("state folder", Check.FAIL, f"{folder} cannot be created",
+                                "set RECONCILER_STATE_DIR, or spec.local.stateDir in environment.yaml, to a "
+                                "writable folder"))
+        held = lock.current(folder)
+        if held is not None:
+            info, stale = held
+            if stale:
+                checks.append(Check("apply lock", Check.WARN, f"left by {info.holder} since {info.since}, whose "
+                                    "process is gone; the next apply takes it over"))
+            else:
+                checks.append(Check("apply lock", Check.WARN, f"held by {info.holder} since {info.since}",
+                                    f"wait for that run, or `reconciler force-unlock` with lock id {info.lock_id} "
+                                    "if it died"))
+        return checks
 
     # --- beyond the protocol: registries, devices, unmanaged deployments --------------
 
