@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 R := $(BIN)/reconciler
 
-## The main job on the embedded backend: validate, plan, apply, then show the devices.
+## The main job on the embedded backend: validate, test the models' behaviour, plan, apply, then show the devices.
 demo: $(STAMP)
 	$(R) validate $(ENV)
+	$(R) test $(ENV)
 	$(R) device $(ENV) add cam-a1 --exist-ok --tag environment=dev --tag site=a
 	$(R) device $(ENV) add cam-a2 --exist-ok --tag environment=dev --tag site=a
 	$(R) device $(ENV) add cam-b1 --exist-ok --tag environment=dev --tag site=b
@@ -48,6 +49,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
+	$(BIN)/python benchmarks/behaviour.py
 
 clean:
 	rm -rf $(VENV) .reconciler

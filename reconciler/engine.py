@@ -13,19 +13,23 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reconciler.behaviour import versions as behaviour_versions
+from reconciler.behaviour.service import Behaviour
 from reconciler.core import coverage, planner
 from reconciler.core import drift as drift_core
+from reconciler.core.behaviour import evaluate
 from reconciler.core.plan_json import SavedPlan, actions_of
 from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
+from reconciler.model.behaviour import ImageBehaviour
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
-from reconciler.model.specs import DesiredState, Fingerprints
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
@@ -83,6 +87,15 @@ def holder_name() -> str:
     run = os.environ.get("GITHUB_RUN_ID")
     where = f"GitHub run {run}" if run else f"pid {os.getpid()}"
     return f"{user}@{socket.gethostname()} {where}"
+
+
+@dataclass(frozen=True)
+class BehaviourOptions:
+    """Run the samples of new image versions in plans: ``skip`` (``--skip-behaviour``) only says
+    which were not run; ``python`` is an interpreter to use instead of the cached environments."""
+
+    skip: bool = False
+    python: Path | None = None
 
 
 @dataclass
@@ -150,11 +163,13 @@ class Engine:
     def snapshot(self, *, health: bool = False, deployments_only: bool = False) -> Snapshot:
         return self.provider.read_snapshot(self.desired, health=health, deployments_only=deployments_only)
 
-    def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True) -> Plan:
+    def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True,
+             behaviour: BehaviourOptions | None = None) -> Plan:
         fingerprints = self.fingerprints()
         snapshot = snapshot or self.snapshot()
         plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
-        return self._with_device_counts(plan, snapshot) if count_devices else plan
+        plan = self._with_device_counts(plan, snapshot) if count_devices else plan
+        return self._with_behaviour(plan, snapshot, behaviour) if behaviour is not None else plan
 
     def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
         """Say how many devices each deployment change reaches, each ring of a rollout in flight (a ring
@@ -214,20 +229,27 @@ class Engine:
     # --- applying -------------------------------------------------------------------
 
     def apply(self, *, prune: bool = False, saved: SavedPlan | None = None,
-              confirm: Callable[[Plan], bool] | None = None, rollouts_only: bool = False) -> ApplyResult:
+              confirm: Callable[[Plan], bool] | None = None, rollouts_only: bool = False,
+              behaviour: BehaviourOptions | None = None) -> ApplyResult:
         """Plan under the lock and apply. With ``saved``, refuse unless the fresh plan is
         the saved one (same specs, same actual state, same actions). With ``rollouts_only``, carry
-        out only the progress of rollouts in flight (advance, complete, roll back, pause)."""
+        out only the progress of rollouts in flight (advance, complete, roll back, pause). With
+        ``behaviour``, refuse when a new image version exceeds a behaviour gate (the runs come from
+        the plan's cache)."""
         if saved is not None:
             prune = saved.prune
         with self.provider.lock(holder_name()) as held:
             plan = self.plan(prune=prune, count_devices=not rollouts_only,
-                             snapshot=self.snapshot(deployments_only=True) if rollouts_only else None)
+                             snapshot=self.snapshot(deployments_only=True) if rollouts_only else None,
+                             behaviour=None if rollouts_only else behaviour)
             if rollouts_only:
                 plan = replace(plan, changes=tuple(c for c in plan.changes if c.action is Action.ROLLOUT
                                                    and c.step is not None and c.step.kind in PROGRESS_STEPS))
             if saved is not None:
                 self._check_saved(saved, plan)
+            if plan.behaviour is not None and plan.behaviour.failures:
+                raise PlanRefused("a behaviour gate is exceeded, so nothing was applied: "
+                                  + "; ".join(plan.behaviour.failures))
             if not plan.has_changes:
                 return ApplyResult(plan, [], saved is not None)
             if confirm is not None and not confirm(plan):
@@ -289,6 +311,44 @@ class Engine:
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove the apply lock whose id is ``lock_id`` (only that one); returns who held it."""
         return self.provider.force_unlock(lock_id)
+
+    # --- behaviour --------------------------------------------------------------------
+
+    def _with_behaviour(self, plan: Plan, snapshot: Snapshot, options: BehaviourOptions) -> Plan:
+        runs = Behaviour(cache_directory(self.desired), self.progress, options.python)
+        found = behaviour_versions.report(plan, self.desired, self.fingerprints(), snapshot, self.provider, runs,
+                                          skip=options.skip)
+        return replace(plan, behaviour=found) if found is not None else plan
+
+    def _image_spec(self, name: str) -> ImageSpec:
+        if name not in self.desired.images:
+            known = ", ".join(sorted(self.desired.images)) or "none"
+            raise ReconcilerError(f"no Image named {name!r} in {self.environment_dir} (defined: {known})")
+        return self.desired.images[name]
+
+    def test(self, names: Sequence[str] = (), python: Path | None = None) -> list[ImageBehaviour]:
+        """Run the samples of these images (default: every image with samples) on their versions in
+        the repository, against their expected outputs and latency gate. Reads no backend."""
+        specs = [self._image_spec(name) for name in names] or [
+            spec for _, spec in sorted(self.desired.images.items()) if spec.samples is not None]
+        if not specs:
+            raise ReconcilerError(f"no Image in {self.environment_dir} has samples: add spec.samples.path")
+        runs = Behaviour(cache_directory(self.desired), self.progress, python)
+        results = []
+        for spec in specs:
+            samples = runs.samples(spec)
+            version = behaviour_versions.new_version(self.desired, spec)
+            outcome = runs.run(version, self.fingerprints().images[spec.name], samples, label=spec.name,
+                               use_cache=False)
+            note = outcome.python.note if outcome.python else ""
+            results.append(evaluate(spec.name, spec.name, samples, outcome.result, None, spec.gates, note=note))
+        return results
+
+    def serve(self, name: str, port: int | None = None, python: Path | None = None) -> None:
+        """Azure ML's inference server for image ``name`` (as in the repository), in the foreground."""
+        spec = self._image_spec(name)
+        Behaviour(cache_directory(self.desired), self.progress, python).serve(
+            behaviour_versions.new_version(self.desired, spec), port)
 
     # --- drift ----------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ Structure (``format_version`` 1), documented in docs/plan-format.md:
          "fields": [{"path": "priority", "before": 10, "after": 20}]}
       ],
       "unchanged": ["model/iris-classifier"],
-      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": []
+      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": [],
+      "behaviour": {...}                    # only when new image versions have samples: core.behaviour
     }
 
 A plan with staged rollouts adds ``"rollout"`` to ``summary`` (the number of rollout steps), a
@@ -34,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.core.behaviour import report_to_dict
 from reconciler.model.plan import Action, Change, Plan, RolloutStatus
 
 FORMAT_VERSION = 1
@@ -105,6 +107,7 @@ def plan_to_dict(plan: Plan, environment_dir: str) -> dict[str, Any]:
         "unmanaged": list(plan.unmanaged),
         "warnings": [warning.summary for warning in plan.warnings],
         **({"rollouts": [rollout_to_dict(status) for status in plan.rollouts]} if plan.rollouts else {}),
+        **({"behaviour": report_to_dict(plan.behaviour)} if plan.behaviour is not None else {}),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from reconciler.model.behaviour import BehaviourReport
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
@@ -205,6 +206,7 @@ class Plan:
     prune: bool = False
     warnings: tuple[Diagnostic, ...] = field(default=())  # at the spec they are about
     rollouts: tuple[RolloutStatus, ...] = field(default=())  # staged rollouts in flight, or failed
+    behaviour: BehaviourReport | None = None  # samples run on new image versions (reconciler.behaviour)
 
     @property
     def rollout_steps(self) -> tuple[Change, ...]:

@@ -11,6 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from reconciler.model.behaviour import Gates, SamplesSpec
 from reconciler.model.diagnostics import SourceLocation
 
 JSON = Any
@@ -79,6 +80,8 @@ class ImageSpec:
     description: str
     tags: dict[str, str]
     location: SourceLocation
+    samples: SamplesSpec | None = None  # behaviour samples (not part of the image: no new version)
+    gates: Gates = Gates()
 
     @property
     def key(self) -> ResourceKey:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from reconciler.model.plan import DesiredImage
@@ -39,6 +40,7 @@ from reconciler.model.state import (
     SimulatedDevice,
     Snapshot,
 )
+from reconciler.providers.layout import PackagedModel
 
 
 class Progress(Protocol):
@@ -294,3 +296,13 @@ class Provider(Protocol):
 
 ProviderFactory = Callable[[EnvironmentSpec], Provider]
 
+
+
+@runtime_checkable
+class ImageModelFiles(Protocol):
+    """A provider that can hand out the model files a built image packages: the deployed side of
+    a plan's behaviour diff. Providers without it get a diff without the deployed side."""
+
+    def image_models(self, name: str, label: str) -> tuple[list[PackagedModel], Callable[[str, Path], None]] | None:
+        """The model versions image ``name:label`` packages and ``copy(key, destination)`` that writes
+        one of their files (keys as in ``PackagedModel.files``); None when the image is unknown."""

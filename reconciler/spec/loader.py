@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SpecError
+from reconciler.model.behaviour import (
+    DEFAULT_REPEAT,
+    DEFAULT_START_TIMEOUT_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    ChangedOutputsLimit,
+    Gates,
+    SamplesSpec,
+)
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import (
     DeploymentSpec,
@@ -180,7 +188,29 @@ def _image(document: Document) -> ImageSpec:
         description=description,
         tags=tags,
         location=document.location(()),
+        samples=_samples(document, spec.get("samples")),
+        gates=_gates(spec.get("gates") or {}),
     )
+
+
+def _samples(document: Document, samples: dict[str, Any] | None) -> SamplesSpec | None:
+    if samples is None:
+        return None
+    return SamplesSpec(path=_here(document) / samples["path"], repeat=samples.get("repeat", DEFAULT_REPEAT),
+                       timeout_seconds=float(samples.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)),
+                       start_timeout_seconds=float(samples.get("startTimeoutSeconds", DEFAULT_START_TIMEOUT_SECONDS)))
+
+
+def _gates(gates: dict[str, Any]) -> Gates:
+    changed = gates.get("maxChangedOutputs")
+    limit = None
+    if isinstance(changed, str):
+        limit = ChangedOutputsLimit(float(changed.rstrip("%")), percent=True)
+    elif changed is not None:
+        limit = ChangedOutputsLimit(float(changed), percent=False)
+    latency = gates.get("maxLatencyP95Ms")
+    return Gates(max_changed_outputs=limit, max_latency_p95_ms=float(latency) if latency is not None else None,
+                 must_match_expected=gates.get("mustMatchExpected", True))
 
 
 def _module(name: str, spec: dict[str, Any]) -> ModuleSpec:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from reconciler.errors import ReconcilerError, SpecError
+from reconciler.errors import BehaviourError, ReconcilerError, SpecError
 from reconciler.model.diagnostics import Diagnostic
 
 
@@ -43,6 +43,8 @@ def print_error(error: ReconcilerError, output_format: str = "text", stream: Tex
     if output_format == "github":
         print(f"::error::{_escape_data(str(error))}", file=sys.stdout)
     print(f"error: {error}", file=stream)
+    if isinstance(error, BehaviourError) and error.detail:
+        print("\n".join(f"  {line}" for line in error.detail.splitlines()), file=stream)
 
 
 def print_query_usage(usage: tuple[int, int] | None) -> None:

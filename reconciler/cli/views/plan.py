@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler.cli.views import behaviour as behaviour_view
 from reconciler.cli.views import rollouts
 from reconciler.core.plan_json import plan_to_dict
 from reconciler.model.plan import Action, Change, FieldChange, Plan
@@ -71,6 +72,7 @@ def render_text(plan: Plan) -> str:
             lines += [f"  {line}" for line in change_block(change)]
             lines.append("")
     lines += _notes(plan)
+    lines += behaviour_view.plan_text(plan)
     lines.append(plan.summary)
     return "\n".join(lines) + "\n"
 
@@ -169,6 +171,7 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         return "\n".join(head + notes) + "\n"
     details_open = ["", "<details><summary>Field changes</summary>", ""]
     details_close = ["", "</details>", ""]
+    notes = behaviour_view.plan_markdown(plan) + notes
     fixed = len("\n".join(head + notes + details_open + details_close)) + 400
     if len(plan.changes) <= MARKDOWN_OPEN_ROWS:
         top = _change_table(plan.changes, (limit - fixed) // 2)

@@ -9,8 +9,9 @@ rules come from ``reconciler.hub``. Beyond the protocol: the simulated devices
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
@@ -20,6 +21,7 @@ from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec
 from reconciler.model.state import Snapshot
 from reconciler.providers.apply import checked_condition
 from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
+from reconciler.providers.layout import PackagedModel
 from reconciler.providers.local import lock, snapshot
 from reconciler.providers.local.adapters import LocalCredentials, LocalDeployments, LocalImages, LocalModels
 from reconciler.providers.local.blobs import BlobStore
@@ -109,6 +111,20 @@ class LocalProvider:
         return checks
 
     # --- beyond the protocol: registries, devices, unmanaged deployments --------------
+
+    def image_models(self, name: str, label: str) -> tuple[list[PackagedModel], Callable[[str, Path], None]] | None:
+        """``ImageModelFiles``: the model versions an image was built with, their files from the blobs."""
+        image = self.store.image(name, label)
+        if image is None:
+            return None
+        packaged = []
+        for model, version in sorted(image.models.items()):
+            row = self.store.model(model, version)
+            if row is None:
+                raise PermanentProviderError(f"the image packages {model}:{version}, which no longer exists",
+                                             resource=f"image/{name}:{label}")
+            packaged.append(PackagedModel(row.name, row.version, row.files))
+        return packaged, self.blobs.copy_to
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Replace a registry's password; return its new credential version. The next plan
