@@ -216,6 +216,8 @@ def _deployment(document: Document) -> DeploymentSpec:
         description=description,
         location=document.location(()),
         rollout=_rollout(spec["rollout"]) if "rollout" in spec else None,
+        adopt=spec.get("adopt"),
+        create_options_key_order=spec.get("createOptionsKeyOrder", "sorted"),
     )
 
 
