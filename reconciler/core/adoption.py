@@ -69,7 +69,7 @@ def adopting(results: Iterable[Any], deployments: dict[str, DesiredDeployment], 
     for result in results:
         if isinstance(result, ResourceKey) and result.kind is Kind.DEPLOYMENT and result.name in adoptions:
             live = adoptions[result.name]
-            yield Change(result, Action.UPDATE, f"adopts unmanaged deployment {live.id} in place (spec.adopt): "
+            yield Change(result, Action.UPDATE, f"adopts unmanaged deployment {live.id} (spec.adopt): "
                          "adds the ownership labels; the content is unchanged",
                          (FieldChange("owner", None, environment),), desired=deployments[result.name], actual=live)
             continue
@@ -78,7 +78,7 @@ def adopting(results: Iterable[Any], deployments: dict[str, DesiredDeployment], 
             if isinstance(result.actual, LiveDeployment) and result.actual.id == live.id:
                 owner = (FieldChange("owner", None, environment),)
                 if result.action is Action.UPDATE:
-                    result = replace(result, reason=f"adopts unmanaged deployment {live.id} in place (spec.adopt): "
+                    result = replace(result, reason=f"adopts unmanaged deployment {live.id} (spec.adopt): "
                                      f"adds the ownership labels; {result.reason}", fields=owner + result.fields)
                 elif result.action is Action.REPLACE:
                     result = replace(result, reason=f"adopts unmanaged deployment {live.id} (spec.adopt), whose "

@@ -136,9 +136,10 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
     forward = sorted((c for c in changes if c.action is not Action.DELETE), key=lambda c: c.key)
     deletes = sorted((c for c in changes if c.action is Action.DELETE),
                      key=lambda c: (-c.key.kind.order, c.key.name, c.target))
+    adopted_ids = {d.id for d in adopted.values()}  # listed as changes, not as unmanaged
     unmanaged = sorted(
         f"deployment/{d.id}" + (f" (owned by environment {d.owner})" if d.owner else "")
-        for d in snapshot.deployments if d.owner != environment
+        for d in snapshot.deployments if d.owner != environment and d.id not in adopted_ids
     )
     return Plan(
         environment=environment,

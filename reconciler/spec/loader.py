@@ -197,6 +197,11 @@ def _module(name: str, spec: dict[str, Any]) -> ModuleSpec:
     )
 
 
+def deployment_spec(document: Document) -> DeploymentSpec:
+    """The typed spec of one Deployment document that passed its schema (``reconciler import`` renders it)."""
+    return _deployment(document)
+
+
 def _deployment(document: Document) -> DeploymentSpec:
     name, description, tags = _metadata(document)
     spec = document.data["spec"]
