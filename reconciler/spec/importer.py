@@ -174,12 +174,12 @@ class _Converter:
                               f"`registry: <its name>` to this spec, and run `reconciler validate`")
             return None
         name = key if key in matching else matching[0]
-        if name != key:
-            self.notes.append(f"the hub names these credentials {key!r}, a spec names them after the registry "
-                              f"({name!r}): to adopt in place, name the registry {key!r} in environment.yaml")
         self.notes.append(f"registry credentials for {address} were not written (no password is ever written to a "
                           f"file): the spec names registry {name!r} of environment.yaml, whose pull credentials "
                           "the reconciler fetches at apply time")
+        if name != key:
+            self.notes.append(f"the hub names these credentials {key!r}, a spec names them after the registry "
+                              f"({name!r}): to adopt in place, name the registry {key!r} in environment.yaml")
         return name
 
     def base(self, spec: dict[str, Any]) -> None:

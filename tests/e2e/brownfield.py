@@ -225,4 +225,13 @@ MANIFESTS = [
                                  "createOptions": "{\"HostConfig\": {\"Privileged\": true}}"}}},
         {"legacyToIoTHub": "FROM /messages/modules/legacy/* INTO $upstream"}, credentials=False),
         "tags.legacy='true'", 3, exact=False),
+    # 12. The layered example of the IoT Edge docs: an empty createOptions string and module twin values set
+    #     as dotted paths, which specs do not write. Imported as close as possible; adoption is a replace.
+    Brownfield("docs-layer", {
+        "$edgeAgent": {"properties.desired.modules.SimulatedTemperatureSensor": {
+            "settings": {"image": SENSOR, "createOptions": ""},
+            "type": "docker", "status": "running", "restartPolicy": "always", "version": "1.0"}},
+        "$edgeHub": {"properties.desired.routes.upstream": "FROM /messages/* INTO $upstream"},
+        "SimulatedTemperatureSensor": {"properties.desired.SendData": True, "properties.desired.SendInterval": 5}},
+        "tags.sensor='yes'", 70, layered=True, exact=False),
 ]
