@@ -35,9 +35,9 @@ SCHEMA_VERSION = "1.1"
 DEFAULT_STORE_AND_FORWARD_SECONDS = 7200
 
 
-def _settings(image: str, options: dict[str, JSON]) -> dict[str, str]:
+def _settings(image: str, options: dict[str, JSON], sort_keys: bool = True) -> dict[str, str]:
     settings = {"image": image}
-    for index, chunk in enumerate(create_options_chunks(options)):
+    for index, chunk in enumerate(create_options_chunks(options, sort_keys=sort_keys)):
         settings["createOptions" if index == 0 else f"createOptions{index:02d}"] = chunk
     return settings
 
@@ -46,13 +46,13 @@ def _env(env: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
     return {name: {"value": value} for name, value in sorted(env.items())}
 
 
-def _module(module: ModuleSpec, image: str) -> dict[str, JSON]:
+def _module(module: ModuleSpec, image: str, sort_keys: bool = True) -> dict[str, JSON]:
     rendered: dict[str, JSON] = {
         "version": "1.0",
         "type": "docker",
         "status": module.status,
         "restartPolicy": module.restart_policy,
-        "settings": _settings(image, module.create_options),
+        "settings": _settings(image, module.create_options, sort_keys),
     }
     if module.env:
         rendered["env"] = _env(module.env)
@@ -79,7 +79,8 @@ def render(
 ) -> dict[str, JSON]:
     """The ``modulesContent`` of a deployment. ``image_references`` maps Image spec names
     to full references (``<registry>/<name>:<label>``)."""
-    modules = {m.name: _module(m, m.image if m.image_is_external else image_references[m.image])
+    sort_keys = spec.create_options_key_order != "asWritten"
+    modules = {m.name: _module(m, m.image if m.image_is_external else image_references[m.image], sort_keys)
                for m in spec.modules}
     routes = {name: _route(route) for name, route in sorted(spec.routes.items())}
     credentials = _registry_credentials(registry, spec.registry)
@@ -96,24 +97,25 @@ def render(
     if credentials:
         runtime_settings["registryCredentials"] = credentials
     edge_agent: dict[str, JSON] = {"type": "docker", "settings": _settings(agent.get("image", EDGE_AGENT_IMAGE),
-                                                                           agent.get("createOptions", {}))}
+                                                                           agent.get("createOptions", {}), sort_keys)}
     if agent.get("env"):
         edge_agent["env"] = _env(agent["env"])
     edge_hub: dict[str, JSON] = {
         "type": "docker", "status": "running", "restartPolicy": "always",
-        "settings": _settings(hub.get("image", EDGE_HUB_IMAGE), hub.get("createOptions", EDGE_HUB_CREATE_OPTIONS)),
+        "settings": _settings(hub.get("image", EDGE_HUB_IMAGE), hub.get("createOptions", EDGE_HUB_CREATE_OPTIONS),
+                              sort_keys),
     }
     if hub.get("env"):
         edge_hub["env"] = _env(hub["env"])
     content: dict[str, JSON] = {
         "$edgeAgent": {"properties.desired": {
-            "schemaVersion": SCHEMA_VERSION,
+            "schemaVersion": agent.get("schemaVersion", SCHEMA_VERSION),
             "runtime": {"type": "docker", "settings": runtime_settings},
             "systemModules": {"edgeAgent": edge_agent, "edgeHub": edge_hub},
             "modules": modules,
         }},
         "$edgeHub": {"properties.desired": {
-            "schemaVersion": SCHEMA_VERSION,
+            "schemaVersion": hub.get("schemaVersion", SCHEMA_VERSION),
             "routes": routes,
             "storeAndForwardConfiguration": {
                 "timeToLiveSecs": hub.get("storeAndForwardTimeToLiveSecs", DEFAULT_STORE_AND_FORWARD_SECONDS)},

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from reconciler.core import manifest, rollout
+from reconciler.core import adoption, manifest, rollout
 from reconciler.core.diff import describe, field_changes
 from reconciler.hub.conditions import device_ids_condition
 from reconciler.hub.manifest import canonical_json, module_images
@@ -83,14 +83,15 @@ def desired_deployments(
         content = manifest.render(spec, references, registry)
         versions = {registry.name: registry.credential_version} if registry else {}
         digest = manifest.content_hash(content, versions)
+        deployment_id = adoption.adopted_id(spec, content, digest, snapshot) or manifest.deployment_id(name, digest)
         deployments[name] = DesiredDeployment(
             spec=spec,
-            id=manifest.deployment_id(name, digest),
+            id=deployment_id,
             content_hash=digest,
             content=content,
             target_condition=target_condition(spec),
             registries=tuple(versions),
-            metrics=manifest.metric_queries(spec.metrics, manifest.deployment_id(name, digest)),
+            metrics=manifest.metric_queries(spec.metrics, deployment_id),
         )
     return deployments, warnings
 
@@ -124,7 +125,10 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
     new_model_versions = {c.key.name for c in model_changes if isinstance(c, Change) and c.action is not Action.DELETE}
     collect(_plan_images(images, _owned(snapshot.images, environment), new_model_versions))
     rollouts: list[RolloutStatus] = []
-    collect(_plan_deployments(deployments, _owned(snapshot.deployments, environment), now or EPOCH, rollouts))
+    adopted = adoption.candidates(deployments, snapshot)  # unmanaged deployments a spec takes over (spec.adopt)
+    owned = adoption.with_adopted(_owned(snapshot.deployments, environment), adopted)
+    collect(adoption.adopting(_plan_deployments(deployments, owned, now or EPOCH, rollouts), deployments, adopted,
+                              environment))
     warnings += _foreign_model_warnings(models, snapshot.models, environment)
 
     if prune:
@@ -132,9 +136,10 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
     forward = sorted((c for c in changes if c.action is not Action.DELETE), key=lambda c: c.key)
     deletes = sorted((c for c in changes if c.action is Action.DELETE),
                      key=lambda c: (-c.key.kind.order, c.key.name, c.target))
+    adopted_ids = {d.id for d in adopted.values()}  # listed as changes, not as unmanaged
     unmanaged = sorted(
         f"deployment/{d.id}" + (f" (owned by environment {d.owner})" if d.owner else "")
-        for d in snapshot.deployments if d.owner != environment
+        for d in snapshot.deployments if d.owner != environment and d.id not in adopted_ids
     )
     return Plan(
         environment=environment,

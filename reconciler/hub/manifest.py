@@ -33,10 +33,14 @@ def password_placeholder(registry: str) -> str:
     return f"<secret:registry/{registry}/password>"
 
 
-def create_options_chunks(options: dict[str, JSON]) -> list[str]:
+def create_options_chunks(options: dict[str, JSON], *, sort_keys: bool = True) -> list[str]:
     """Docker create options as IoT Edge wants them: minified JSON, split into twin-sized
-    strings (``createOptions``, ``createOptions01``, ...)."""
-    text = canonical_json(options) if options else "{}"
+    strings (``createOptions``, ``createOptions01``, ...). Keys sorted, or (``sort_keys=False``) in
+    the order given, as the IoT Edge tools write them (JSON.stringify)."""
+    if not sort_keys:
+        text = json.dumps(options, separators=(",", ":"), ensure_ascii=False) if options else "{}"
+    else:
+        text = canonical_json(options) if options else "{}"
     size = limits.CREATE_OPTIONS_CHUNK
     return [text[i : i + size] for i in range(0, len(text), size)] or ["{}"]
 
@@ -83,6 +87,16 @@ def module_images(content: dict[str, JSON]) -> dict[str, str]:
 def registry_credentials(content: dict[str, JSON]) -> dict[str, dict[str, JSON]]:
     """Registry name -> ``{address, username, password}`` from base or layered content."""
     return _agent_entries(content, "runtime", "settings", "registryCredentials")
+
+
+def create_options_text(settings: dict[str, JSON]) -> str:
+    """A module's createOptions re-joined from its chunks (``createOptions``, ``createOptions01``, ...)."""
+    parts = [settings.get("createOptions", "")]
+    index = 1
+    while f"createOptions{index:02d}" in settings:
+        parts.append(settings[f"createOptions{index:02d}"])
+        index += 1
+    return "".join(str(part) for part in parts)
 
 
 def fill_passwords(content: dict[str, JSON], passwords: dict[str, str]) -> dict[str, JSON]:

@@ -76,7 +76,8 @@ class DesiredDeployment:
     """
 
     spec: DeploymentSpec
-    id: str  # "<name>-<content hash>": content is immutable, so new content needs a new id
+    id: str  # "<name>-<content hash>": content is immutable, so new content needs a new id (or, while its
+    #          content is the same, the id of the deployment the spec adopts: ``core.adoption``)
     content_hash: str
     content: dict[str, JSON]
     target_condition: str

@@ -163,6 +163,8 @@ class DeploymentSpec:
     description: str
     location: SourceLocation
     rollout: RolloutSpec | None = None  # None: new content reaches every targeted device at once
+    adopt: str | None = None  # the id of an unmanaged deployment this spec takes over (``reconciler import``)
+    create_options_key_order: str = "sorted"  # "sorted" | "asWritten": the bytes of the createOptions strings
 
     @property
     def key(self) -> ResourceKey:

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 from reconciler.core import manifest as render
+from reconciler.core.adoption import same_content
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import manifest
 from reconciler.hub.conditions import Condition, ConditionError, parse
@@ -66,6 +67,12 @@ def checked_condition(text: str, resource: str | None = None) -> Condition:
 def changed_properties(version: ModelVersion, properties: dict[str, str]) -> list[str]:
     """The declared property keys whose value differs on ``version``: these cannot change in place."""
     return sorted(k for k, v in properties.items() if k in version.properties and version.properties[k] != v)
+
+
+def adopts(deployment: DesiredDeployment, live: LiveDeployment) -> bool:
+    """Whether ``live`` is the unmanaged deployment the spec asks to take over (``spec.adopt``): the one
+    exception to "never change what this environment does not own" (see ``core.adoption``)."""
+    return live.owner is None and deployment.spec.adopt == live.id and deployment.spec.rollout is None
 
 
 def utc_now() -> datetime:
@@ -196,10 +203,11 @@ class Executor:
             self._update_deployment(_expect(change.desired, DesiredDeployment, change),
                                     _expect(change.actual, LiveDeployment, change))
         elif change.action is Action.REPLACE:
+            desired = _expect(change.desired, DesiredDeployment, change)
             old = self.deployments.get(_expect(change.actual, LiveDeployment, change).id)
-            if old is not None:
+            if old is not None and not adopts(desired, old):
                 self._refuse_foreign(old.owner, old.id)  # before anything is created
-            self._create(_expect(change.desired, DesiredDeployment, change))
+            self._create(desired)
             if old is not None:
                 self._delete(old)
         elif change.action is Action.DELETE:
@@ -322,15 +330,24 @@ class Executor:
         return content
 
     def _update_deployment(self, deployment: DesiredDeployment, planned: LiveDeployment) -> None:
-        """The mutable fields only: target condition, priority, labels and metrics."""
+        """The mutable fields only: target condition, priority, labels and metrics. Adopting an unmanaged
+        deployment (``spec.adopt``) is this update too: it adds the ownership labels, and only if the
+        content is still exactly the spec's."""
         current = self.deployments.get(planned.id)
         if current is None:
             raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
                                          resource=planned.id)
-        self._refuse_foreign(current.owner, current.id)
-        checked_condition(deployment.target_condition, current.id)
         spec = deployment.spec
-        labels = {**spec.labels, **ownership.ownership_tags(self.name, current.name, current.content_hash or "")}
+        name, digest = current.name, current.content_hash or ""
+        if adopts(deployment, current):
+            if not same_content(current.content, deployment.content):
+                raise PermanentProviderError("its content changed since the plan was made, so it cannot be adopted "
+                                             "in place; run `reconciler plan` again", resource=current.id)
+            name, digest = spec.name, deployment.content_hash
+        else:
+            self._refuse_foreign(current.owner, current.id)
+        checked_condition(deployment.target_condition, current.id)
+        labels = {**spec.labels, **ownership.ownership_tags(self.name, name, digest)}
         self.deployments.update(current.id, deployment.target_condition, spec.priority, labels,
                                 dict(deployment.metrics))
 

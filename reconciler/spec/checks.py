@@ -53,6 +53,7 @@ def check_all(
     for item in deployments:
         found += _deployment(item, image_names, registry_names)
     found += _rollout_priorities(deployments)
+    found += _adopted_twice(deployments)
     rolling = sum(1 for item in deployments if item.spec.rollout is not None)
     if len(deployments) + rolling > limits.MAX_DEPLOYMENTS_PER_HUB:
         extra = deployments[min(len(deployments) - 1, limits.MAX_DEPLOYMENTS_PER_HUB)]
@@ -60,6 +61,23 @@ def check_all(
         found.append(_at(extra, ("metadata", "name"),
                          f"{len(deployments)} deployments in one environment{during}; an IoT Hub holds at most "
                          f"{limits.MAX_DEPLOYMENTS_PER_HUB} (layered ones included)"))
+    return found
+
+
+def _adopted_twice(deployments: Sequence[Located]) -> list[Diagnostic]:
+    """One existing deployment can be taken over by one spec only (``spec.adopt``)."""
+    first: dict[str, Located] = {}
+    found = []
+    for item in deployments:
+        adopt = item.spec.adopt
+        if adopt is None:
+            continue
+        if adopt in first:
+            found.append(_at(item, ("spec", "adopt"), f"deployment {adopt!r} is adopted by deployment/"
+                                                      f"{first[adopt].spec.name} already; only one spec can take "
+                                                      "it over"))
+        else:
+            first[adopt] = item
     return found
 
 

@@ -227,6 +227,11 @@ def _module(name: str, spec: dict[str, Any]) -> ModuleSpec:
     )
 
 
+def deployment_spec(document: Document) -> DeploymentSpec:
+    """The typed spec of one Deployment document that passed its schema (``reconciler import`` renders it)."""
+    return _deployment(document)
+
+
 def _deployment(document: Document) -> DeploymentSpec:
     name, description, tags = _metadata(document)
     spec = document.data["spec"]
@@ -246,6 +251,8 @@ def _deployment(document: Document) -> DeploymentSpec:
         description=description,
         location=document.location(()),
         rollout=_rollout(spec["rollout"]) if "rollout" in spec else None,
+        adopt=spec.get("adopt"),
+        create_options_key_order=spec.get("createOptionsKeyOrder", "sorted"),
     )
 
 

@@ -20,6 +20,7 @@ from reconciler.model.state import Snapshot
 from reconciler.providers.registry import open_provider
 from reconciler.spec.loader import load_environment
 from tests.conftest import copy_sample
+from tests.e2e.brownfield import Brownfield
 
 
 class Backend(Protocol):
@@ -35,6 +36,9 @@ class Backend(Protocol):
 
     def create_unmanaged(self, env_dir: Path, deployment_id: str, condition: str, priority: int,
                          layered: bool) -> None: ...
+
+    def create_brownfield(self, env_dir: Path, deployment: Brownfield, content: dict[str, Any]) -> None:
+        """An unmanaged deployment with this content, labels and metrics, made as its owner made it."""
 
     def running(self, env_dir: Path) -> dict[str, str]:
         """Device id -> the id of the base deployment it applies ("" for none)."""
@@ -99,6 +103,13 @@ class LocalBackend:
         provider = self._provider(env_dir)
         provider.create_unmanaged_deployment(deployment_id, EMPTY_LAYER if layered else EMPTY_BASE, condition,
                                              priority, layered=layered)
+        provider.close()
+
+    def create_brownfield(self, env_dir: Path, deployment: Brownfield, content: dict[str, Any]) -> None:
+        provider = self._provider(env_dir)
+        provider.create_unmanaged_deployment(deployment.id, content, deployment.condition, deployment.priority,
+                                             layered=deployment.layered, labels=deployment.labels,
+                                             metrics=deployment.metrics)
         provider.close()
 
     def running(self, env_dir: Path) -> dict[str, str]:
@@ -177,6 +188,14 @@ class AzureBackend:
         content = ConfigurationContent(modules_content=EMPTY_LAYER if layered else EMPTY_BASE)
         self._manager().create_configuration(Configuration(
             id=deployment_id, content=content, target_condition=condition, priority=priority, labels={}))
+
+    def create_brownfield(self, env_dir: Path, deployment: Brownfield, content: dict[str, Any]) -> None:
+        from azure.iot.hub.models import Configuration, ConfigurationContent, ConfigurationMetrics
+
+        self._manager().create_configuration(Configuration(
+            id=deployment.id, content=ConfigurationContent(modules_content=content),
+            target_condition=deployment.condition, priority=deployment.priority, labels=dict(deployment.labels),
+            metrics=ConfigurationMetrics(queries=dict(deployment.metrics))))
 
     def running(self, env_dir: Path) -> dict[str, str]:
         from tests.azure import conftest as azure

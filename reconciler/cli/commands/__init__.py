@@ -5,6 +5,7 @@ from reconciler.cli.commands import (
     device,
     doctor,
     drift,
+    importing,
     plan,
     rollout,
     rotate,
@@ -15,4 +16,4 @@ from reconciler.cli.commands import (
     validate,
 )
 
-COMMANDS = [validate, plan, apply, rollout, drift, rotate, unlock, doctor, device, schema, test, serve]
+COMMANDS = [validate, plan, apply, rollout, drift, importing, rotate, unlock, doctor, device, schema, test, serve]

@@ -138,11 +138,12 @@ class LocalProvider:
                                          f"{self.credentials.directory} is writable", resource=registry) from exc
 
     def create_unmanaged_deployment(self, deployment_id: str, content: dict[str, JSON], target_condition: str,
-                                    priority: int, layered: bool = False) -> None:
+                                    priority: int, layered: bool = False, labels: dict[str, str] | None = None,
+                                    metrics: dict[str, str] | None = None) -> None:
         """A deployment without ownership labels, as someone would make in the portal."""
         if layered != is_layered_content(content):
             raise PermanentProviderError("content and layered disagree: a layered deployment's $edgeAgent has "
                                          "only properties.desired.* paths", resource=deployment_id)
         checked_condition(target_condition, deployment_id)
-        self.store.add_deployment(deployment_id, content, target_condition, priority, {}, {}, layered,
-                                  limits.MAX_DEPLOYMENTS_PER_HUB)
+        self.store.add_deployment(deployment_id, content, target_condition, priority, labels or {}, metrics or {},
+                                  layered, limits.MAX_DEPLOYMENTS_PER_HUB)
