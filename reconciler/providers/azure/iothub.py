@@ -264,6 +264,30 @@ class IoTHub:
                  f"WHERE capabilities.iotEdge = true AND ({target_condition})")
         return self._count(query, f"device count for {target_condition!r}")
 
+    def device_ids(self, target_condition: str) -> list[str]:
+        """The IoT Edge devices a target condition selects, by id: one ``SELECT deviceId`` query, following
+        continuation tokens if the hub pages the answer."""
+        from azure.iot.hub.models import QuerySpecification
+
+        query = f"SELECT deviceId FROM devices WHERE capabilities.iotEdge = true AND ({target_condition})"
+        what = f"devices of {target_condition!r}"
+        found: list[str] = []
+        token = None
+
+        def page_after(token: str | None) -> Any:
+            return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token), what=what)
+
+        while True:
+            page = page_after(token)
+            for item in page.items or []:
+                extra = item if isinstance(item, dict) else (getattr(item, "additional_properties", None) or {})
+                device = getattr(item, "device_id", None) or extra.get("deviceId")
+                if device:
+                    found.append(str(device))
+            token = page.continuation_token
+            if not token:
+                return sorted(found)
+
     def _count(self, query: str, what: str) -> int:
         """Sum of ``COUNT_ALIAS`` over the pages of a count query."""
         from azure.iot.hub.models import QuerySpecification

@@ -119,6 +119,9 @@ class AzureProvider:
     def count_devices(self, target_condition: str) -> int:
         return self.hub.count_devices(target_condition)
 
+    def device_ids(self, target_condition: str) -> list[str]:
+        return self.hub.device_ids(target_condition)
+
     def adapters(self) -> Adapters:
         return Adapters(self.models, self.images, HubDeployments(self.hub, self.name),
                         AcrCredentials(self.registries, self.hub, self.name))

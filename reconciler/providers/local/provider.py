@@ -59,6 +59,12 @@ class LocalProvider:
     def count_devices(self, target_condition: str) -> int:
         return self.simulator.count(checked_condition(target_condition))
 
+    def device_ids(self, target_condition: str) -> list[str]:
+        return self.simulator.select(checked_condition(target_condition))
+
+    def image_models(self) -> dict[tuple[str, str], dict[str, int]]:
+        return {(row.name, row.label): dict(row.models) for row in self.store.images()}
+
     def adapters(self) -> Adapters:
         name = self.environment.name
         return Adapters(LocalModels(name, self.store, self.blobs),
