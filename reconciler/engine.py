@@ -115,6 +115,9 @@ class Engine:
         return self._provider
 
     def close(self) -> None:
+        finish = getattr(self.progress, "finish", None)  # a progress bar still drawn goes before other output
+        if callable(finish):
+            finish()
         if self._provider is not None:
             self._provider.close()
 

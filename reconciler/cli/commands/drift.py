@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.views import drift as drift_view
     from reconciler.engine import Engine
 
-    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         report = engine.drift()
     if args.format == "json":
         print(drift_view.render_json(report), end="")

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.views import plan as plan_view
     from reconciler.engine import Engine
 
-    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune)
     environment_dir = display_path(args.environment)
     if args.format == "json":

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.views import lineage as view
     from reconciler.engine import Engine
 
-    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         found = engine.where(args.kind, args.target, devices=args.devices)
     print(view.render_json(found) if args.format == "json" else view.render_text(found), end="")
     return exit_codes.OK
