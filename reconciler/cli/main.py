@@ -1,4 +1,5 @@
 """Entry point: parse arguments, run one command, turn errors into messages and exit codes."""
+# PYTHON_ARGCOMPLETE_OK (argcomplete's marker for global completion: see cli/completion.py)
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import exit_codes
+from reconciler.cli import completion, exit_codes
 from reconciler.cli.commands import COMMANDS
 from reconciler.cli.views.diagnostics import print_error
 from reconciler.errors import ReconcilerError
@@ -43,6 +44,7 @@ def _quiet_anywhere(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    completion.complete(parser)  # returns at once unless the shell asks for completions
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

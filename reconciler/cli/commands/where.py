@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from reconciler.cli import exit_codes
+from reconciler.cli.completion import spec_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,8 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("environment", type=Path, metavar="ENV_DIR", help="an environments/<name> folder")
     parser.add_argument("kind", choices=["model", "image"], help="what to trace")
-    parser.add_argument("target", metavar="NAME[:VERSION]",
-                        help="a model (NAME or NAME:VERSION) or an image (NAME or NAME:LABEL)")
+    target = parser.add_argument("target", metavar="NAME[:VERSION]",
+                                 help="a model (NAME or NAME:VERSION) or an image (NAME or NAME:LABEL)")
+    target.completer = spec_names  # type: ignore[attr-defined]  # argcomplete reads it (cli/completion.py)
     parser.add_argument("--devices", action="store_true",
                         help="list the devices each deployment reaches (local: the simulated devices; Azure: "
                              "one IoT Hub device query per deployment)")
