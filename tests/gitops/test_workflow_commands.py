@@ -788,7 +788,7 @@ def test_ci_runs_the_projects_own_entry_point() -> None:
 
 # --- the action (action.yml) ----------------------------------------------------------------
 
-def test_the_action_is_a_composite_with_the_promised_inputs() -> None:
+def test_the_action_is_a_composite_with_the_promised_inputs(tmp_path: Path) -> None:
     data = yaml.safe_load(ACTION.read_text())
     assert set(data["inputs"]) == {"command", "environment", "args", "version"}
     assert all(not i.get("required") for i in data["inputs"].values())
@@ -803,7 +803,7 @@ def test_the_action_is_a_composite_with_the_promised_inputs() -> None:
     scripts = [ACTION.parent / "scripts" / "github-action.sh"]
     for index, s in enumerate(data["runs"]["steps"]):
         if "run" in s and "github-action.sh" not in s["run"]:
-            inline = Path(tempfile.mkdtemp()) / f"step-{index}.sh"
+            inline = tmp_path / f"step-{index}.sh"
             inline.write_text("#!/usr/bin/env bash\n" + s["run"])
             scripts.append(inline)
     shellcheck = subprocess.run([str(Path(sys.executable).parent / "shellcheck"), *map(str, scripts)],
