@@ -38,13 +38,13 @@ demo: $(STAMP)
 demo-rollout: $(STAMP)
 	bash scripts/demo-rollout.sh
 
-## Lint, types, layering, the GitHub workflows (actionlint, zizmor) and the whole test suite.
+## Lint, types, layering, the GitHub workflows and action (actionlint, zizmor) and the whole test suite.
 test: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck -pyflakes=
-	$(BIN)/zizmor --offline --quiet .github
+	$(BIN)/zizmor --offline --quiet .github action.yml
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

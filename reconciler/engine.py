@@ -20,7 +20,7 @@ from pathlib import Path
 
 from reconciler.behaviour import versions as behaviour_versions
 from reconciler.behaviour.service import Behaviour
-from reconciler.core import coverage, planner
+from reconciler.core import coverage, lineage, planner
 from reconciler.core import drift as drift_core
 from reconciler.core.behaviour import evaluate
 from reconciler.core.plan_json import SavedPlan, actions_of
@@ -28,14 +28,17 @@ from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
 from reconciler.model.behaviour import ImageBehaviour
 from reconciler.model.diagnostics import Diagnostic
+from reconciler.model.lineage import Lineage
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
     Check,
+    DeviceListing,
     DeviceSimulator,
     Diagnosable,
+    ImageContents,
     LockInfo,
     Metered,
     Progress,
@@ -126,6 +129,9 @@ class Engine:
         return self._provider
 
     def close(self) -> None:
+        finish = getattr(self.progress, "finish", None)  # a progress bar still drawn goes before other output
+        if callable(finish):
+            finish()
         if self._provider is not None:
             self._provider.close()
 
@@ -356,3 +362,41 @@ class Engine:
         snapshot = self.snapshot(health=True)
         plan = self.plan(snapshot=snapshot, count_devices=False)
         return drift_core.detect(plan, snapshot)
+
+    # --- lineage --------------------------------------------------------------------
+
+    def where(self, kind: str, target: str, *, devices: bool = False) -> Lineage:
+        """``reconciler where``: which images package model ``target`` (``NAME[:VERSION]``; ``kind`` "model")
+        or which builds of image ``target`` (``NAME[:LABEL]``; "image") there are, the deployments that run
+        them, and the devices each reaches. One snapshot, then one device query per deployment: a count, or
+        with ``devices`` the ids."""
+        name, version = lineage.parse_target(kind, target)
+        snapshot = self.snapshot()
+        provider = self.provider
+        if isinstance(provider, ImageContents):
+            packaged = provider.packaged_versions()
+        else:
+            packaged = lineage.packaged_by_specs(self.desired, self.fingerprints(), snapshot)
+        if kind == "model":
+            users = frozenset(i.name for i in self.desired.images.values() if name in i.models)
+            found = lineage.trace_model(snapshot, packaged, name, int(version) if version else None, users)
+        else:
+            found = lineage.trace_image(snapshot, packaged, name, version)
+        if devices and not isinstance(provider, DeviceListing):
+            raise ReconcilerError(f"the {self.desired.environment.provider!r} provider cannot list devices")
+        reached: dict[str, tuple[int, tuple[str, ...] | None]] = {}
+        images = []
+        for image in found.images:
+            reaches = []
+            for reach in image.deployments:
+                if reach.id not in reached:
+                    if isinstance(provider, DeviceListing) and devices:
+                        listed = tuple(provider.device_ids(reach.target_condition))
+                        reached[reach.id] = (len(listed), listed)
+                    else:
+                        reached[reach.id] = (provider.count_devices(reach.target_condition), None)
+                count, device_ids = reached[reach.id]
+                reaches.append(replace(reach, devices=count, device_ids=device_ids))
+            images.append(replace(image, deployments=tuple(reaches)))
+        return replace(found, images=tuple(images))
+

@@ -1,4 +1,5 @@
 """Entry point: parse arguments, run one command, turn errors into messages and exit codes."""
+# PYTHON_ARGCOMPLETE_OK (argcomplete's marker for global completion: see cli/completion.py)
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import exit_codes
+from reconciler.cli import completion, exit_codes
 from reconciler.cli.commands import COMMANDS
 from reconciler.cli.views.diagnostics import print_error
 from reconciler.errors import ReconcilerError
@@ -20,14 +21,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="GitOps for ML models on Azure IoT Edge: validate, plan and apply specs.",
     )
     parser.add_argument("--version", action="version", version=f"edge-reconciler {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    _quiet_anywhere(subparsers)
     return parser
+
+
+QUIET_HELP = "print no progress (steps, bars): only results and errors"
+
+
+def _quiet_anywhere(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``-q`` after the command too (``reconciler apply ENV -q``): each subcommand takes it, without a default
+    of its own, so it never undoes a ``-q`` given before the command."""
+    for parser in subparsers.choices.values():
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _quiet_anywhere(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    completion.complete(parser)  # returns at once unless the shell asks for completions
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

@@ -252,6 +252,23 @@ class Diagnosable(Protocol):
     def diagnose(self, *, write_probe: bool = False) -> list[Check]: ...
 
 
+@runtime_checkable
+class DeviceListing(Protocol):
+    """A provider that can name the devices a target condition selects (``reconciler where --devices``)."""
+
+    def device_ids(self, target_condition: str) -> list[str]:
+        """The ids of the IoT Edge devices ``target_condition`` selects now, sorted: one query (plus paging)."""
+
+
+@runtime_checkable
+class ImageContents(Protocol):
+    """A provider whose images record the model versions they package (``reconciler where``). Backends
+    without it (Azure: an image is only a registry tag) are told what the current specs would package."""
+
+    def packaged_versions(self) -> dict[tuple[str, str], dict[str, int]]:
+        """(image name, label) -> {model name: version} for every built image: one read."""
+
+
 class Provider(Protocol):
     """A backend for one environment."""
 

@@ -28,9 +28,13 @@ CONDITIONALLY_REQUIRED = {
 }
 
 
+@cache
 def schema_directory() -> Path:
-    """``schemas/`` at the repository root (the package is installed in editable mode)."""
-    return Path(__file__).resolve().parents[2] / "schemas"
+    """The JSON Schemas. ``reconciler/schemas`` is a link to ``schemas/`` at the repository root, so that
+    wheels carry them as package data: an installed edge-reconciler (the GitHub Action, the pre-commit
+    hook, ``pip install .``) has no repository around it. A checkout without links has the root."""
+    packaged = Path(__file__).resolve().parents[1] / "schemas"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "schemas"
 
 
 def schema_path(kind: str) -> Path:

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,14 +73,84 @@ _COMMAND = re.compile(r"(?<![\w-])reconciler\s+(?:validate|plan|apply|drift)\s+(
 
 def reconciler_commands(name: str) -> list[list[str]]:
     """Every ``reconciler ...`` invocation in the workflow's run scripts, as argv (without
-    the program name), ``$ENV_DIR`` replaced by the sample environment."""
+    the program name), ``$ENV_DIR`` replaced by the sample environment; and every command a
+    step gives this repository's action (``uses: ./``), as the action runs it."""
     commands = []
     for _, s in steps(name):
         for match in _COMMAND.finditer(s.get("run", "")):
             text = re.sub(r"\s+\d$", "", match.group(0).strip())  # the fd of a following 2>&1
             argv = [ENV_DIR if token == "$ENV_DIR" else token for token in shlex.split(text)[1:]]
             commands.append(argv)
+        if s.get("uses") == "./" and s.get("with", {}).get("command"):
+            commands.extend(action_commands(s["with"]))
     return commands
+
+
+# --- this repository's action (action.yml) ---------------------------------------------------
+
+ACTION = REPO / "action.yml"
+FAKE_RECONCILER = """
+import json, os, sys
+with open(os.environ["FAKE_RECONCILER_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+sys.exit(int(os.environ.get("FAKE_RECONCILER_CODE", "0")))
+"""
+
+
+def action_inputs(with_: dict[str, str]) -> dict[str, str]:
+    """A step's ``with:`` as the action's run step sees it (its ``env:``), ``${{ matrix.dir }}`` the sample."""
+    unknown = set(with_) - set(yaml.safe_load(ACTION.read_text())["inputs"])
+    assert not unknown, f"the action has no inputs {sorted(unknown)}"
+    value = {k: str(v).replace("${{ matrix.dir }}", ENV_DIR) for k, v in with_.items()}
+    return {"COMMAND": value.get("command", ""), "ENV_DIR": value.get("environment", ""),
+            "ARGS": value.get("args", "")}
+
+
+def run_action(with_: dict[str, str], cwd: Path, *, state: Path | None = None,
+               fake_code: int | None = None) -> tuple[StepResult, list[list[str]]]:
+    """The action's run step (not its install step: the test's virtual environment has edge-reconciler),
+    as GitHub runs it: its script under bash with the step's ``env:``. With ``fake_code``, a fake
+    ``reconciler`` that exits with it records the commands instead of running them."""
+    run = next(s for s in yaml.safe_load(ACTION.read_text())["runs"]["steps"] if s.get("id") == "run")
+    assert set(run["env"]) == {"COMMAND", "ENV_DIR", "ARGS"}
+    runner = cwd.parent / f"action-{len(list(cwd.parent.glob('action-*')))}"
+    runner.mkdir()
+    (runner / "script.sh").write_text(run["run"])
+    for name in ("output", "summary", "reconciler.log"):
+        (runner / name).write_text("")
+    tools = Path(sys.executable).parent
+    path = f"{tools}{os.pathsep}{os.environ['PATH']}"
+    if fake_code is not None:
+        fake = runner / "bin" / "reconciler"
+        fake.parent.mkdir()
+        fake.write_text(f"#!{sys.executable}\n{FAKE_RECONCILER}")
+        fake.chmod(0o755)
+        path = f"{fake.parent}{os.pathsep}{path}"
+    environment = {
+        **os.environ, **action_inputs(with_), "PATH": path, "GITHUB_ACTION_PATH": str(REPO),
+        "RUNNER_TEMP": str(runner), "GITHUB_OUTPUT": str(runner / "output"),
+        "GITHUB_STEP_SUMMARY": str(runner / "summary"), "FAKE_RECONCILER_LOG": str(runner / "reconciler.log"),
+        "FAKE_RECONCILER_CODE": str(fake_code or 0),
+    }
+    if state is not None:
+        environment["RECONCILER_STATE_DIR"] = str(state)
+    process = subprocess.run([run["shell"], "--noprofile", "--norc", "-eo", "pipefail", str(runner / "script.sh")],
+                             cwd=cwd, env=environment, text=True, capture_output=True, timeout=300)
+    outputs = dict(line.split("=", 1) for line in (runner / "output").read_text().splitlines() if "=" in line)
+    argv = [json.loads(line) for line in (runner / "reconciler.log").read_text().splitlines()]
+    return StepResult(process, outputs, (runner / "summary").read_text(), []), argv
+
+
+def action_commands(with_: dict[str, str]) -> list[list[str]]:
+    """The ``reconciler`` commands the action runs for these inputs when they succeed."""
+    scratch = Path(tempfile.mkdtemp(prefix="action-commands-"))
+    try:
+        (scratch / "work").mkdir()
+        result, argv = run_action(with_, scratch / "work", fake_code=0)
+        assert result.code == 0, result.err
+        return argv
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def command(name: str, subcommand: str, *, having: tuple[str, ...] = (), lacking: tuple[str, ...] = ()) -> list[str]:
@@ -586,7 +657,8 @@ def test_workflow_security(name: str) -> None:
         assert all(v in ("read", "write", "none") for v in permissions.values())
         uses = [s["uses"] for s in job.get("steps", []) if "uses" in s]
         for action in uses:
-            assert PINNED.match(action), f"{job_id}: {action} is not pinned to a full commit SHA"
+            local = action == "./"  # this repository's action, from the same checkout
+            assert local or PINNED.match(action), f"{job_id}: {action} is not pinned to a full commit SHA"
         logs_in = any(a.startswith("azure/login@") for a in uses)
         assert (permissions.get("id-token") == "write") == logs_in, f"{job_id}: id-token only to sign in to Azure"
         for s in job.get("steps", []):
@@ -598,6 +670,8 @@ def test_workflow_security(name: str) -> None:
     lines = [line for line in text.splitlines() if re.match(r"\s*(- )?uses:", line)]
     assert lines
     for line in lines:
+        if re.match(r"\s*(- )?uses: \./(\s|$)", line):
+            continue
         assert VERSION_COMMENT.search(line), f"give the version in a comment: {line.strip()}"
     assert "password" not in text.lower() and "creds:" not in text
 
@@ -710,3 +784,110 @@ def test_ci_runs_the_projects_own_entry_point() -> None:
     data = workflow("ci.yml")
     assert {"push", "pull_request"} <= set(triggers(data))
     assert [s["run"] for _, s in steps("ci.yml") if "run" in s] == ["bash .ci/run"]
+
+
+# --- the action (action.yml) ----------------------------------------------------------------
+
+def test_the_action_is_a_composite_with_the_promised_inputs(tmp_path: Path) -> None:
+    data = yaml.safe_load(ACTION.read_text())
+    assert set(data["inputs"]) == {"command", "environment", "args", "version"}
+    assert all(not i.get("required") for i in data["inputs"].values())
+    assert set(data["outputs"]) == {"exit-code", "report"}
+    assert data["runs"]["using"] == "composite"
+    for s in data["runs"]["steps"]:
+        if "uses" in s:
+            assert PINNED.match(s["uses"]), f"{s['uses']} is not pinned to a full commit SHA"
+        if "run" in s:
+            assert s["shell"] == "bash"
+            assert "${{" not in s["run"], "pass inputs through env:, never into a script"
+    scripts = [ACTION.parent / "scripts" / "github-action.sh"]
+    for index, s in enumerate(data["runs"]["steps"]):
+        if "run" in s and "github-action.sh" not in s["run"]:
+            inline = tmp_path / f"step-{index}.sh"
+            inline.write_text("#!/usr/bin/env bash\n" + s["run"])
+            scripts.append(inline)
+    shellcheck = subprocess.run([str(Path(sys.executable).parent / "shellcheck"), *map(str, scripts)],
+                                capture_output=True, text=True)
+    assert shellcheck.returncode == 0, shellcheck.stdout
+
+
+def test_the_workflows_use_the_action_to_install_and_where_a_step_is_only_a_command() -> None:
+    for name in ("plan.yml", "apply.yml", "drift.yml"):
+        install = step(name, "Install edge-reconciler")
+        assert install["uses"] == "./" and "with" not in install
+    rollout = step("rollout.yml", "Take the rollout steps that are due")
+    assert rollout["uses"] == "./"
+    assert "IOTHUB_CONNECTION_STRING" in rollout["env"]
+
+
+def test_the_action_refuses_a_version_that_is_not_one(tmp_path: Path) -> None:
+    install = yaml.safe_load(ACTION.read_text())["runs"]["steps"][0]
+    (tmp_path / "install.sh").write_text(install["run"])
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "install.sh")],
+                            env={**os.environ, "VERSION": "1.0 --index-url https://example.com", "RUNNER_TEMP":
+                                 str(tmp_path)}, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ("::error::version must be a version number such as 0.1.0 (or empty: the action's own "
+                             "source), not: 1.0 --index-url https://example.com\n")
+
+
+@pytest.mark.parametrize(("with_", "argv"), [
+    ({"command": "validate", "environment": ENV_DIR}, [["validate", ENV_DIR, "--format", "github"]]),
+    ({"command": "plan", "environment": ENV_DIR, "args": "--out plan.json --detailed-exitcode"},
+     [["plan", ENV_DIR, "--format", "markdown", "--out", "plan.json", "--detailed-exitcode"]]),
+    ({"command": "plan", "environment": ENV_DIR, "args": "--format json"}, [["plan", ENV_DIR, "--format", "json"]]),
+    ({"command": "drift", "environment": ENV_DIR}, [["drift", ENV_DIR, "--format", "markdown"]]),
+    ({"command": "where", "environment": ENV_DIR, "args": "model 'iris classifier:2' --devices"},
+     [["where", ENV_DIR, "model", "iris classifier:2", "--devices"]]),
+    ({"command": "apply", "args": "reviewed-plan/plan.json"}, [["apply", "reviewed-plan/plan.json"]]),
+])
+def test_the_commands_the_action_runs(with_: dict[str, str], argv: list[list[str]]) -> None:
+    assert action_commands(with_) == argv
+
+
+def test_the_action_annotates_invalid_specs_and_summarises_them(repo: Repo) -> None:
+    repo.edit(f"{ENV_DIR}/deployments.yaml", "priority: 10 ", "priority: high ")
+    result, _ = run_action({"command": "validate", "environment": ENV_DIR}, repo.root, state=repo.state)
+    assert result.code == 1
+    assert result.outputs["exit-code"] == "1"
+    assert result.out.startswith("::error file=environments/local/deployments.yaml,line=23,col=13::"
+                                 "Deployment/iris-base: spec.priority: must be an integer (got string 'high')\n")
+    assert result.summary.startswith("### reconciler validate `environments/local`: failed (exit code 1)\n\n"
+                                     "The problems are annotated on their lines (*Files changed* tab):\n\n````text\n"
+                                     "environments/local/deployments.yaml:23:13: Deployment/iris-base: spec.priority")
+
+    repo.edit(f"{ENV_DIR}/deployments.yaml", "priority: high ", "priority: 10 ")
+    valid, _ = run_action({"command": "validate", "environment": ENV_DIR}, repo.root, state=repo.state)
+    assert valid.code == 0, valid.err
+    assert valid.summary == "### reconciler validate `environments/local`: the specs are valid\n"
+
+
+def test_the_action_plans_into_the_summary_and_changes_do_not_fail_the_step(repo: Repo) -> None:
+    with_ = {"command": "plan", "environment": ENV_DIR, "args": "--out plan.json --detailed-exitcode"}
+    result, _ = run_action(with_, repo.root, state=repo.state)
+    assert result.code == 0, result.err
+    assert result.outputs["exit-code"] == "2"
+    report = Path(result.outputs["report"]).read_text()
+    assert report.startswith("### edge-reconciler plan for `local`\n")
+    assert result.summary == report
+    assert (repo.root / "plan.json").exists()
+    # The report is not echoed into the log, and nothing printed may act as a workflow command.
+    assert "edge-reconciler plan for" not in result.out
+    token = re.match(r"::stop-commands::(\S+)\n", result.out)
+    assert token and result.out.endswith(f"::{token.group(1)}::\n")
+
+
+def test_the_action_takes_the_rollout_steps_as_rollout_yml_asks(repo: Repo) -> None:
+    repo.add_devices()
+    with_ = step("rollout.yml", "Take the rollout steps that are due")["with"]
+    result, _ = run_action(with_, repo.root, state=repo.state)
+    assert result.code == 0, result.err
+    assert result.summary.startswith("### reconciler apply `environments/local`: succeeded\n\n````text\n")
+    assert "Rollout steps taken: 0." in result.summary
+
+    repo.edit(f"{ENV_DIR}/deployments.yaml", "priority: 10 ", "priority: high ")
+    failed, _ = run_action(with_, repo.root, state=repo.state)
+    assert failed.code == 1
+    assert failed.outputs["exit-code"] == "1"
+    assert failed.summary.startswith("### reconciler apply `environments/local`: failed (exit code 1)\n")
+    assert "spec.priority: must be an integer" in failed.summary

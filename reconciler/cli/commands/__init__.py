@@ -14,6 +14,8 @@ from reconciler.cli.commands import (
     test,
     unlock,
     validate,
+    where,
 )
 
-COMMANDS = [validate, plan, apply, rollout, drift, importing, rotate, unlock, doctor, device, schema, test, serve]
+COMMANDS = [validate, plan, apply, rollout, drift, where, importing, rotate, unlock, doctor, device, schema, test,
+            serve]

@@ -58,15 +58,16 @@ def run(args: argparse.Namespace) -> int:
     confirm = None if (args.auto_approve or saved) else _confirm
     # Rollout steps build no image: no samples to run.
     behaviour = None if args.rollouts_only else BehaviourOptions(skip=args.skip_behaviour, python=args.python)
-    with stop_on_sigterm(), Engine(environment_dir, TerminalProgress()) as engine:
+    with stop_on_sigterm(), Engine(environment_dir, TerminalProgress(quiet=args.quiet)) as engine:
         result = engine.apply(prune=args.prune, saved=saved, confirm=confirm, rollouts_only=args.rollouts_only,
                               behaviour=behaviour)
     if args.rollouts_only:
+        from reconciler.cli.progress import interactive
         from reconciler.cli.views import rollouts
 
         for change in result.applied:
             print(f"{change.action.symbol} {change.key}: {change.reason}")
-        print(rollouts.render_text(result.plan.rollouts), end="")
+        print(rollouts.render_text(result.plan.rollouts, bars=not args.quiet and interactive(sys.stdout)), end="")
         print(f"Rollout steps taken: {len(result.applied)}.")
         return exit_codes.OK
     if not result.applied:

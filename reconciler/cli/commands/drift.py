@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.views.diagnostics import print_query_usage
     from reconciler.engine import Engine
 
-    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         report = engine.drift()
         usage = engine.query_usage()
     print_query_usage(usage)

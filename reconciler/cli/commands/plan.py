@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.engine import BehaviourOptions, Engine
 
     behaviour = BehaviourOptions(skip=args.skip_behaviour, python=args.python)
-    with stop_on_sigterm(), Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with stop_on_sigterm(), Engine(args.environment,
+                                   TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune, behaviour=behaviour)
         usage = engine.query_usage()
     print_query_usage(usage)

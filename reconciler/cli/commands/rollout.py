@@ -8,6 +8,7 @@ threshold, and the time left in the ring. The steps themselves are taken by ``re
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from reconciler.cli import exit_codes
@@ -27,11 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli.progress import TerminalProgress
+    from reconciler.cli.progress import TerminalProgress, interactive
     from reconciler.cli.views import rollouts
     from reconciler.engine import Engine
 
-    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+    with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         statuses = engine.rollout_status()
-    print(rollouts.render_json(statuses) if args.format == "json" else rollouts.render_text(statuses), end="")
+    if args.format == "json":
+        print(rollouts.render_json(statuses), end="")
+    else:
+        print(rollouts.render_text(statuses, bars=not args.quiet and interactive(sys.stdout)), end="")
     return exit_codes.OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from reconciler.cli.progress import meter
 from reconciler.core.plan_json import rollout_to_dict
 from reconciler.core.rollout import duration
 from reconciler.model.plan import GateResult, RolloutStatus
@@ -51,12 +52,32 @@ def status_lines(status: RolloutStatus) -> list[str]:
     return lines
 
 
-def render_text(statuses: Sequence[RolloutStatus]) -> str:
+def progress_lines(status: RolloutStatus) -> list[str]:
+    """Bars for a person at a terminal: how far through its rings a rollout in flight is (devices reached
+    by the current ring, of all the deployment reaches) and through the current ring's soak."""
+    if status.ring is None or status.state in ("failed", "complete"):
+        return []
+    lines = []
+    everyone = status.ring_devices.get("all")
+    reached = status.ring_devices.get(status.ring)
+    if everyone and reached is not None:
+        lines.append(f"    devices {meter(reached / everyone)} {reached} of {everyone} in ring {status.ring}")
+    if status.soak_seconds and status.elapsed_seconds is not None:
+        fraction = min(1.0, status.elapsed_seconds / status.soak_seconds)
+        soaked = f"{duration(status.elapsed_seconds)} of {duration(status.soak_seconds)}"
+        lines.append(f"    soak    {meter(fraction)} {soaked}")
+    return lines
+
+
+def render_text(statuses: Sequence[RolloutStatus], bars: bool = False) -> str:
+    """The rollouts, with ``progress_lines`` under each when ``bars`` (an interactive terminal)."""
     if not statuses:
         return "No rollouts in flight.\n"
     lines: list[str] = []
     for status in statuses:
         lines += status_lines(status)
+        if bars:
+            lines += progress_lines(status)
     return "\n".join(lines) + "\n"
 
 

@@ -250,6 +250,24 @@ class IoTHub:
     def counter(self) -> DeviceCounter:
         return DeviceCounter(self._query_page, self.query_budget)
 
+    def device_ids(self, target_condition: str) -> list[str]:
+        """The IoT Edge devices a target condition selects, by id: one ``SELECT deviceId`` query, following
+        continuation tokens if the hub pages the answer."""
+        query = f"SELECT deviceId FROM devices WHERE capabilities.iotEdge = true AND ({target_condition})"
+        what = f"devices of {target_condition!r}"
+        found: list[str] = []
+        token = None
+        while True:
+            page = self._query_page(query, token, None, what)
+            for item in page.items or []:
+                extra = item if isinstance(item, dict) else (getattr(item, "additional_properties", None) or {})
+                device = getattr(item, "device_id", None) or extra.get("deviceId")
+                if device:
+                    found.append(str(device))
+            token = page.continuation_token
+            if not token:
+                return sorted(found)
+
     def _query_page(self, query: str, token: str | None, size: int | None, what: str) -> Any:
         from azure.iot.hub.models import QuerySpecification
 

@@ -129,6 +129,9 @@ class AzureProvider:
         """IoT Hub query pages this run spent, and its budget."""
         return self.hub.counter.spent, self.hub.query_budget
 
+    def device_ids(self, target_condition: str) -> list[str]:
+        return self.hub.device_ids(target_condition)
+
     def adapters(self) -> Adapters:
         return Adapters(self.models, self.images, HubDeployments(self.hub, self.name),
                         AcrCredentials(self.registries, self.hub, self.name))

@@ -65,6 +65,12 @@ class LocalProvider:
     def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
         return {condition: self.count_devices(condition) for condition in dict.fromkeys(target_conditions)}
 
+    def device_ids(self, target_condition: str) -> list[str]:
+        return self.simulator.select(checked_condition(target_condition))
+
+    def packaged_versions(self) -> dict[tuple[str, str], dict[str, int]]:
+        return {(row.name, row.label): dict(row.models) for row in self.store.images()}
+
     def adapters(self) -> Adapters:
         name = self.environment.name
         return Adapters(LocalModels(name, self.store, self.blobs),

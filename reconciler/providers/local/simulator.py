@@ -185,6 +185,12 @@ class Simulator:
             self._devices = self._store.devices()
         return count_matching(condition, self._devices)
 
+    def select(self, condition: Condition) -> list[str]:
+        """The ids of the devices ``condition`` selects, sorted."""
+        if self._devices is None:
+            self._devices = self._store.devices()
+        return sorted(device.id for device in self._devices if matches(condition, device.twin))
+
     def _check(self, row: DeviceRow) -> None:
         if not limits.DEVICE_ID.match(row.id):
             raise PermanentProviderError(f"invalid device id {row.id!r}: up to 128 letters, digits and "
