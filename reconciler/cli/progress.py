@@ -60,7 +60,7 @@ class TerminalProgress:
         print(message, file=self.stream, flush=True)
 
     def advance(self, done: int, total: int | None) -> None:
-        if self.quiet:
+        if self.quiet or not self._message:  # progress within no announced step (small work): nothing to show
             return
         now = self._clock()
         if self.live:
