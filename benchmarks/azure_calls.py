@@ -8,7 +8,10 @@ request log, the HTTP requests per service of:
 * a no-op plan (must be bounded: one list per kind plus paging, never one per resource);
 * a plan after 1% of the model files changed (5 models).
 
-Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N]
+and the wall time of each plan, optionally with a latency injected into every request the plans make
+(``--latency 0.05``: 50 ms per request, a round trip to Azure from a CI runner).
+
+Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N] [--latency S]
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=25)
     parser.add_argument("--deployments", type=int, default=100)
     parser.add_argument("--devices", type=int, default=20_000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request of the plans")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,6 +133,8 @@ def main() -> int:
             apply_seconds = time.perf_counter() - started
             apply_calls = len(emulator.calls())
 
+            if args.latency:  # the emulator's latency injection: every request, before it is answered
+                emulator.faults.add(latency=args.latency)
             noop = plan_calls(env, emulator)
             changed = max(1, args.models // 100)
             for i in range(changed):
@@ -136,7 +142,7 @@ def main() -> int:
             delta = plan_calls(env, emulator)
 
     print(f"environment: {args.models} models, {args.images} images, {args.deployments} deployments, "
-          f"{args.devices} devices (Azure emulator, real SDKs)")
+          f"{args.devices} devices (Azure emulator, real SDKs, {args.latency * 1000:.0f} ms per request)")
     print(f"setup: first apply of {len(result.applied)} changes in {apply_seconds:.1f} s, {apply_calls} HTTP requests")
     services = sorted(set(noop[2]) | set(delta[2]))
     print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'requests':>9}  " + " ".join(f"{s:>13}" for s in services))
