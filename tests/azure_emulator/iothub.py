@@ -1018,6 +1018,23 @@ def seed_devices(state: EmulatorState, devices: Iterable[tuple[str, dict[str, An
     return target
 
 
+def seed_adm_configurations(state: EmulatorState, count: int, hub: str = DEFAULT_HUB, prefix: str = "adm") -> None:
+    """``count`` automatic device configurations (ADM, ``deviceContent``), created now, without HTTP: they take
+    no IoT Edge deployment slot but do take places in a listing (``MAX_LISTED_CONFIGURATIONS``)."""
+    target = get_hub(state, hub)
+    with state.lock:
+        for i in range(count):
+            cid, now = f"{prefix}-{i:03d}", _now()
+            target.config_seq += 1
+            target.configurations[cid] = {
+                "id": cid, "schemaVersion": "1.0", "labels": {}, "contentType": "assignment",
+                "content": {"deviceContent": {"properties.desired.settings": {"interval": i}}},
+                "targetCondition": "tags.nothing='here'", "createdTimeUtc": now, "lastUpdatedTimeUtc": now,
+                "priority": 0, "metrics": {"queries": {}, "results": {}}, "etag": _b64("1"), "_version": 1,
+                "_seq": target.config_seq}
+        target.changed()
+
+
 def set_password_masking(state: EmulatorState, masked: bool = True, hub: str = DEFAULT_HUB) -> None:
     """Configuration reads (``GET /configurations[/{id}]`` and the answers to ``PUT``) return registry
     passwords as null when ``masked``: the real hub's behaviour is not documented either way."""

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 IOTHUB_FIELDS = ("HostName", "SharedAccessKeyName", "SharedAccessKey")
-IOTHUB_TOP = 200  # configurations listed at once: 100 edge deployments + 100 ADM configurations per hub
+# Configurations asked for at once: 100 edge deployments + 100 ADM configurations per hub. The hub answers at
+# most its maximum deployment count (100), so asking for more is harmless; see ``iothub.Listing``.
+IOTHUB_TOP = 200
 
 
 AZURE_CORE_BACKOFF = 0.8  # azure-core's default retry_backoff_factor, in seconds

@@ -22,6 +22,7 @@ from reconciler.providers.azure.auth import azure_credential, hub_access
 from reconciler.providers.azure.deployments import AcrCredentials, HubDeployments, embedded_tokens
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
+from reconciler.providers.azure.password_store import HubPasswordStore
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
 from reconciler.providers.base import Adapters, HeldLock, LockInfo
 
@@ -89,7 +90,8 @@ class AzureProvider:
     @cached_property
     def registries(self) -> acr.Registries:
         return acr.Registries(self.name, self.subscription_id, self.resource_group, self.environment.registries,
-                              lambda: self.credential, self.retrier, self._workspace_registry)
+                              lambda: self.credential, self.retrier, self._workspace_registry,
+                              HubPasswordStore(self.hub, self.name))
 
     def _workspace_registry(self) -> tuple[str, str]:
         """(resource group, name) of the ACR attached to the workspace: where ``acr`` is omitted."""
