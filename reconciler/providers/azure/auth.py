@@ -33,6 +33,10 @@ IOTHUB_TOP = 200
 
 
 AZURE_CORE_BACKOFF = 0.8  # azure-core's default retry_backoff_factor, in seconds
+# The one AAD scope for ARM, Azure ML and the ACR token exchange: azureml and azure-containerregistry ask for
+# this audience already, and ARM accepts it as well as https://management.azure.com/ (the Azure CLI uses it), so
+# a run needs one ARM token instead of two.
+MANAGEMENT_SCOPE = "https://management.core.windows.net/.default"
 
 
 def azure_credential() -> TokenCredential:
@@ -133,6 +137,6 @@ def registry_client(credential: TokenCredential, subscription_id: str, stats: Ca
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
     return ContainerRegistryManagementClient(
-        credential, subscription_id, retry_total=0,
+        credential, subscription_id, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
         raw_response_hook=lambda response: stats.count_http("arm"),
     )

@@ -73,7 +73,7 @@ class AzureProvider:
         from reconciler.providers.azure.ml import WorkspaceConnection
 
         return WorkspaceConnection(self.subscription_id, self.resource_group, self.workspace_name, self.credential,
-                                   retrier=self.retrier)
+                                   retrier=self.retrier, registry_lookup=self.registries.read_already)
 
     @cached_property
     def models(self) -> ModelRegistry:
@@ -94,13 +94,12 @@ class AzureProvider:
                               HubPasswordStore(self.hub, self.name))
 
     def _workspace_registry(self) -> tuple[str, str]:
-        """(resource group, name) of the ACR attached to the workspace: where ``acr`` is omitted."""
-        what = f"workspace {self.workspace_name}"
-        details = self.retrier.call(lambda: self.connection.workspace.get_details(), what=what, write=False)
-        match = acr.REGISTRY_ID.search(str((details or {}).get("containerRegistry") or ""))
+        """(resource group, name) of the ACR attached to the workspace: where ``acr`` is omitted. The
+        workspace is read once per provider (``WorkspaceConnection.registry_id``), for images too."""
+        match = acr.REGISTRY_ID.search(self.connection.registry_id)
         if match is None:
             raise PermanentProviderError("the workspace has no container registry attached; name one with `acr:` "
-                                         "in environment.yaml", resource=what)
+                                         "in environment.yaml", resource=f"workspace {self.workspace_name}")
         return match.group("rg"), match.group("name")
 
     # --- the protocol ---------------------------------------------------------------

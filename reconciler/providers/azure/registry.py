@@ -201,7 +201,7 @@ class Registries:
         self._credential = credential
         self._retrier = retrier
         self._workspace_registry = workspace_registry  # (resource group, ACR name) of the workspace's registry
-        self._registries: dict[str, Any] = {}  # name -> the SDK Registry (login server, id, admin flag)
+        self._registries: dict[tuple[str, str], Any] = {}  # (group, ACR) -> the SDK Registry (login server, id, ...)
         self._tokens: dict[str, dict[int, TokenState]] = {}
         self._scope_actions: dict[str, set[str]] = {}
         self._passwords: dict[tuple[str, str], str] = {}  # (registry, username) -> password, this run only
@@ -234,10 +234,18 @@ class Registries:
         return f"registry {ref.name} (ACR {ref.acr}{', ' + detail if detail else ''})"
 
     def _registry(self, ref: RegistryRef) -> Any:
-        if ref.name not in self._registries:
-            self._registries[ref.name] = self._call(lambda: self.client.registries.get(ref.resource_group, ref.acr),
-                                                    self._what(ref))
-        return self._registries[ref.name]
+        key = (ref.resource_group.lower(), ref.acr.lower())
+        if key not in self._registries:
+            self._registries[key] = self._call(lambda: self.client.registries.get(ref.resource_group, ref.acr),
+                                               self._what(ref))
+        return self._registries[key]
+
+    def read_already(self, subscription_id: str, resource_group: str, name: str) -> Any | None:
+        """The ARM registry as this run read it already, or None: the workspace's registry is usually one of
+        the declared ones, and need not be read twice."""
+        if subscription_id.lower() != self.subscription_id.lower():
+            return None
+        return self._registries.get((resource_group.lower(), name.lower()))
 
     def forget(self) -> None:
         """Drop what this run read: a new snapshot reads the registries afresh."""
