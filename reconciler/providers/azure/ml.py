@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.core.planner import IMAGE_LABEL_LENGTH
@@ -250,7 +251,20 @@ class AzureMLModelRegistry:
         return [m for m in models if ownership.owner_of(dict(m.tags or {})) == self._environment]
 
     def list_owned(self) -> list[ModelVersion]:
-        return [_to_version(m) for m in self._list()]
+        """The same query as ``Model.list`` (``GET {mms}/models?tags=...``, pages of 255), through the SDK's
+        own ``ModelsClient``, which ``Model.list`` calls too: its answers are read as they come, without a
+        ``Model`` built for each. Building one costs about 2 ms of CPU (a workspace client and a URL each):
+        a second per plan for 500 versions."""
+        from azureml._restclient.models_client import ModelsClient
+
+        workspace = self._connection.workspace
+        tags = ",".join(f"{key}={value}" for key, value in (
+            (ownership.MANAGED_BY, ownership.MANAGED_BY_VALUE), (ownership.ENVIRONMENT, self._environment)))
+        found = self._call(lambda: list(ModelsClient(workspace.service_context).query(
+            tags=tags, latest_version_only=False, count=255)), what="models", write=False)
+        return [_to_version(SimpleNamespace(name=m.name, version=m.version, description=m.description,
+                                            tags=m.kv_tags, properties=m.properties))
+                for m in found if ownership.owner_of(dict(m.kv_tags or {})) == self._environment]
 
     def version(self, name: str, version: int) -> ModelVersion | None:
         model = _get_model(self._connection, name, version)
