@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .framework import EmulatorState, Request, Response, Route, error
+from .framework import EmulatorState, Request, Response, Route
 
 HOST = r"[^/]+\.azure-devices\.net"
 DEFAULT_HUB = "emuhub.azure-devices.net"
@@ -61,11 +61,15 @@ REPORT_SUCCESS, REPORT_FAILED, REPORT_PENDING = "success", "failed", "pending"
 # =============================================================================== errors / utils
 
 
-def hub_error(status: int, code: str, message: str) -> Response:
-    """The IoT Hub error envelope: ``Message``/``ExceptionMessage`` + ``iothub-errorcode`` header."""
-    response = error(status, code, message, **{"iothub-errorcode": code})
-    response.body["ExceptionMessage"] = f"Tracking ID:{uuid.uuid4().hex}-G:0-TimeStamp:{_now()}"
-    return response
+def hub_error(status: int, code: str, message: str, **headers: str) -> Response:
+    """The IoT Hub error envelope: ``{"Message": "ErrorCode:<code>;<text>", "ExceptionMessage": "Tracking
+    ID:..."}`` plus the ``iothub-errorcode`` header, and no ARM ``error`` object (as answered by the hub in
+    azure-iot-sdk-csharp#2419; the C# service SDK's ``ExceptionHandlingHelper`` reads the code from that
+    header). ``code`` should be one of IoT Hub's documented codes (troubleshoot-error-codes,
+    rest/api/iothub/common-error-codes)."""
+    body = {"Message": f"ErrorCode:{code};{message}",
+            "ExceptionMessage": f"Tracking ID:{uuid.uuid4().hex}-G:0-TimeStamp:{_now()}"}
+    return Response(status, body, {"iothub-errorcode": code, **headers})
 
 
 class HubError(Exception):
@@ -105,6 +109,16 @@ def _check_if_match(header: str | None, current: str) -> None:
         return
     value, _ = _unquote_etag(header)
     if value != "*" and value != current:
+        raise HubError(412, "PreconditionFailed", f"Precondition failed: etag {header} does not match {current!r}")
+
+
+def _check_twin_if_match(header: str | None, current: str) -> None:
+    """Twins: an ``If-Match`` that is not an entity tag (no quotes, RFC 7232 section 2.3) is ignored, as the
+    hub does (issue 11, item 6); ``*`` or a quoted etag that differs gives 412."""
+    if header is None:
+        return
+    value, quoted = _unquote_etag(header)
+    if quoted and value != "*" and value != current:
         raise HubError(412, "PreconditionFailed", f"Precondition failed: etag {header} does not match {current!r}")
 
 
@@ -1315,7 +1329,7 @@ def get_twin(request: Request, hub: Hub) -> Response:
 
 def _apply_twin_write(request: Request, hub: Hub, replace: bool) -> Response:
     device = _device(hub, request.params["id"])
-    _check_if_match(request.headers.get("if-match"), device.twin_etag)
+    _check_twin_if_match(request.headers.get("if-match"), device.twin_etag)
     body = _body(request)
     props = body.get("properties") or {}
     if not isinstance(props, dict) or props.get("reported"):

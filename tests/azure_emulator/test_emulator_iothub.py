@@ -281,6 +281,28 @@ def test_masked_passwords_in_configuration_reads(emu: AzureEmulator, cfg_mgr: Io
     assert "s3cret" in str(cfg_mgr.get_configuration("base").content.modules_content)
 
 
+def test_errors_have_the_hubs_shape_without_an_arm_error_object(emu: AzureEmulator,
+                                                                cfg_mgr: IoTHubConfigurationManager) -> None:
+    emu.faults.add(host=r".*\.azure-devices\.net", path="/configurations", status=429, retry_after=1, times=1)
+    for _ in range(2):  # the injected fault, then the handler's own 404
+        with pytest.raises(HttpOperationError) as exc:
+            cfg_mgr.get_configuration("nope")
+        body = exc.value.response.json()
+        assert set(body) == {"Message", "ExceptionMessage"}
+        code = exc.value.response.headers["iothub-errorcode"]
+        assert body["Message"].startswith(f"ErrorCode:{code};") and code in ("ThrottlingException",
+                                                                               "ConfigurationNotFound")
+
+
+def test_an_unquoted_if_match_on_a_twin_is_ignored(emu: AzureEmulator, reg_mgr: IoTHubRegistryManager) -> None:
+    iothub.seed_devices(emu.state, [("dev-1", {"env": "prod"})])
+    url = f"https://{HUB}/twins/dev-1{API}"
+    stale = requests.patch(url, json={"tags": {"site": "a"}}, headers={**SAS, "If-Match": "not-the-etag"})
+    assert stale.status_code == 200 and stale.json()["tags"]["site"] == "a"  # no entity tag: no condition
+    quoted = requests.patch(url, json={"tags": {"site": "b"}}, headers={**SAS, "If-Match": '"not-the-etag"'})
+    assert quoted.status_code == 412 and quoted.headers["iothub-errorcode"] == "PreconditionFailed"
+
+
 def test_system_metrics_follow_priorities_and_layers(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager,
                                                      reg_mgr: IoTHubRegistryManager) -> None:
     iothub.seed_devices(emu.state, [(f"prod-{i}", {"env": "prod", "site": "a" if i < 3 else "b"}) for i in range(5)]
