@@ -32,6 +32,7 @@ import contextlib
 import io
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -100,19 +101,29 @@ class WorkspaceConnection:
         # (subscription, resource group, name) -> the ARM registry, from the provider's own reads (None when it
         # has not read that one): the workspace's registry is usually a declared registry too.
         self._registry_lookup = registry_lookup
+        # azureml calls run one at a time: ``call`` swaps the process-wide ``sys.stdout``, and the snapshot lists
+        # models in a thread of its own while the rest of it goes on.
+        self._lock = threading.RLock()
 
     def call(self, fn: Callable[[], T], *, what: str, write: bool, repeatable: bool = False,
              recover: Callable[[], T | None] | None = None) -> T:
         """One SDK call through the retrier, its prints kept off the CLI's stdout."""
 
         def quietly() -> T:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with self._lock, contextlib.redirect_stdout(io.StringIO()):
                 return fn()
 
         return self.retrier.call(quietly, what=what, write=write, repeatable=repeatable, recover=recover)
 
-    @cached_property
+    @property
     def workspace(self) -> Any:
+        """The workspace, opened once (by whichever thread asks first)."""
+        with self._lock:
+            if "_workspace" not in self.__dict__:
+                self.__dict__["_workspace"] = self._open()
+            return self.__dict__["_workspace"]
+
+    def _open(self) -> Any:
         from azureml.core import Workspace
         from azureml.core.authentication import TokenAuthentication
 

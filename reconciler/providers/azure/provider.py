@@ -9,7 +9,8 @@ imported or contacted before it is needed. REST calls per operation are listed i
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, suppress
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from reconciler.errors import PermanentProviderError
 from reconciler.model.specs import DesiredState, EnvironmentSpec
 from reconciler.model.state import Snapshot
 from reconciler.providers.azure import registry as acr
-from reconciler.providers.azure.auth import azure_credential, hub_access
+from reconciler.providers.azure.auth import MANAGEMENT_SCOPE, azure_credential, hub_access
 from reconciler.providers.azure.deployments import AcrCredentials, HubDeployments, embedded_tokens
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
@@ -105,13 +106,20 @@ class AzureProvider:
     # --- the protocol ---------------------------------------------------------------
 
     def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
-        configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
-        rollout = self.hub.health(configs) if health else {}
-        deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
-                             key=lambda d: d.id)
-        registries = self.registries.read(embedded_tokens(configs, self.name))
-        models = sorted(self.models.list_owned(), key=lambda m: (m.name, m.version))
-        images = sorted(self.images.list_owned(sorted(desired.images)), key=lambda i: (i.name, i.label))
+        """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
+        own), while the hub, the registries and the images are read here: one plan waits for the longer of
+        the two instead of their sum. The AAD token both need is fetched first, once."""
+        with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
+            self.credential.get_token(MANAGEMENT_SCOPE)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
+            listed_models = pool.submit(self.models.list_owned)
+            configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
+            rollout = self.hub.health(configs) if health else {}
+            deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
+                                 key=lambda d: d.id)
+            registries = self.registries.read(embedded_tokens(configs, self.name))
+            images = sorted(self.images.list_owned(sorted(desired.images)), key=lambda i: (i.name, i.label))
+            models = sorted(listed_models.result(), key=lambda m: (m.name, m.version))
         return Snapshot(environment=self.name, image_registry=self.images.registry, models=tuple(models),
                         images=tuple(images), deployments=tuple(deployments), registries=registries)
 
