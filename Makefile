@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ENV    ?= environments/local
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-rollout test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 R := $(BIN)/reconciler
 
-## The main job on the embedded backend: validate, plan, apply, then show the devices.
+## The main job on the embedded backend: validate, test the models' behaviour, plan, apply, then show the devices.
 demo: $(STAMP)
 	$(R) validate $(ENV)
+	$(R) test $(ENV)
 	$(R) device $(ENV) add cam-a1 --exist-ok --tag environment=dev --tag site=a
 	$(R) device $(ENV) add cam-a2 --exist-ok --tag environment=dev --tag site=a
 	$(R) device $(ENV) add cam-b1 --exist-ok --tag environment=dev --tag site=b
@@ -31,6 +32,11 @@ demo: $(STAMP)
 	$(R) device $(ENV) show cam-a1
 	$(R) device $(ENV) show cam-b1
 	$(R) plan $(ENV) --detailed-exitcode
+
+## A staged rollout on simulated devices: a good scorer ring by ring to every device, then a
+## broken one caught on the canary and rolled back (scripts/demo-rollout.sh).
+demo-rollout: $(STAMP)
+	bash scripts/demo-rollout.sh
 
 ## Lint, types, layering, the GitHub workflows (actionlint, zizmor) and the whole test suite.
 test: $(STAMP)
@@ -43,6 +49,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
+	$(BIN)/python benchmarks/behaviour.py
 
 clean:
 	rm -rf $(VENV) .reconciler

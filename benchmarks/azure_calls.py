@@ -6,12 +6,16 @@ Generates 500 models, 25 images (20 models each), 100 deployments (IoT Hub's lim
 request log, the HTTP requests per service of:
 
 * a no-op plan (must be bounded: one list per kind plus paging, never one per resource);
-* a plan after 1% of the model files changed (5 models).
+* a plan after 1% of the model files changed (5 models);
+* one rollout evaluation (``apply --rollouts-only`` with nothing due) while 10 of the 100
+  deployments are in a staged rollout: it should cost one configuration list plus the metrics
+  of the rolling deployments, and nothing per model or image.
 
 and the wall time of each plan, optionally with a latency injected into every request the plans make
 (``--latency 0.05``: 50 ms per request, a round trip to Azure from a CI runner).
 
-Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N] [--latency S]
+Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N] [--rolling N]
+       [--latency S]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 SCORE = "def init():\n    pass\n\n\ndef run(input_data):\n    return input_data\n"
 CONDA = "name: scorer\ndependencies:\n  - python=3.10\n  - pip:\n    - azureml-defaults\n"
+
+
+ROLLOUT = """  rollout:
+    rings:
+      - {name: canary, targetCondition: "tags.ring='canary'", soak: 30m}
+"""
 
 
 def generate(repo: Path, models: int, images: int, deployments: int, azure: object) -> Path:
@@ -54,10 +65,18 @@ spec:
   registries:
     workspace: {{acr: {azure.ACR}, credentials: scopedToken}}
 """)  # type: ignore[attr-defined]
+    write_specs(env, models, images, deployments)
+    return env
+
+
+def write_specs(env: Path, models: int, images: int, deployments: int, rolling: int = 0) -> None:
+    """The Model, Image and Deployment specs; the first ``rolling`` deployments get a ring and new
+    content (an environment variable), so each of them is in a staged rollout once applied."""
+    repo = env.parents[1]
     docs = []
     for i in range(models):
         folder = repo / "models" / f"m{i:03d}"
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "weights.json").write_text(f'{{"model": {i}}}')
         docs.append(f"apiVersion: reconciler/v1\nkind: Model\nmetadata: {{name: m{i:03d}}}\n"
                     f"spec:\n  path: ../../models/m{i:03d}\n")
@@ -70,9 +89,9 @@ spec:
     for i in range(deployments):
         docs.append(f"apiVersion: reconciler/v1\nkind: Deployment\nmetadata: {{name: dep{i:03d}}}\n"
                     f"spec:\n  targetCondition: tags.site='s{i:03d}'\n  priority: 10\n  registry: workspace\n"
-                    f"  modules:\n    scorer:\n      image: img{i % images:02d}\n")
+                    f"  modules:\n    scorer:\n      image: img{i % images:02d}\n"
+                    + (f"      env: {{ROLLOUT: '2'}}\n{ROLLOUT}" if i < rolling else ""))
     (env / "specs.yaml").write_text("---\n".join(docs))
-    return env
 
 
 def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
@@ -104,6 +123,21 @@ def plan_calls(env: Path, emulator: object, hub: str) -> tuple[float, int, Count
     return elapsed, len(plan.changes), by_service(emulator.calls())  # type: ignore[attr-defined]
 
 
+def rollout_calls(env: Path, emulator: object) -> tuple[float, int, Counter[str]]:
+    """One ``apply --rollouts-only``, 10 minutes into the rollouts (nothing due yet)."""
+    from reconciler.engine import Engine
+
+    emulator.reset_log()  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    with Engine(env, clock=lambda: START + timedelta(minutes=10)) as engine:
+        result = engine.apply(rollouts_only=True)
+    elapsed = time.perf_counter() - started
+    return elapsed, len(result.applied), by_service(emulator.calls())  # type: ignore[attr-defined]
+
+
+START = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=500)
@@ -111,6 +145,7 @@ def main() -> int:
     parser.add_argument("--deployments", type=int, default=100)
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request of the plans")
+    parser.add_argument("--rolling", type=int, default=10, help="deployments in a staged rollout")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +161,8 @@ def main() -> int:
         with AzureEmulator() as emulator, emulator.environ():
             arm.add_workspace(emulator.state, azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE,
                               registry_name=azure.ACR)
-            iothub.seed_devices(emulator.state, [(f"dev{i:05d}", {"site": f"s{i % args.deployments:03d}"})
+            iothub.seed_devices(emulator.state, [(f"dev{i:05d}", {"site": f"s{i % args.deployments:03d}",
+                                                                   **({"ring": "canary"} if i % 10 == 0 else {})})
                                                  for i in range(args.devices)], hub=azure.HUB)
             repo = Path(tmp) / "repo"
             env = generate(repo, args.models, args.images, args.deployments, azure)
@@ -134,7 +170,7 @@ def main() -> int:
             from reconciler.engine import Engine
 
             started = time.perf_counter()
-            with Engine(env) as engine:
+            with Engine(env, clock=lambda: START) as engine:
                 result = engine.apply()
             apply_seconds = time.perf_counter() - started
             apply_calls = len(emulator.calls())
@@ -147,12 +183,25 @@ def main() -> int:
                 (repo / "models" / f"m{i * 100:03d}" / "weights.json").write_text(f'{{"model": {i}, "v": 2}}')
             delta = plan_calls(env, emulator, azure.HUB)
 
+            # Rollouts: a rolling deployment holds 2 of the hub's 100 configurations, so 10 specs go
+            # (pruned first: a start creates before anything is deleted) and 10 others start a rollout.
+            kept = args.deployments - args.rolling
+            write_specs(env, args.models, args.images, kept)
+            with Engine(env, clock=lambda: START) as engine:
+                engine.apply(prune=True)
+            write_specs(env, args.models, args.images, kept, args.rolling)
+            with Engine(env, clock=lambda: START) as engine:
+                started = engine.apply()
+            assert sum(1 for change in started.applied if change.step is not None) == args.rolling
+            rollout = rollout_calls(env, emulator)
+
     print(f"environment: {args.models} models, {args.images} images, {args.deployments} deployments, "
           f"{args.devices} devices (Azure emulator, real SDKs, {args.latency * 1000:.0f} ms per request)")
     print(f"setup: first apply of {len(result.applied)} changes in {apply_seconds:.1f} s, {apply_calls} HTTP requests")
-    services = sorted(set(noop[2]) | set(delta[2]))
+    services = sorted(set(noop[2]) | set(delta[2]) | set(rollout[2]))
     print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'requests':>9}  " + " ".join(f"{s:>13}" for s in services))
-    for label, (seconds, changes, calls) in (("no-op", noop), (f"{changed} models changed", delta)):
+    for label, (seconds, changes, calls) in (("no-op", noop), (f"{changed} models changed", delta),
+                                             (f"rollouts ({args.rolling} of {args.deployments})", rollout)):
         print(f"{label:<20} {changes:>8} {seconds:>8.2f} {sum(calls.values()):>9}  "
               + " ".join(f"{calls.get(s, 0):>13}" for s in services))
     return 0

@@ -13,21 +13,31 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
+from reconciler.behaviour import versions as behaviour_versions
+from reconciler.behaviour.service import Behaviour
+from reconciler.core import coverage, planner
 from reconciler.core import drift as drift_core
-from reconciler.core import planner
+from reconciler.core.behaviour import evaluate
 from reconciler.core.plan_json import SavedPlan, actions_of
+from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
-from reconciler.model.plan import Change, DesiredDeployment, Plan
-from reconciler.model.specs import DesiredState, Fingerprints
+from reconciler.model.behaviour import ImageBehaviour
+from reconciler.model.diagnostics import Diagnostic
+from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
+    Check,
     DeviceSimulator,
+    Diagnosable,
     LockInfo,
+    Metered,
     Progress,
     Provider,
     ProviderFactory,
@@ -38,6 +48,9 @@ from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
 from reconciler.spec.loader import load_environment
 
+NOW_VARIABLE = "RECONCILER_NOW"
+# What `apply --rollouts-only` carries out: a rollout's progress, never new content.
+PROGRESS_STEPS = frozenset({StepKind.ADVANCE, StepKind.COMPLETE, StepKind.ROLLBACK, StepKind.PAUSE})
 CACHE_FILE = "fingerprint-cache.json"
 PROGRESS_THRESHOLD = 50_000_000  # bytes of model files worth telling the user about
 
@@ -51,6 +64,20 @@ def cache_directory(desired: DesiredState) -> Path:
     return environment.repository_root / ".reconciler" / environment.name
 
 
+def system_clock() -> datetime:
+    """The time rollouts are judged and stamped at: now, or ``$RECONCILER_NOW`` (ISO 8601), which
+    demos and tests use to let a soak time pass without waiting for it."""
+    pinned = os.environ.get(NOW_VARIABLE)
+    if pinned:
+        try:
+            moment = datetime.fromisoformat(pinned.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ReconcilerError(f"{NOW_VARIABLE}={pinned!r} is not an ISO 8601 time such as "
+                                  "2026-11-28T10:00:00Z") from exc
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
 def holder_name() -> str:
     """Who is applying, for lock messages: ``user@host pid N`` (or the CI run)."""
     try:
@@ -60,6 +87,15 @@ def holder_name() -> str:
     run = os.environ.get("GITHUB_RUN_ID")
     where = f"GitHub run {run}" if run else f"pid {os.getpid()}"
     return f"{user}@{socket.gethostname()} {where}"
+
+
+@dataclass(frozen=True)
+class BehaviourOptions:
+    """Run the samples of new image versions in plans: ``skip`` (``--skip-behaviour``) only says
+    which were not run; ``python`` is an interpreter to use instead of the cached environments."""
+
+    skip: bool = False
+    python: Path | None = None
 
 
 @dataclass
@@ -73,8 +109,9 @@ class Engine:
     """One environment folder and its provider."""
 
     def __init__(self, environment_dir: Path, progress: Progress | None = None,
-                 provider_factory: ProviderFactory = open_provider):
+                 provider_factory: ProviderFactory = open_provider, clock: Callable[[], datetime] = system_clock):
         self.environment_dir = Path(environment_dir)
+        self.clock = clock
         self.progress = progress or SilentProgress()
         self.desired = load_environment(self.environment_dir)
         self._provider_factory = provider_factory
@@ -123,46 +160,101 @@ class Engine:
                 cache_path.write_text(cache.to_json())
         return self._fingerprints
 
-    def snapshot(self, *, health: bool = False) -> Snapshot:
-        return self.provider.read_snapshot(self.desired, health=health)
+    def snapshot(self, *, health: bool = False, deployments_only: bool = False) -> Snapshot:
+        return self.provider.read_snapshot(self.desired, health=health, deployments_only=deployments_only)
 
-    def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True) -> Plan:
+    def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True,
+             behaviour: BehaviourOptions | None = None) -> Plan:
         fingerprints = self.fingerprints()
         snapshot = snapshot or self.snapshot()
-        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune)
-        return self._with_device_counts(plan) if count_devices else plan
+        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
+        plan = self._with_device_counts(plan, snapshot) if count_devices else plan
+        return self._with_behaviour(plan, snapshot, behaviour) if behaviour is not None else plan
 
-    def _with_device_counts(self, plan: Plan) -> Plan:
-        """Say how many devices each deployment change reaches (one query per change)."""
-        changes = []
-        for change in plan.changes:
-            condition = None
-            if isinstance(change.desired, DesiredDeployment):
-                condition = change.desired.target_condition
+    def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
+        """Say how many devices each deployment change reaches, each ring of a rollout in flight (a ring
+        reaches the devices of the rings before it too), and warn about devices the plan leaves with no
+        base deployment. All counts are asked in one batch (``Provider.count_many``)."""
+        conditions: dict[int, str] = {}
+        for index, change in enumerate(plan.changes):
+            if change.step is not None:
+                conditions[index] = change.step.target_condition
+            elif isinstance(change.desired, DesiredDeployment):
+                conditions[index] = change.desired.target_condition
             elif isinstance(change.actual, LiveDeployment):
-                condition = change.actual.target_condition
-            if condition is not None:
-                change = replace(change, devices=self.provider.count_devices(condition))
-            changes.append(change)
-        return replace(plan, changes=tuple(changes))
+                conditions[index] = change.actual.target_condition
+        rings = {status.deployment: self._ring_conditions(status) for status in plan.rollouts}
+        uncovered = coverage.uncovered(plan, snapshot)
+        counts = self.provider.count_many([*conditions.values(), *(c for r in rings.values() for c in r.values()),
+                                           *(query for _, _, query in uncovered)])
+        changes = tuple(replace(change, devices=counts[conditions[i]]) if i in conditions else change
+                        for i, change in enumerate(plan.changes))
+        rollouts = tuple(
+            replace(status, ring_devices={ring: count for ring, condition in rings[status.deployment].items()
+                                          if (count := counts[condition]) is not None})
+            for status in plan.rollouts)
+        warnings = list(plan.warnings)
+        for change, removed, query in uncovered:
+            if counts[query]:
+                spec = self.desired.deployments.get(change.key.name)
+                where = spec.location if spec else self.desired.environment.location
+                warnings.append(Diagnostic(where, str(change.key), "", (
+                    f"{counts[query]} device(s) that {removed.id} reaches now would be left with no base "
+                    "deployment (they keep running their modules, unmanaged)")))
+        if any(count is None for count in counts.values()):
+            spent, budget = self.query_usage() or (0, 0)
+            warnings.append(Diagnostic(self.desired.environment.location, f"environment/{plan.environment}", "",
+                                       f"some device counts are left out: this run's device-query budget ({budget}) "
+                                       "is spent; raise it (azure.iotHub.queryBudget) or plan again in a minute"))
+        return replace(plan, changes=changes, rollouts=rollouts, warnings=tuple(warnings))
+
+    def _ring_conditions(self, status: RolloutStatus) -> dict[str, str]:
+        """Ring name (and "all") -> the condition the candidate has on that ring."""
+        spec = self.desired.deployments.get(status.deployment)
+        if spec is None or spec.rollout is None or status.state == "failed":
+            return {}
+        condition = planner.target_condition(spec)
+        found = {ring.name: ring_condition(condition, spec.rollout, ring) for ring in spec.rollout.rings}
+        found["all"] = condition
+        return found
+
+    def query_usage(self) -> tuple[int, int] | None:
+        """(spent, budget) of the backend's metered reads in this run, if it meters them."""
+        return self.provider.query_usage() if isinstance(self.provider, Metered) else None
+
+    def rollout_status(self) -> tuple[RolloutStatus, ...]:
+        """Where each staged rollout stands (as a plan judges it now), with the devices of each ring."""
+        return self.plan().rollouts
 
     # --- applying -------------------------------------------------------------------
 
     def apply(self, *, prune: bool = False, saved: SavedPlan | None = None,
-              confirm: Callable[[Plan], bool] | None = None) -> ApplyResult:
+              confirm: Callable[[Plan], bool] | None = None, rollouts_only: bool = False,
+              behaviour: BehaviourOptions | None = None) -> ApplyResult:
         """Plan under the lock and apply. With ``saved``, refuse unless the fresh plan is
-        the saved one (same specs, same actual state, same actions)."""
+        the saved one (same specs, same actual state, same actions). With ``rollouts_only``, carry
+        out only the progress of rollouts in flight (advance, complete, roll back, pause). With
+        ``behaviour``, refuse when a new image version exceeds a behaviour gate (the runs come from
+        the plan's cache)."""
         if saved is not None:
             prune = saved.prune
         with self.provider.lock(holder_name()) as held:
-            plan = self.plan(prune=prune)
+            plan = self.plan(prune=prune, count_devices=not rollouts_only,
+                             snapshot=self.snapshot(deployments_only=True) if rollouts_only else None,
+                             behaviour=None if rollouts_only else behaviour)
+            if rollouts_only:
+                plan = replace(plan, changes=tuple(c for c in plan.changes if c.action is Action.ROLLOUT
+                                                   and c.step is not None and c.step.kind in PROGRESS_STEPS))
             if saved is not None:
                 self._check_saved(saved, plan)
+            if plan.behaviour is not None and plan.behaviour.failures:
+                raise PlanRefused("a behaviour gate is exceeded, so nothing was applied: "
+                                  + "; ".join(plan.behaviour.failures))
             if not plan.has_changes:
                 return ApplyResult(plan, [], saved is not None)
             if confirm is not None and not confirm(plan):
                 raise Aborted("Apply cancelled: nothing was changed.")
-            executor = Executor(self.desired.environment, self.provider.adapters(), self.progress)
+            executor = Executor(self.desired.environment, self.provider.adapters(), self.progress, self.clock)
             applied: list[Change] = []
             for change in plan.changes:
                 self.progress.step(f"{change.action.symbol} {change.key} ({change.target})")
@@ -207,9 +299,56 @@ class Engine:
                                   "IoT Hub")
         return self.provider.simulator
 
+    def doctor(self, *, write_probe: bool = False) -> list[Check]:
+        """Check what an apply on this environment needs, against the backend itself (``reconciler doctor``).
+        Read-only unless ``write_probe`` (see ``Diagnosable``)."""
+        provider = self.provider
+        if isinstance(provider, Diagnosable):
+            return provider.diagnose(write_probe=write_probe)
+        environment = self.desired.environment
+        return [Check("backend", Check.INFO, f"the {environment.provider!r} provider has nothing to check")]
+
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove the apply lock whose id is ``lock_id`` (only that one); returns who held it."""
         return self.provider.force_unlock(lock_id)
+
+    # --- behaviour --------------------------------------------------------------------
+
+    def _with_behaviour(self, plan: Plan, snapshot: Snapshot, options: BehaviourOptions) -> Plan:
+        runs = Behaviour(cache_directory(self.desired), self.progress, options.python)
+        found = behaviour_versions.report(plan, self.desired, self.fingerprints(), snapshot, self.provider, runs,
+                                          skip=options.skip)
+        return replace(plan, behaviour=found) if found is not None else plan
+
+    def _image_spec(self, name: str) -> ImageSpec:
+        if name not in self.desired.images:
+            known = ", ".join(sorted(self.desired.images)) or "none"
+            raise ReconcilerError(f"no Image named {name!r} in {self.environment_dir} (defined: {known})")
+        return self.desired.images[name]
+
+    def test(self, names: Sequence[str] = (), python: Path | None = None) -> list[ImageBehaviour]:
+        """Run the samples of these images (default: every image with samples) on their versions in
+        the repository, against their expected outputs and latency gate. Reads no backend."""
+        specs = [self._image_spec(name) for name in names] or [
+            spec for _, spec in sorted(self.desired.images.items()) if spec.samples is not None]
+        if not specs:
+            raise ReconcilerError(f"no Image in {self.environment_dir} has samples: add spec.samples.path")
+        runs = Behaviour(cache_directory(self.desired), self.progress, python)
+        results = []
+        for spec in specs:
+            samples = runs.samples(spec)
+            version = behaviour_versions.new_version(self.desired, spec)
+            outcome = runs.run(version, self.fingerprints().images[spec.name], samples, label=spec.name,
+                               use_cache=False)
+            note = outcome.python.note if outcome.python else ""
+            results.append(evaluate(spec.name, spec.name, samples, outcome.result, None, spec.gates, note=note))
+        return results
+
+    def serve(self, name: str, port: int | None = None, python: Path | None = None) -> None:
+        """Azure ML's inference server for image ``name`` (as in the repository), in the foreground."""
+        spec = self._image_spec(name)
+        Behaviour(cache_directory(self.desired), self.progress, python).serve(
+            behaviour_versions.new_version(self.desired, spec), port)
 
     # --- drift ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
     ├── PlanRefused                 a saved plan no longer matches the specs or the actual state
     ├── LockHeld                    another apply holds the environment's lock (names the holder)
     ├── Aborted                     the user declined the confirmation
+    ├── BehaviourError              a model's samples could not be run (server, environment, script)
     └── ProviderError               a backend call failed; the message says what to do
         ├── PermanentProviderError  retrying will not help (bad credentials, refused content)
         └── TransientProviderError  retry later (throttled, unavailable); carries retry_after
@@ -44,6 +45,16 @@ class LockHeld(ReconcilerError):
 
 class Aborted(ReconcilerError):
     """The user did not confirm."""
+
+
+class BehaviourError(ReconcilerError):
+    """Running an image's samples failed: its environment could not be built, the scoring server
+    did not start or answer, or the user's script raised. ``detail`` holds the user's traceback
+    (their frames only) or the last lines of the server's log, when there are any."""
+
+    def __init__(self, message: str, detail: str = ""):
+        self.detail = detail
+        super().__init__(message)
 
 
 class ProviderError(ReconcilerError):

@@ -35,12 +35,6 @@ SCHEMA_VERSION = "1.1"
 DEFAULT_STORE_AND_FORWARD_SECONDS = 7200
 
 
-
-
-
-
-
-
 def _settings(image: str, options: dict[str, JSON]) -> dict[str, str]:
     settings = {"image": image}
     for index, chunk in enumerate(create_options_chunks(options)):
@@ -155,3 +149,12 @@ def content_hash(content: dict[str, JSON], credential_versions: dict[str, str]) 
 
 def deployment_id(name: str, digest: str) -> str:
     return f"{name}-{digest}"
+
+
+DEPLOYMENT_ID_PLACEHOLDER = "{deploymentId}"
+
+
+def metric_queries(metrics: dict[str, str], deployment_id: str) -> dict[str, str]:
+    """Custom metric queries as the hub stores them: ``{deploymentId}`` becomes the deployment's id, so
+    a query can count the devices of this content only (``configurations.[[{deploymentId}]].status``)."""
+    return {name: query.replace(DEPLOYMENT_ID_PLACEHOLDER, deployment_id) for name, query in sorted(metrics.items())}

@@ -17,8 +17,14 @@ Structure (``format_version`` 1), documented in docs/plan-format.md:
          "fields": [{"path": "priority", "before": 10, "after": 20}]}
       ],
       "unchanged": ["model/iris-classifier"],
-      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": []
+      "orphans": [], "unmanaged": ["deployment/hand-made"], "warnings": [],
+      "behaviour": {...}                    # only when new image versions have samples: core.behaviour
     }
+
+A plan with staged rollouts adds ``"rollout"`` to ``summary`` (the number of rollout steps), a
+``"rollout"`` object (``step``, ``ring``, ``target_condition``, ``priority``) to each change whose
+action is ``rollout``, and a ``"rollouts"`` list (where each rollout stands, its gates and the
+devices per ring). Plans without rollouts are unchanged.
 
 There are no timestamps, and every list is sorted, so the same inputs give the same bytes.
 Secrets never appear: deployment content carries password placeholders only.
@@ -29,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.model.plan import Action, Change, Plan
+from reconciler.core.behaviour import report_to_dict
+from reconciler.model.plan import Action, Change, Plan, RolloutStatus
 
 FORMAT_VERSION = 1
 
@@ -52,6 +59,30 @@ def change_to_dict(change: Change) -> dict[str, Any]:
         "new_version": change.action is Action.NEW_VERSION,
         "devices": change.devices,
         "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
+        **({"rollout": {"step": change.step.kind.value, "ring": change.step.ring,
+                        "target_condition": change.step.target_condition, "priority": change.step.priority,
+                        "stable": change.step.stable.id if change.step.stable else None,
+                        "failed_gate": change.step.failed_gate}}
+           if change.step is not None else {}),
+    }
+
+
+def rollout_to_dict(status: RolloutStatus) -> dict[str, Any]:
+    return {
+        "deployment": status.deployment,
+        "state": status.state,
+        "ring": status.ring,
+        "rings": list(status.rings),
+        "candidate": status.candidate,
+        "stable": status.stable,
+        "message": status.message,
+        "since": status.since,
+        "soak_seconds": status.soak_seconds,
+        "elapsed_seconds": status.elapsed_seconds,
+        "remaining_seconds": status.remaining_seconds,
+        "gates": [{"gate": g.gate, "figure": g.figure, "threshold": g.threshold, "passed": g.passed}
+                  for g in status.gates],
+        "ring_devices": status.ring_devices,
     }
 
 
@@ -68,12 +99,15 @@ def plan_to_dict(plan: Plan, environment_dir: str) -> dict[str, Any]:
             "change": plan.to_change,
             "replace": plan.count(Action.REPLACE),
             "destroy": plan.count(Action.DELETE),
+            **({"rollout": plan.count(Action.ROLLOUT)} if plan.rollout_steps else {}),
         },
         "changes": [change_to_dict(change) for change in plan.changes],
         "unchanged": [str(key) for key in plan.unchanged],
         "orphans": [str(key) for key in plan.orphans],
         "unmanaged": list(plan.unmanaged),
         "warnings": [warning.summary for warning in plan.warnings],
+        **({"rollouts": [rollout_to_dict(status) for status in plan.rollouts]} if plan.rollouts else {}),
+        **({"behaviour": report_to_dict(plan.behaviour)} if plan.behaviour is not None else {}),
     }
 
 

@@ -20,9 +20,10 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from reconciler.core import manifest
+from reconciler.core import manifest, rollout
 from reconciler.core.diff import describe, field_changes
 from reconciler.hub.conditions import device_ids_condition
 from reconciler.hub.manifest import canonical_json, module_images
@@ -35,8 +36,9 @@ from reconciler.model.plan import (
     DesiredModel,
     FieldChange,
     Plan,
+    RolloutStatus,
 )
-from reconciler.model.specs import DesiredState, Fingerprints, Kind, ResourceKey
+from reconciler.model.specs import DeploymentSpec, DesiredState, Fingerprints, Kind, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, Snapshot
 
 IMAGE_LABEL_LENGTH = 12
@@ -62,6 +64,11 @@ def desired_images(desired: DesiredState, fingerprints: Fingerprints, registry: 
     return images
 
 
+def target_condition(spec: DeploymentSpec) -> str:
+    """The deployment's condition as the hub stores it (device ids become an OR chain)."""
+    return spec.target_condition or device_ids_condition(spec.device_ids)
+
+
 def desired_deployments(
     desired: DesiredState, images: dict[str, DesiredImage], snapshot: Snapshot
 ) -> tuple[dict[str, DesiredDeployment], list[Diagnostic]]:
@@ -81,13 +88,19 @@ def desired_deployments(
             id=manifest.deployment_id(name, digest),
             content_hash=digest,
             content=content,
-            target_condition=spec.target_condition or device_ids_condition(spec.device_ids),
+            target_condition=target_condition(spec),
             registries=tuple(versions),
+            metrics=manifest.metric_queries(spec.metrics, manifest.deployment_id(name, digest)),
         )
     return deployments, warnings
 
 
-def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, *, prune: bool = False) -> Plan:
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, *, prune: bool = False,
+         now: datetime | None = None) -> Plan:
+    """``now`` is the time rollouts are judged at (soak times); without it, no ring has soaked."""
     environment = desired.environment.name
     models = desired_models(desired, fingerprints)
     images = desired_images(desired, fingerprints, snapshot.image_registry)
@@ -110,7 +123,8 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
     collect(model_changes)
     new_model_versions = {c.key.name for c in model_changes if isinstance(c, Change) and c.action is not Action.DELETE}
     collect(_plan_images(images, _owned(snapshot.images, environment), new_model_versions))
-    collect(_plan_deployments(deployments, _owned(snapshot.deployments, environment)))
+    rollouts: list[RolloutStatus] = []
+    collect(_plan_deployments(deployments, _owned(snapshot.deployments, environment), now or EPOCH, rollouts))
     warnings += _foreign_model_warnings(models, snapshot.models, environment)
 
     if prune:
@@ -132,6 +146,7 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
         desired_fingerprint=desired_fingerprint(models, images, deployments),
         prune=prune,
         warnings=tuple(warnings),
+        rollouts=tuple(rollouts),
     )
 
 
@@ -217,12 +232,18 @@ def _mutable(target_condition: str, priority: int, labels: dict[str, str], metri
     return {"targetCondition": target_condition, "priority": priority, "labels": labels, "metrics": metrics}
 
 
-def _plan_deployments(deployments: dict[str, DesiredDeployment],
-                      owned: dict[str, list[LiveDeployment]]) -> Iterable[Change | ResourceKey | Orphan]:
+def _plan_deployments(deployments: dict[str, DesiredDeployment], owned: dict[str, list[LiveDeployment]],
+                      now: datetime, rollouts: list[RolloutStatus]) -> Iterable[Change | ResourceKey | Orphan]:
     for name, deployment in deployments.items():
         key = ResourceKey(Kind.DEPLOYMENT, name)
         spec = deployment.spec
-        after = _mutable(deployment.target_condition, spec.priority, spec.labels, spec.metrics)
+        if spec.rollout is not None and spec.rollout.rings:
+            decision = rollout.decide(deployment, spec.rollout, owned.get(name, []), now)
+            if decision is not None:
+                rollouts.append(decision.status)
+                yield from decision.changes or (key,)
+                continue
+        after = _mutable(deployment.target_condition, spec.priority, spec.labels, deployment.metrics)
         existing = sorted(owned.get(name, []), key=lambda d: (d.created, d.id))
         current = next((d for d in existing if d.id == deployment.id), None)
         if current is None and not existing:
@@ -248,8 +269,13 @@ def _plan_deployments(deployments: dict[str, DesiredDeployment],
                          fields, desired=deployment, actual=current)
         for leftover in existing:
             if leftover.id not in (current.id, deployment.id):
-                yield Change(key, Action.DELETE, f"superseded by {deployment.id} (left over from an earlier apply)",
-                             actual=leftover)
+                if leftover.is_candidate:
+                    reason = f"rollout cancelled: the specs are back to {deployment.id}"
+                elif current.is_candidate:
+                    reason = f"the rollout left the spec: {deployment.id} takes every device at once"
+                else:
+                    reason = f"superseded by {deployment.id} (left over from an earlier apply)"
+                yield Change(key, Action.DELETE, reason, actual=leftover)
     for name in sorted(set(owned) - set(deployments)):
         for leftover in sorted(owned[name], key=lambda d: d.id):
             yield Orphan(Change(ResourceKey(Kind.DEPLOYMENT, name), Action.DELETE, ORPHAN_REASON, actual=leftover))
@@ -268,7 +294,8 @@ def desired_fingerprint(models: dict[str, DesiredModel], images: dict[str, Desir
     summary = {
         "models": {n: [m.fingerprint, m.spec.description, m.spec.tags, m.spec.properties] for n, m in models.items()},
         "images": {n: i.fingerprint for n, i in images.items()},
-        "deployments": {n: [d.id, d.target_condition, d.spec.priority, d.spec.labels, d.spec.metrics]
+        "deployments": {n: [d.id, d.target_condition, d.spec.priority, d.spec.labels, d.metrics,
+                            *([repr(d.spec.rollout)] if d.spec.rollout else [])]
                         for n, d in deployments.items()},
     }
     return hashlib.sha256(canonical_json(summary).encode()).hexdigest()

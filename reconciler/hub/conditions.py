@@ -121,10 +121,11 @@ def tokenize(text: str) -> list[Token]:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, roots: tuple[str, ...] = PATH_ROOTS):
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.roots = roots
 
     def peek(self) -> Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -228,6 +229,10 @@ class _Parser:
             raise ConditionError(f"expected a field, found {token.text!r}", token.offset)
         parts = tuple(token.text.split("."))
         root = parts[0]
+        if root == "configurations" and root in self.roots:
+            if len(parts) != 3 or parts[2] != "status":
+                raise ConditionError("a configuration's field is configurations.[[<id>]].status", token.offset)
+            return PathRef(parts)
         if root not in PATH_ROOTS:
             raise ConditionError(
                 f"unknown field {token.text!r}: a target condition filters on deviceId, tags.* "
@@ -246,6 +251,23 @@ class _Parser:
 def parse(text: str) -> Condition:
     """Parse a target condition; raise ``ConditionError`` with the offending position."""
     return _Parser(text).parse()
+
+
+_METRIC_QUERY = re.compile(r"(?is)^\s*SELECT\s+deviceId\s+FROM\s+devices\s+WHERE\s+(?P<where>.+)$")
+_CONFIGURATION_PATH = re.compile(r"configurations\.\[\[(?P<id>[A-Za-z0-9_-]+)\]\]")
+
+
+def parse_metric_query(text: str) -> Condition:
+    """The WHERE clause of a custom metric query of the form IoT Hub documents for device counts,
+    ``SELECT deviceId FROM devices WHERE <condition>``, where the condition may also read a
+    configuration's status on the device: ``configurations.[[<id>]].status = 'Applied'``.
+    Other queries (``devices.modules``, aggregates) raise ``ConditionError``."""
+    match = _METRIC_QUERY.match(text)
+    if match is None:
+        raise ConditionError("only metric queries of the form SELECT deviceId FROM devices WHERE ... are evaluated",
+                             0)
+    where = _CONFIGURATION_PATH.sub(lambda m: f"configurations.{m.group('id')}", match.group("where"))
+    return _Parser(where, (*PATH_ROOTS, "configurations")).parse()
 
 
 def device_ids_condition(device_ids: tuple[str, ...] | list[str]) -> str:

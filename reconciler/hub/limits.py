@@ -14,3 +14,9 @@ MAX_CREATE_OPTIONS_CHUNKS = 8  # 4 KB, what IoT Edge tooling accepts
 DEVICE_ID = re.compile(r"^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$")
 # Twin property names (tags): no '.', '$', spaces or control characters.
 TAG_KEY = re.compile(r"^[^.$\s\x00-\x1f\x7f-\x9f]{1,1024}$")
+
+# IoT Hub evaluates a configuration shortly after it is created or changed, then every 5 minutes;
+# until then its system and custom metrics are empty or stale ("it can take up to 5 minutes for
+# the IoT Hub to process the new information", IoT Hub automatic device management docs,
+# iot-hub-automatic-device-management.md; the Azure CLI's `az iot edge deployment show-metric`).
+METRICS_EVALUATION_SECONDS = 300

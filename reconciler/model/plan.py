@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from reconciler.model.behaviour import BehaviourReport
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
@@ -19,17 +20,20 @@ class Action(str, Enum):
     """What happens to one resource. The symbols are Terraform's.
 
     ``NEW_VERSION`` is the versioned kinds' change (models, images): a new version is
-    registered or built and the old one stays; it counts as a change, shown ``~``."""
+    registered or built and the old one stays; it counts as a change, shown ``~``.
+    ``ROLLOUT`` is a step of a staged rollout (``RolloutStep``), shown ``>``."""
 
     CREATE = "create"
     UPDATE = "update"
     NEW_VERSION = "new-version"
     REPLACE = "replace"
     DELETE = "delete"
+    ROLLOUT = "rollout"
 
     @property
     def symbol(self) -> str:
-        return {"create": "+", "update": "~", "new-version": "~", "replace": "-/+", "delete": "-"}[self.value]
+        return {"create": "+", "update": "~", "new-version": "~", "replace": "-/+", "delete": "-",
+                "rollout": ">"}[self.value]
 
     @property
     def is_change(self) -> bool:
@@ -77,6 +81,68 @@ class DesiredDeployment:
     content: dict[str, JSON]
     target_condition: str
     registries: tuple[str, ...]  # names of registries whose credentials the content embeds
+    metrics: dict[str, str] = field(default_factory=dict)  # custom metric queries, ``{deploymentId}`` filled in
+
+
+class StepKind(str, Enum):
+    """The steps of a staged rollout, each carried out with IoT Hub's own mechanisms."""
+
+    START = "start"  # create the candidate on the first ring (and delete an older in-flight candidate)
+    ADVANCE = "advance"  # widen the candidate's target condition to the next ring, in place
+    COMPLETE = "complete"  # full condition and the spec's priority, then delete the stable version
+    ROLLBACK = "rollback"  # mark the failure on the stable version, then delete the candidate
+    PAUSE = "pause"  # mark the failed gate on the candidate and keep it where it is
+    REFRESH = "refresh"  # the spec's target condition, priority, labels or metrics, in place, marks kept
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """What one rollout step changes. ``candidate`` is the in-flight candidate it acts on (for START,
+    an older candidate it supersedes, if any); ``stable`` the version devices fall back to; for
+    REFRESH, ``refreshed`` is the one of them whose mutable fields change."""
+
+    kind: StepKind
+    ring: str | None  # the candidate's ring after the step (None once complete or rolled back)
+    target_condition: str  # the target condition after the step (of ``refreshed`` for REFRESH)
+    priority: int  # the priority after the step (of ``refreshed`` for REFRESH)
+    candidate: LiveDeployment | None = None
+    stable: LiveDeployment | None = None
+    failed_gate: str | None = None  # ROLLBACK / PAUSE: the gate that failed
+    refreshed: LiveDeployment | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's figure against its threshold, as a rollout status shows it."""
+
+    gate: str  # "minSuccessPercent", "maxFailedDevices", "metrics.scorerErrors.max"
+    figure: float | int | None  # None: not evaluated yet
+    threshold: float | int
+    passed: bool
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """Where one deployment's rollout stands: shown by plans and `reconciler rollout status`."""
+
+    deployment: str
+    candidate: str | None  # the candidate's id, None when no rollout is in flight
+    stable: str | None
+    ring: str | None  # the candidate's current ring
+    rings: tuple[str, ...]
+    state: str  # "waiting", "ready", "failing", "paused", "failed", "complete"
+    message: str  # one line: why it waits, or what the next step is
+    since: str | None = None
+    soak_seconds: int | None = None
+    elapsed_seconds: int | None = None
+    gates: tuple[GateResult, ...] = ()
+    ring_devices: dict[str, int] = field(default_factory=dict)  # ring name (and "all") -> devices it reaches
+
+    @property
+    def remaining_seconds(self) -> int | None:
+        if self.soak_seconds is None or self.elapsed_seconds is None:
+            return None
+        return max(0, self.soak_seconds - self.elapsed_seconds)
 
 
 Desired = DesiredModel | DesiredImage | DesiredDeployment
@@ -98,10 +164,13 @@ class Change:
     desired: Desired | None = None
     actual: Actual | None = None
     devices: int | None = None  # devices the change reaches (deployments), when the provider can count
+    step: RolloutStep | None = None  # set for ROLLOUT
 
     @property
     def target(self) -> str:
         """The concrete id acted upon: a deployment id, ``model:version``, ``image:label``."""
+        if self.step is not None and self.step.refreshed is not None:
+            return self.step.refreshed.id
         if isinstance(self.desired, DesiredDeployment) and self.action is not Action.DELETE:
             return self.desired.id
         if isinstance(self.actual, LiveDeployment):
@@ -136,6 +205,12 @@ class Plan:
     desired_fingerprint: str
     prune: bool = False
     warnings: tuple[Diagnostic, ...] = field(default=())  # at the spec they are about
+    rollouts: tuple[RolloutStatus, ...] = field(default=())  # staged rollouts in flight, or failed
+    behaviour: BehaviourReport | None = None  # samples run on new image versions (reconciler.behaviour)
+
+    @property
+    def rollout_steps(self) -> tuple[Change, ...]:
+        return tuple(change for change in self.changes if change.action is Action.ROLLOUT)
 
     @property
     def has_changes(self) -> bool:
@@ -150,9 +225,13 @@ class Plan:
 
     @property
     def summary(self) -> str:
+        if not self.changes and self.rollouts:
+            return "No changes. Rollouts are in flight or held: see Rollouts above."
         if not self.changes:
             return "No changes. The actual state matches the specs."
+        steps = self.count(Action.ROLLOUT)
+        rollout = f", {steps} rollout step{'s' if steps != 1 else ''}" if steps else ""
         return (
             f"Plan: {self.count(Action.CREATE)} to add, {self.to_change} to change, "
-            f"{self.count(Action.REPLACE)} to replace, {self.count(Action.DELETE)} to destroy."
+            f"{self.count(Action.REPLACE)} to replace, {self.count(Action.DELETE)} to destroy{rollout}."
         )

@@ -6,11 +6,12 @@ dicts (JSON-like values) and must be treated as read-only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from reconciler.model.behaviour import Gates, SamplesSpec
 from reconciler.model.diagnostics import SourceLocation
 
 JSON = Any
@@ -79,6 +80,8 @@ class ImageSpec:
     description: str
     tags: dict[str, str]
     location: SourceLocation
+    samples: SamplesSpec | None = None  # behaviour samples (not part of the image: no new version)
+    gates: Gates = Gates()
 
     @property
     def key(self) -> ResourceKey:
@@ -105,6 +108,43 @@ class ModuleSpec:
 
 
 @dataclass(frozen=True)
+class RingSpec:
+    """One ring of a staged rollout: the devices of ``spec.targetCondition AND target_condition``
+    run the new content for at least ``soak_seconds`` before the next ring gets it."""
+
+    name: str
+    target_condition: str
+    soak_seconds: int
+    soak: str  # as written ("30m"), for messages
+
+
+@dataclass(frozen=True)
+class MetricGate:
+    """Bounds on a custom metric of the deployment (a device count); ``None`` is no bound."""
+
+    max: int | None = None
+    min: int | None = None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """What a ring must show before the rollout moves on (see ``core.rollout``)."""
+
+    min_success_percent: float | None = None  # reportedSuccessfulCount / targetedCount
+    max_failed_devices: int | None = None
+    metrics: dict[str, MetricGate] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """A staged rollout of new content: rings in order, then the whole target condition."""
+
+    rings: tuple[RingSpec, ...]
+    gates: GateSpec
+    on_failure: str  # "rollback" | "pause"
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     """An IoT Edge deployment (an IoT Hub configuration with ``modulesContent``)."""
 
@@ -122,6 +162,7 @@ class DeploymentSpec:
     metrics: dict[str, str]
     description: str
     location: SourceLocation
+    rollout: RolloutSpec | None = None  # None: new content reaches every targeted device at once
 
     @property
     def key(self) -> ResourceKey:

@@ -18,10 +18,13 @@ from reconciler.model.specs import JSON
 
 def _plain(value: Any) -> Any:
     """JSON for ``Snapshot.fingerprint``: a dataclass as the mapping ``dataclasses.asdict`` gives (without
-    its deep copy: 20 times faster on a full hub), rollout health left out; anything else as text."""
+    its deep copy: 20 times faster on a full hub), rollout health left out, and an empty rollout mark
+    too (so fingerprints did not change when rollouts came); anything else as text."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in fields(value)
-                if not (f.name == "health" and isinstance(value, LiveDeployment))}
+        if isinstance(value, LiveDeployment):
+            return {f.name: getattr(value, f.name) for f in fields(value)
+                    if f.name != "health" and not (f.name == "rollout" and not value.rollout.touched)}
+        return {f.name: getattr(value, f.name) for f in fields(value)}
     return str(value)
 
 
@@ -59,6 +62,33 @@ class DeploymentHealth:
     succeeded: int
     failed: int
     shadowed_by: tuple[str, ...] = ()  # ids of higher-priority deployments that win on targeted devices
+    metrics: dict[str, int] = field(default_factory=dict)  # custom metric results (device counts)
+
+
+@dataclass(frozen=True)
+class RolloutMark:
+    """A staged rollout's state as the hub keeps it, in the deployment's labels (``ownership.ROLLOUT_*``).
+
+    On a *candidate* (new content on its way through the rings): ``ring`` and ``since``, and
+    ``paused`` (the gate that failed) once it is held by ``onFailure: pause``. On the *stable*
+    version: ``failed``, the content hash of a candidate that failed and was rolled back, with
+    the ring and the gate, so the same content is not tried again."""
+
+    ring: str | None = None
+    since: str | None = None
+    paused: str | None = None
+    failed: str | None = None
+    failed_ring: str | None = None
+    failed_gate: str | None = None
+
+    @property
+    def is_candidate(self) -> bool:
+        return self.ring is not None
+
+    @property
+    def touched(self) -> bool:
+        """Whether any rollout label is set."""
+        return self != RolloutMark()
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,11 @@ class LiveDeployment:
     layered: bool
     created: str  # ISO 8601 creation time: IoT Hub breaks priority ties with it
     health: DeploymentHealth | None = field(default=None, compare=False)
+    rollout: RolloutMark = field(default_factory=RolloutMark)  # from the rollout labels
+
+    @property
+    def is_candidate(self) -> bool:
+        return self.rollout.is_candidate
 
 
 @dataclass(frozen=True)
@@ -114,6 +149,7 @@ class SimulatedDevice:
     id: str
     tags: dict[str, JSON]
     failing: bool  # reports failure for what it applies
+    reported: dict[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,3 +158,4 @@ class DeviceModules:
 
     device: SimulatedDevice
     modules: dict[str, tuple[str, str]]
+    statuses: dict[str, str] = field(default_factory=dict)  # module name -> "applied", "success" or "failed"

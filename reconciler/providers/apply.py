@@ -22,6 +22,8 @@ Adapters (``providers.base``) only call their store or SDK.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TypeVar
 
 from reconciler.core import manifest as render
@@ -29,9 +31,9 @@ from reconciler.errors import PermanentProviderError
 from reconciler.hub import manifest
 from reconciler.hub.conditions import Condition, ConditionError, parse
 from reconciler.model import ownership
-from reconciler.model.plan import Action, Change, DesiredDeployment, DesiredImage, DesiredModel
+from reconciler.model.plan import Action, Change, DesiredDeployment, DesiredImage, DesiredModel, StepKind
 from reconciler.model.specs import EnvironmentSpec, Kind
-from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
+from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, RolloutMark
 from reconciler.providers.base import Adapters, Progress
 from reconciler.spec.fingerprints import HashCache, image_fingerprint, tree_digest
 
@@ -66,11 +68,23 @@ def changed_properties(version: ModelVersion, properties: dict[str, str]) -> lis
     return sorted(k for k, v in properties.items() if k in version.properties and version.properties[k] != v)
 
 
-class Executor:
-    """Carries out the changes of one environment's plan through its adapters."""
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
-    def __init__(self, environment: EnvironmentSpec, adapters: Adapters, progress: Progress) -> None:
+
+def timestamp(moment: datetime) -> str:
+    """A label-safe ISO 8601 UTC time, to the second (``2026-11-28T10:15:00Z``)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Executor:
+    """Carries out the changes of one environment's plan through its adapters. ``clock`` gives the
+    time rollout steps record (when a candidate entered its ring)."""
+
+    def __init__(self, environment: EnvironmentSpec, adapters: Adapters, progress: Progress,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.environment = environment
+        self.clock = clock
         self.name = environment.name
         self.models = adapters.models
         self.images = adapters.images
@@ -193,6 +207,8 @@ class Executor:
             if current is not None:  # gone already: the plan's intent holds
                 self._refuse_foreign(current.owner, current.id)
                 self._delete(current)
+        elif change.action is Action.ROLLOUT:
+            self._rollout(change)
         else:
             raise PermanentProviderError("deployments have no versions", resource=str(change.key))
 
@@ -202,7 +218,80 @@ class Executor:
         content = self._with_passwords(deployment)
         labels = {**spec.labels, **ownership.ownership_tags(self.name, spec.name, deployment.content_hash)}
         self.deployments.create(deployment.id, content, deployment.target_condition, spec.priority, labels,
-                                dict(spec.metrics), spec.layered)
+                                dict(deployment.metrics), spec.layered)
+
+    def _labels(self, deployment: LiveDeployment | DesiredDeployment, mark: RolloutMark) -> dict[str, str]:
+        """The complete labels of an owned deployment: the user's, ownership, and the rollout ``mark``."""
+        if isinstance(deployment, DesiredDeployment):
+            user, name, digest = deployment.spec.labels, deployment.spec.name, deployment.content_hash
+        else:
+            user, name, digest = deployment.labels, deployment.name, deployment.content_hash or ""
+        return {**user, **ownership.ownership_tags(self.name, name, digest), **ownership.rollout_labels(mark)}
+
+    def _fresh(self, planned: LiveDeployment) -> LiveDeployment:
+        """A deployment a rollout step acts on, as it is now: it must exist and be ours."""
+        current = self.deployments.get(planned.id)
+        if current is None:
+            raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
+                                         resource=planned.id)
+        self._refuse_foreign(current.owner, current.id)
+        return current
+
+    def _rollout(self, change: Change) -> None:
+        """One step of a staged rollout (see ``core.rollout``). Every step is safe to repeat, and an
+        interrupted one leaves a state the next plan continues from."""
+        deployment = _expect(change.desired, DesiredDeployment, change)
+        step = change.step
+        if step is None:
+            raise PermanentProviderError("malformed rollout change: no step", resource=str(change.key))
+        spec, since = deployment.spec, timestamp(self.clock())
+        checked_condition(step.target_condition, deployment.id)
+        if step.kind is StepKind.REFRESH and step.refreshed is not None:
+            live = self._fresh(step.refreshed)
+            labels = {**spec.labels, **ownership.ownership_tags(self.name, live.name, live.content_hash or ""),
+                      **ownership.rollout_labels(live.rollout)}
+            self.deployments.update(live.id, step.target_condition, step.priority, labels,
+                                    render.metric_queries(spec.metrics, live.id))
+            return
+        if step.kind is StepKind.START:
+            old = self._fresh(step.candidate) if step.candidate is not None else None
+            content = self._with_passwords(deployment)
+            labels = self._labels(deployment, RolloutMark(ring=step.ring, since=since))
+            self.deployments.create(deployment.id, content, step.target_condition, step.priority, labels,
+                                    dict(deployment.metrics), spec.layered)
+            if old is not None:  # the in-flight candidate this content supersedes: after the create
+                self._delete(old)
+            return
+        if step.candidate is None:
+            raise PermanentProviderError("malformed rollout change: no candidate", resource=str(change.key))
+        candidate = self._fresh(step.candidate)
+        if step.kind is StepKind.ADVANCE:
+            self.deployments.update(candidate.id, step.target_condition, step.priority,
+                                    self._labels(deployment, RolloutMark(ring=step.ring, since=since)),
+                                    dict(deployment.metrics))
+        elif step.kind is StepKind.COMPLETE:
+            self.deployments.update(candidate.id, step.target_condition, step.priority,
+                                    self._labels(deployment, RolloutMark()), dict(deployment.metrics))
+            if step.stable is not None and (stable := self.deployments.get(step.stable.id)) is not None:
+                self._refuse_foreign(stable.owner, stable.id)
+                self._delete(stable)
+        elif step.kind is StepKind.PAUSE:
+            mark = RolloutMark(ring=candidate.rollout.ring, since=candidate.rollout.since, paused=step.failed_gate)
+            self.deployments.update(candidate.id, candidate.target_condition, candidate.priority,
+                                    self._labels(candidate, mark), candidate.metrics)
+        elif step.kind is StepKind.ROLLBACK:
+            if step.stable is None:
+                raise PermanentProviderError("nothing to roll back to", resource=candidate.id)
+            # The failure is recorded first: an interruption before the delete leaves a state the next
+            # plan finishes (it never starts the failed content again).
+            stable = self._fresh(step.stable)
+            mark = RolloutMark(failed=deployment.content_hash, failed_ring=candidate.rollout.ring,
+                               failed_gate=step.failed_gate)
+            self.deployments.update(stable.id, stable.target_condition, stable.priority,
+                                    self._labels(stable, mark), stable.metrics)
+            self._delete(candidate)
+        else:
+            raise PermanentProviderError(f"unknown rollout step {step.kind.value!r}", resource=str(change.key))
 
     def _with_passwords(self, deployment: DesiredDeployment) -> dict[str, object]:
         """The content with each registry's password filled in, fetched now; refused when the credentials
@@ -242,7 +331,8 @@ class Executor:
         checked_condition(deployment.target_condition, current.id)
         spec = deployment.spec
         labels = {**spec.labels, **ownership.ownership_tags(self.name, current.name, current.content_hash or "")}
-        self.deployments.update(current.id, deployment.target_condition, spec.priority, labels, dict(spec.metrics))
+        self.deployments.update(current.id, deployment.target_condition, spec.priority, labels,
+                                dict(deployment.metrics))
 
     def _delete(self, deployment: LiveDeployment) -> None:
         """Delete an owned deployment, then release the registry credentials that no owned deployment

@@ -24,9 +24,10 @@ Failure semantics (every adapter must keep them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from reconciler.model.plan import DesiredImage
@@ -39,6 +40,7 @@ from reconciler.model.state import (
     SimulatedDevice,
     Snapshot,
 )
+from reconciler.providers.layout import PackagedModel
 
 
 class Progress(Protocol):
@@ -192,12 +194,24 @@ class DeviceSimulator(Protocol):
     def set_failing(self, device_id: str, failing: bool = True) -> None:
         """Make the device report failure (or success again) for what it applies."""
 
+    def report(self, device_id: str, modules: dict[str, str | None], reported: dict[str, JSON]) -> SimulatedDevice:
+        """Set what the device reports: a status per module ("applied", "success" or "failed"; None
+        forgets it) and reported properties (None removes one)."""
+
     def remove(self, device_id: str) -> None: ...
 
     def list(self) -> list[SimulatedDevice]: ...
 
     def show(self, device_id: str) -> DeviceModules:
         """The modules the device runs, by IoT Hub's rules, and the deployment each comes from."""
+
+
+@runtime_checkable
+class Metered(Protocol):
+    """A provider whose reads have a budget per run (IoT Hub's device queries)."""
+
+    def query_usage(self) -> tuple[int, int]:
+        """(spent, budget) so far in this run."""
 
 
 @runtime_checkable
@@ -208,18 +222,55 @@ class Simulated(Protocol):
     def simulator(self) -> DeviceSimulator: ...
 
 
+@dataclass(frozen=True)
+class Check:
+    """One line of ``reconciler doctor``'s checklist: what was checked, what was found, what to do.
+
+    ``status`` is ``ok`` (✓), ``fail`` (✗: something an apply needs is missing; the command exits 1),
+    ``warn`` (!: works now, but watch it) or ``info`` (·: a fact worth knowing, nothing to judge).
+    ``detail`` and ``fix`` never hold a secret."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    OK = "ok"
+    FAIL = "fail"
+    WARN = "warn"
+    INFO = "info"
+
+
+@runtime_checkable
+class Diagnosable(Protocol):
+    """A provider that can check, against the real service, what an apply will need (``reconciler doctor``).
+
+    ``diagnose`` reads only, unless ``write_probe``: then it may create, read back and delete one throwaway
+    resource of its own, and must delete it even when a check fails. It never raises for a failed check:
+    every failure is a ``Check`` with status ``fail`` and what to do."""
+
+    def diagnose(self, *, write_probe: bool = False) -> list[Check]: ...
+
+
 class Provider(Protocol):
     """A backend for one environment."""
 
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False,
+                      deployments_only: bool = False) -> Snapshot:
         """Read the actual state: every owned resource of this environment, the unmanaged
         deployments of the hub, and the registries ``desired`` refers to. Bounded calls:
         one list per kind (plus paging), never one call per resource. Rollout health
-        (``LiveDeployment.health``) is read only with ``health=True``: drift needs it,
-        plans do not."""
+        (``LiveDeployment.health``) is read for every deployment only with ``health=True``
+        (drift needs it); otherwise for this environment's rollout candidates only (plans
+        judge their gates). ``deployments_only`` leaves models and images out (empty): rollout
+        steps (``apply --rollouts-only``) never touch them."""
 
     def count_devices(self, target_condition: str) -> int:
         """How many devices a target condition selects now."""
+
+    def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
+        """How many devices each condition selects now, in as few backend calls as the backend can;
+        None where it cannot count any more in this run (a query budget that is spent)."""
 
     def adapters(self) -> Adapters:
         """The stores the apply path drives (see ``providers.apply``)."""
@@ -245,3 +296,13 @@ class Provider(Protocol):
 
 ProviderFactory = Callable[[EnvironmentSpec], Provider]
 
+
+
+@runtime_checkable
+class ImageModelFiles(Protocol):
+    """A provider that can hand out the model files a built image packages: the deployed side of
+    a plan's behaviour diff. Providers without it get a diff without the deployed side."""
+
+    def image_models(self, name: str, label: str) -> tuple[list[PackagedModel], Callable[[str, Path], None]] | None:
+        """The model versions image ``name:label`` packages and ``copy(key, destination)`` that writes
+        one of their files (keys as in ``PackagedModel.files``); None when the image is unknown."""

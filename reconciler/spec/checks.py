@@ -20,6 +20,7 @@ from reconciler.hub.manifest import create_options_chunks
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
 from reconciler.spec.paths import Boundary, display_path
+from reconciler.spec.samples import Problem, SampleProblems, read_samples
 from reconciler.spec.schemas import dotted, subject_of
 from reconciler.spec.yaml_source import YamlProblem, read_text
 
@@ -51,11 +52,35 @@ def check_all(
         found += _image(item, model_names, boundary, file_checks)
     for item in deployments:
         found += _deployment(item, image_names, registry_names)
-    if len(deployments) > limits.MAX_DEPLOYMENTS_PER_HUB:
-        extra = deployments[limits.MAX_DEPLOYMENTS_PER_HUB]
+    found += _rollout_priorities(deployments)
+    rolling = sum(1 for item in deployments if item.spec.rollout is not None)
+    if len(deployments) + rolling > limits.MAX_DEPLOYMENTS_PER_HUB:
+        extra = deployments[min(len(deployments) - 1, limits.MAX_DEPLOYMENTS_PER_HUB)]
+        during = f" ({rolling} more while their rollouts run: a rollout holds 2)" if rolling else ""
         found.append(_at(extra, ("metadata", "name"),
-                         f"{len(deployments)} deployments in one environment; an IoT Hub holds at most "
+                         f"{len(deployments)} deployments in one environment{during}; an IoT Hub holds at most "
                          f"{limits.MAX_DEPLOYMENTS_PER_HUB} (layered ones included)"))
+    return found
+
+
+def _rollout_priorities(deployments: Sequence[Located]) -> list[Diagnostic]:
+    """A rollout's candidate runs at priority + 1. If another deployment has that priority, IoT Hub
+    breaks the tie on devices both target by creation time, so which one applies (and whether a
+    layered deployment still applies above it) would depend on timing."""
+    found = []
+    by_priority: dict[int, list[str]] = {}
+    for item in deployments:
+        by_priority.setdefault(item.spec.priority, []).append(item.spec.name)
+    for item in deployments:
+        spec: DeploymentSpec = item.spec
+        if spec.rollout is None:
+            continue
+        ties = sorted(name for name in by_priority.get(spec.priority + 1, []) if name != spec.name)
+        if ties:
+            found.append(_at(item, ("spec", "priority"),
+                             f"during a rollout the candidate runs at priority {spec.priority + 1}, which ties with "
+                             f"deployment {', '.join(ties)} on devices both target; leave a gap of 2 between their "
+                             "priorities"))
     return found
 
 
@@ -111,22 +136,38 @@ def _model(item: Located, boundary: Boundary) -> list[Diagnostic]:
 
 
 class FileChecks:
-    """Each entry script and conda file checked once per run: many Image specs share one."""
+    """Each entry script, conda file and samples folder checked once per run: many Image specs
+    share one."""
 
     def __init__(self) -> None:
-        self._done: dict[tuple[str, Path], list[str]] = {}
+        self._done: dict[tuple[str, Path], list[Problem]] = {}
 
-    def entry_script(self, path: Path) -> list[str]:
+    def entry_script(self, path: Path) -> list[Problem]:
         return self._once("entry", path, entry_script_problems)
 
-    def conda(self, path: Path) -> list[str]:
+    def conda(self, path: Path) -> list[Problem]:
         return self._once("conda", path, conda_problems)
 
-    def _once(self, kind: str, path: Path, check: Callable[[Path], list[str]]) -> list[str]:
+    def samples(self, path: Path) -> list[Problem]:
+        return self._once("samples", path, sample_problems)
+
+    def _once(self, kind: str, path: Path, check: Callable[[Path], list[Problem]]) -> list[Problem]:
         key = (kind, path)
         if key not in self._done:
             self._done[key] = check(path)
         return self._done[key]
+
+
+def _located(item: Located, path: tuple[str | int, ...], problems: list[Problem]) -> list[Diagnostic]:
+    """File problems at their own ``file:line:col`` when they have one (a GitHub annotation then
+    lands on that file), else at the spec field."""
+    found = []
+    for message, location in problems:
+        if location is None:
+            found.append(_at(item, path, message))
+        else:
+            found.append(Diagnostic(location, subject_of(item.document.data), dotted(path), message))
+    return found
 
 
 def _image(item: Located, model_names: set[str], boundary: Boundary, file_checks: FileChecks) -> list[Diagnostic]:
@@ -143,24 +184,34 @@ def _image(item: Located, model_names: set[str], boundary: Boundary, file_checks
     if problem:
         found.append(_at(item, ("spec", "entryScript"), problem))
     else:
-        found += [_at(item, ("spec", "entryScript"), message)
-                  for message in file_checks.entry_script(spec.entry_script)]
+        found += _located(item, ("spec", "entryScript"), file_checks.entry_script(spec.entry_script))
     problem = _file_problem(spec.conda_file, boundary, want="file")
     if problem:
         found.append(_at(item, ("spec", "condaFile"), problem))
     else:
-        found += [_at(item, ("spec", "condaFile"), message) for message in file_checks.conda(spec.conda_file)]
+        found += _located(item, ("spec", "condaFile"), file_checks.conda(spec.conda_file))
+    gates = item.document.data["spec"].get("gates")
+    if gates is not None and spec.samples is None:
+        found.append(_at(item, ("spec", "gates"), "gates need samples to measure: add spec.samples.path "
+                                                  "(a folder of <name>.json request bodies)", key=True))
+    if spec.samples is not None:
+        problem = _file_problem(spec.samples.path, boundary, want="folder")
+        if problem:
+            found.append(_at(item, ("spec", "samples", "path"), problem))
+        else:
+            found += _located(item, ("spec", "samples", "path"), file_checks.samples(spec.samples.path))
     return found
 
 
-def entry_script_problems(script: Path) -> list[str]:
+def entry_script_problems(script: Path) -> list[Problem]:
     """A scoring script must define top-level ``init()`` and ``run(input_data)``."""
     try:
         tree = ast.parse(script.read_bytes(), filename=str(script))
     except SyntaxError as exc:
-        return [f"{script.name} is not valid Python: {exc.msg} (line {exc.lineno})"]
+        where = SourceLocation(display_path(script), exc.lineno or 1, exc.offset or 1)
+        return [(f"{script.name} is not valid Python: {exc.msg}", where)]
     except ValueError as exc:  # e.g. null bytes
-        return [f"{script.name} is not valid Python: {exc}"]
+        return [(f"{script.name} is not valid Python: {exc}", None)]
     functions = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     problems = []
     init = functions.get("init")
@@ -178,7 +229,7 @@ def entry_script_problems(script: Path) -> list[str]:
         elif _required_positional(run) > 1:
             problems.append(f"{script.name}: run() must take exactly one argument, it requires "
                             f"{_required_positional(run)} (line {run.lineno})")
-    return problems
+    return [(problem, None) for problem in problems]
 
 
 def _required_positional(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
@@ -186,21 +237,32 @@ def _required_positional(function: ast.FunctionDef | ast.AsyncFunctionDef) -> in
     return len(arguments.posonlyargs) + len(arguments.args) - len(arguments.defaults)
 
 
-def conda_problems(conda_file: Path) -> list[str]:
+def conda_problems(conda_file: Path) -> list[Problem]:
+    shown = display_path(conda_file)
     try:
         content = yaml.safe_load(read_text(conda_file, conda_file.name))
     except YamlProblem as problem:  # too large, or not UTF-8
         line, column = problem.location.line, problem.location.column
-        where = f", line {line}, column {column}" if (line, column) != (1, 1) else ""
-        return [f"{conda_file.name}{where}: {problem.message}"]
+        where = SourceLocation(shown, line, column) if (line, column) != (1, 1) else None
+        return [(f"{conda_file.name}: {problem.message}", where)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        return [f"{conda_file.name} is not valid YAML: {exc.problem or exc.context}{where}"]
+        at = SourceLocation(shown, mark.line + 1, mark.column + 1) if mark else None
+        return [(f"{conda_file.name} is not valid YAML: {exc.problem or exc.context}", at)]
     except yaml.YAMLError as exc:
-        return [f"{conda_file.name} is not valid YAML: {exc}"]
+        return [(f"{conda_file.name} is not valid YAML: {exc}", None)]
     if not isinstance(content, dict) or not isinstance(content.get("dependencies"), list):
-        return [f"{conda_file.name} has no 'dependencies' list (a conda environment file needs one)"]
+        return [(f"{conda_file.name} has no 'dependencies' list (a conda environment file needs one)", None)]
+    return []
+
+
+def sample_problems(folder: Path) -> list[Problem]:
+    """A samples folder needs at least one ``<name>.json``; every file must be JSON (reported at
+    its own line) and every ``<name>.expected.json`` must have its ``<name>.json``."""
+    try:
+        read_samples(folder)
+    except SampleProblems as problems:
+        return list(problems.problems)
     return []
 
 
@@ -224,8 +286,31 @@ def _deployment(item: Located, image_names: set[str], registry_names: set[str] |
             found.append(_at(item, ("spec", "modules", module.name, "createOptions"),
                              f"serialises to {chunks} chunks of {limits.CREATE_OPTIONS_CHUNK} characters; "
                              f"IoT Edge tooling accepts at most {limits.MAX_CREATE_OPTIONS_CHUNKS} (4 KB)"))
+    if spec.rollout is not None:
+        found += _rollout(item, spec)
     if spec.registry is not None and registry_names is not None and spec.registry not in registry_names:
         known = ", ".join(sorted(registry_names)) or "none"
         found.append(_at(item, ("spec", "registry"),
                          f"no registry named {spec.registry!r} in environment.yaml (defined: {known})"))
+    return found
+
+
+def _rollout(item: Located, spec: DeploymentSpec) -> list[Diagnostic]:
+    assert spec.rollout is not None
+    found = []
+    seen: set[str] = set()
+    for index, ring in enumerate(spec.rollout.rings):
+        where = ("spec", "rollout", "rings", index)
+        if ring.name in seen:
+            found.append(_at(item, (*where, "name"), f"ring {ring.name!r} is named twice; ring names are unique"))
+        seen.add(ring.name)
+        try:
+            parse(ring.target_condition)
+        except ConditionError as exc:
+            found.append(_at(item, (*where, "targetCondition"), f"{exc} (at character {exc.offset + 1})"))
+    for metric in spec.rollout.gates.metrics:
+        if metric not in spec.metrics:
+            known = ", ".join(sorted(spec.metrics)) or "none"
+            found.append(_at(item, ("spec", "rollout", "gates", "metrics", metric),
+                             f"no metric named {metric!r} in spec.metrics (defined: {known})", key=True))
     return found

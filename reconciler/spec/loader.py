@@ -13,20 +13,33 @@ Nothing is executed and nothing is written. All problems are raised together as 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SpecError
+from reconciler.model.behaviour import (
+    DEFAULT_REPEAT,
+    DEFAULT_START_TIMEOUT_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    ChangedOutputsLimit,
+    Gates,
+    SamplesSpec,
+)
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import (
     DeploymentSpec,
     DesiredState,
     EnvironmentSpec,
+    GateSpec,
     ImageSpec,
+    MetricGate,
     ModelSpec,
     ModuleSpec,
     RegistrySpec,
+    RingSpec,
+    RolloutSpec,
 )
 from reconciler.spec import checks
 from reconciler.spec.cache import SpecCache, digest
@@ -175,7 +188,29 @@ def _image(document: Document) -> ImageSpec:
         description=description,
         tags=tags,
         location=document.location(()),
+        samples=_samples(document, spec.get("samples")),
+        gates=_gates(spec.get("gates") or {}),
     )
+
+
+def _samples(document: Document, samples: dict[str, Any] | None) -> SamplesSpec | None:
+    if samples is None:
+        return None
+    return SamplesSpec(path=_here(document) / samples["path"], repeat=samples.get("repeat", DEFAULT_REPEAT),
+                       timeout_seconds=float(samples.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS)),
+                       start_timeout_seconds=float(samples.get("startTimeoutSeconds", DEFAULT_START_TIMEOUT_SECONDS)))
+
+
+def _gates(gates: dict[str, Any]) -> Gates:
+    changed = gates.get("maxChangedOutputs")
+    limit = None
+    if isinstance(changed, str):
+        limit = ChangedOutputsLimit(float(changed.rstrip("%")), percent=True)
+    elif changed is not None:
+        limit = ChangedOutputsLimit(float(changed), percent=False)
+    latency = gates.get("maxLatencyP95Ms")
+    return Gates(max_changed_outputs=limit, max_latency_p95_ms=float(latency) if latency is not None else None,
+                 must_match_expected=gates.get("mustMatchExpected", True))
 
 
 def _module(name: str, spec: dict[str, Any]) -> ModuleSpec:
@@ -210,4 +245,28 @@ def _deployment(document: Document) -> DeploymentSpec:
         metrics=dict(spec.get("metrics", {})),
         description=description,
         location=document.location(()),
+        rollout=_rollout(spec["rollout"]) if "rollout" in spec else None,
+    )
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``1h30m`` -> 5400. The schema has checked the form (``(\\d+[smhd])+``)."""
+    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"(\d+)([smhd])", text))
+
+
+def _rollout(rollout: dict[str, Any]) -> RolloutSpec:
+    gates = rollout.get("gates", {"minSuccessPercent": 100, "maxFailedDevices": 0})
+    return RolloutSpec(
+        rings=tuple(RingSpec(ring["name"], ring["targetCondition"], duration_seconds(ring["soak"]), ring["soak"])
+                    for ring in rollout["rings"]),
+        gates=GateSpec(
+            min_success_percent=gates.get("minSuccessPercent"),
+            max_failed_devices=gates.get("maxFailedDevices"),
+            metrics={name: MetricGate(bounds.get("max"), bounds.get("min"))
+                     for name, bounds in sorted(gates.get("metrics", {}).items())},
+        ),
+        on_failure=rollout.get("onFailure", "rollback"),
     )

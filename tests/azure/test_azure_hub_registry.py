@@ -563,9 +563,10 @@ def test_health_reports_metrics_and_shadowing_deployments(azure_world: AzureWorl
         ("deployment/iris-base", "shadowed")]
 
 
-def test_health_is_counted_by_query_when_the_listing_has_no_system_metrics(azure_world: AzureWorld) -> None:
-    """The real hub may list configurations with empty ``systemMetrics.results`` (the Azure CLI re-runs the
-    queries then): the provider counts with the hub's own metric queries."""
+def test_health_without_figures_in_the_listing_costs_one_read_per_owned_deployment(azure_world: AzureWorld) -> None:
+    """The real hub may list configurations with empty ``systemMetrics.results`` (not evaluated yet): the
+    provider reads each of its own deployments once more (never 4 count queries each: IoT Hub allows 20
+    queries a minute per unit), and leaves out what has no figures (not evaluated yet, never zeros)."""
     azure_world.apply(kinds=DEPLOYMENTS)
     unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)
     iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
@@ -575,15 +576,35 @@ def test_health_is_counted_by_query_when_the_listing_has_no_system_metrics(azure
     for cfg in configs:
         cfg.system_metrics.results = {}
     azure_world.emulator.reset_log()
-    recounted = hub.health(configs)
-    assert {k: v for k, v in recounted.items() if k != "portal-override"} == {
-        k: v for k, v in listed.items() if k != "portal-override"}
+    reread = hub.health(configs)
+    assert "portal-override" not in reread  # not ours: not read again, not evaluated
+    assert {k: v for k, v in reread.items()} == {k: v for k, v in listed.items() if k != "portal-override"}
     base_id = next(k for k in listed if k.startswith("iris-base-"))
-    assert (recounted[base_id].targeted, recounted[base_id].failed) == (3, 1)
-    assert recounted["portal-override"].targeted == 0  # not ours: not recounted
+    assert (reread[base_id].targeted, reread[base_id].failed) == (3, 1)
+    assert len(azure_world.hub_requests("GET", "/configurations/")) == 2  # one read per owned deployment
+    # The shadowing pair was counted by the first read: a run counts each condition once.
+    assert azure_world.hub_requests("POST", "/devices/query") == []
+
+
+def test_device_counts_are_batched_and_kept_within_the_query_budget(azure_world: AzureWorld) -> None:
+    """More conditions than pages of edge device twins: the twins are read once and every condition is
+    evaluated on them; past the budget, counts are unknown instead of throttled."""
+    hub = azure_world.provider().hub
+    conditions = ["tags.environment='prod'", "tags.site='a'", "tags.site='b'", "deviceId='cam-a1'",
+                  "tags.environment='prod' AND NOT (tags.site='a')"]
+    azure_world.emulator.reset_log()
+    counts = hub.count_many(conditions)
+    one_by_one = {c: azure_world.provider().hub.count_devices(c) for c in conditions}
+    assert counts == one_by_one and counts["tags.environment='prod'"] == 3
     queries = [json.loads(r.body)["query"] for r in azure_world.hub_requests("POST", "/devices/query")]
-    assert len(queries) == 2 * 4 + 1  # 4 counts per owned deployment, 1 shadowing pair
-    assert any("FROM devices.modules WHERE" in q.replace("where", "WHERE") for q in queries)
+    assert queries[:2] == ["SELECT COUNT() AS numberOfDevices FROM devices WHERE capabilities.iotEdge = true",
+                           "SELECT * FROM devices WHERE capabilities.iotEdge = true"]
+    assert hub.counter.spent == 2
+
+    thrifty = azure_world.provider().hub
+    thrifty.query_budget = 1
+    assert thrifty.count_many(conditions[:1]) == {conditions[0]: 3}
+    assert thrifty.count_many(conditions[1:3]) == {conditions[1]: None, conditions[2]: None}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ and tokens (PUT / GET / DELETE / list). Writes answer like the service's long-ru
 * ``lro = "async"`` (default): PUT/PATCH -> 201 + ``Azure-AsyncOperation``, POST generateCredentials and
   DELETE -> 202 + ``Location``. The operation is already finished, so the SDK pollers' *first* status GET
   (sent without delay) reads ``Succeeded`` and ``.result()`` returns at once, whatever ``polling_interval``.
-* ``lro = "sync"``: 200/201 with the final body (``set_lro_mode(state, "sync")``).
+* ``lro = "sync"``: 200 with the final body (``set_lro_mode(state, "sync")``).
 
 Data plane, host ``<name>.azurecr.io``: the ACR REST API that ``azure.containerregistry.ContainerRegistryClient``
 uses (``/acr/v1/_catalog``, ``/acr/v1/{repo}``, ``/acr/v1/{repo}/_tags[/{tag}]``) and the Docker Registry v2
@@ -356,7 +356,9 @@ def _put_response(request: Request, state: EmulatorState, record: RegistryRecord
                   in_progress: dict[str, Any], created: bool) -> Response:
     """The answer to a PUT/PATCH whose effect is already applied (see the module docstring)."""
     if _lro_mode(state) == "sync":
-        return Response(201 if created else 200, final)
+        # 200 even on creation: in the 2025-04-01 definition the 201 of ScopeMaps_Create, Tokens_Create and
+        # Registries_Update is "the operation will complete asynchronously" and carries Azure-AsyncOperation.
+        return Response(200, final)
     op_url = _operation_url(request, record, "operationStatuses", _new_operation(state))
     return Response(201 if created else 200, in_progress, {"Azure-AsyncOperation": op_url})
 

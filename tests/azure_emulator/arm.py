@@ -491,8 +491,42 @@ def token_v1(request: Request, state: EmulatorState) -> Response:
     })
 
 
+# --------------------------------------------------------------------------------------------------------------
+# IoT Hub resources (Microsoft.Devices/IotHubs): only what `reconciler doctor` reads, the SKU and units
+# --------------------------------------------------------------------------------------------------------------
+
+
+def add_iot_hub(state: EmulatorState, subscription_id: str, resource_group: str, host_name: str, *,
+                sku: str = "S1", capacity: int = 1, location: str = "westeurope") -> dict[str, Any]:
+    """Make the hub at ``host_name`` visible on ARM (the data plane is ``iothub.py``'s, seeded separately)."""
+    name = host_name.split(".")[0]
+    tiers = {"F": "Free", "B": "Basic", "S": "Standard"}
+    resource = {
+        "id": f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Devices"
+              f"/IotHubs/{name}",
+        "name": name, "type": "Microsoft.Devices/IotHubs", "location": location, "tags": {}, "etag": "AAAA",
+        "sku": {"name": sku, "tier": tiers.get(sku[:1], "Standard"), "capacity": capacity},
+        "properties": {"hostName": host_name, "state": "Active", "provisioningState": "Succeeded"},
+    }
+    with state.lock:
+        state.service("arm").setdefault("iothubs", {})[host_name.lower()] = resource
+        state.service("arm").setdefault("subscriptions", {}).setdefault(subscription_id, DEFAULT_TENANT)
+    return resource
+
+
+def list_iot_hubs(request: Request, state: EmulatorState) -> Response:
+    """``GET /subscriptions/{sub}/providers/Microsoft.Devices/IotHubs`` (IotHubResource_ListBySubscription)."""
+    if (failure := _guarded(request)) is not None:
+        return failure
+    prefix = f"/subscriptions/{request.params['sub']}/".lower()
+    with state.lock:
+        hubs = [hub for hub in state.service("arm").get("iothubs", {}).values() if hub["id"].lower().startswith(prefix)]
+    return Response(200, {"value": hubs})
+
+
 ROUTES: list[Route] = [
     Route("GET", ARM_HOST, _WS, get_workspace),
+    Route("GET", ARM_HOST, r"(?i)/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Devices/IotHubs", list_iot_hubs),
     Route("POST", ARM_HOST, _WS + r"/listKeys", list_workspace_keys),
     Route("GET", ARM_HOST, r"(?i)/subscriptions/?", list_subscriptions),
     Route("GET", ARM_HOST, r"(?i)/subscriptions/(?P<sub>[^/]+)", get_subscription),

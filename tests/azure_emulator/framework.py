@@ -69,6 +69,11 @@ def error(status: int, code: str, message: str, **headers: str) -> Response:
 
 Handler = Callable[[Request, "EmulatorState"], Response]
 
+#: Called with every request the emulator answers and the response it gives (faults included), from the
+#: server's threads, before the answer is sent. The test suite's contract check (``contract.py``) hooks in
+#: here; an observer must not raise.
+response_observers: list[Callable[[Request, Response], None]] = []
+
 
 @dataclass(frozen=True)
 class Route:

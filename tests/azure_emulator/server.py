@@ -47,7 +47,7 @@ from urllib.parse import unquote, urlsplit
 
 import trustme
 
-from .framework import EmulatorState, Request, Response, Route, error
+from .framework import EmulatorState, Request, Response, Route, error, response_observers
 from .service_errors import service_error
 
 #: Service modules loaded by default (each may be absent: another helper writes some of them).
@@ -687,6 +687,8 @@ class AzureEmulator:
             _abort(sock)
             raise ConnectionDropped()
         response = outcome.response or self.dispatch(request)
+        for observe in response_observers:
+            observe(request, response)
         if outcome.lose_answer:  # the service acted; its answer is lost on the way back
             self.log.record(request, response.status, lost=True)
             _abort(sock)

@@ -6,6 +6,7 @@ Used by ``test_plan_cases.py`` (the golden files) and by the unit tests that wan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -19,7 +20,7 @@ from tests.core.snapshot_json import load_snapshot
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "tests" / "cases" / "plan"
 SHARED_PREFIX = "_"  # folders like _shared/ hold files several cases use; they are not cases
-CASE_KEYS = {"description", "prune", "expect"}
+CASE_KEYS = {"description", "prune", "now", "expect"}
 EXPECT_KEYS = {"changes", "orphans", "unmanaged", "warnings"}
 
 
@@ -40,10 +41,25 @@ class Case:
     name: str
     description: str
     prune: bool
+    now: datetime | None  # the time rollouts are judged at (planner.plan's ``now``); None: the planner's default
     changes: tuple[str, ...]  # "<action> <kind>/<name>", in apply order
     orphans: tuple[str, ...]
     unmanaged: tuple[str, ...]
     warnings: tuple[str, ...]  # a part of each warning's text, in order
+
+
+def read_now(name: str, value: object) -> datetime | None:
+    """``now:`` of case.yaml: an ISO 8601 time, quoted or not (YAML reads an unquoted one as a
+    timestamp); without an offset it is UTC, like the times of actual.json."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise AssertionError(f"{name}/case.yaml: now {value!r} is not an ISO 8601 time") from None
+    assert isinstance(value, datetime), f"{name}/case.yaml: now must be an ISO 8601 time, not {value!r}"
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def read_case(name: str, cases: Path = CASES) -> Case:
@@ -57,6 +73,7 @@ def read_case(name: str, cases: Path = CASES) -> Case:
         name=name,
         description=str(data["description"]),
         prune=bool(data.get("prune", False)),
+        now=read_now(name, data.get("now")),
         changes=tuple(expect["changes"]),
         orphans=tuple(expect.get("orphans", ())),
         unmanaged=tuple(expect.get("unmanaged", ())),
@@ -70,7 +87,7 @@ def plan_case(name: str, cases: Path = CASES) -> Plan:
     desired = load_environment(cases / name / "env")
     fingerprints = compute_fingerprints(desired, HashCache())
     snapshot = load_snapshot(cases / name / "actual.json")
-    return planner.plan(desired, fingerprints, snapshot, prune=case.prune)
+    return planner.plan(desired, fingerprints, snapshot, prune=case.prune, now=case.now)
 
 
 def outline(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:

@@ -3,7 +3,8 @@
 ``actual.json`` of a planner case (``tests/cases/plan/``) is ``dataclasses.asdict`` of a
 ``reconciler.model.state.Snapshot``: ``models``, ``images`` and ``deployments`` are lists of
 objects with the dataclass fields as keys, ``registries`` maps a name to a registry object,
-and a deployment's ``health`` is ``null`` or an object. Every field is listed; unknown or
+a deployment's ``health`` is ``null`` or an object, and its ``rollout`` an object (all ``null`` when no
+rollout is in flight). Every field is listed; unknown or
 missing keys are errors, so a typo in a hand-edited file fails loudly instead of being ignored.
 
 Most cases start from what a perfect apply of their specs would leave, then edit it. Print
@@ -33,6 +34,7 @@ from reconciler.model.state import (
     LiveDeployment,
     LiveRegistry,
     ModelVersion,
+    RolloutMark,
     Snapshot,
 )
 
@@ -72,7 +74,8 @@ def _deployment(data: object, where: str) -> LiveDeployment:
         built = _build(DeploymentHealth, health, f"{where}.health")
         built = dataclasses.replace(built, shadowed_by=tuple(built.shadowed_by))
         deployment = dataclasses.replace(deployment, health=built)
-    return deployment
+    mark: object = deployment.rollout
+    return dataclasses.replace(deployment, rollout=_build(RolloutMark, mark, f"{where}.rollout"))
 
 
 def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
@@ -122,7 +125,7 @@ def live(deployment: DesiredDeployment, owner: str, created: str = CREATED) -> L
     return LiveDeployment(
         id=deployment.id, name=deployment.spec.name, owner=owner, content_hash=deployment.content_hash,
         content=deployment.content, target_condition=deployment.target_condition,
-        priority=deployment.spec.priority, labels=deployment.spec.labels, metrics=deployment.spec.metrics,
+        priority=deployment.spec.priority, labels=deployment.spec.labels, metrics=deployment.metrics,
         layered=deployment.spec.layered, created=created)
 
 

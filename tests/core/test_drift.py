@@ -123,7 +123,7 @@ def test_shadowing_by_another_environment_counts_and_by_our_own_does_not() -> No
     assert "staging-high (priority 60)" in report.items[0].message
 
 
-def test_rollouts_list_owned_deployments_only_sorted_with_zero_health_when_unknown() -> None:
+def test_rollouts_list_owned_deployments_only_sorted_and_not_evaluated_when_unknown() -> None:
     failing = DeploymentHealth(targeted=3, applied=3, succeeded=1, failed=2)
     report = detect(plan(), snapshot(
         deployment("zeta-1", "zeta", priority=5, health=failing),
@@ -132,10 +132,10 @@ def test_rollouts_list_owned_deployments_only_sorted_with_zero_health_when_unkno
         deployment("foreign", owner=None, health=DeploymentHealth(9, 9, 0, 9)),
         deployment("staging", owner="staging", health=DeploymentHealth(9, 9, 0, 9)),
     ))
-    zero = DeploymentHealth(0, 0, 0, 0)
+    # No figures is "not evaluated yet" (None), never zeros that read as "0 failed".
     assert report.rollouts == (
-        RolloutStatus("alpha", "alpha-1", 10, zero),
-        RolloutStatus("alpha", "alpha-2", 10, zero),
+        RolloutStatus("alpha", "alpha-1", 10, None),
+        RolloutStatus("alpha", "alpha-2", 10, None),
         RolloutStatus("zeta", "zeta-1", 5, failing),
     )
     assert report.failing == (RolloutStatus("zeta", "zeta-1", 5, failing),)

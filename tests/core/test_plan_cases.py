@@ -17,13 +17,24 @@ behaviour its case is about: change the outline by hand when the behaviour chang
 from __future__ import annotations
 
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reconciler.cli.views.plan import render_json, render_text
 from reconciler.model.plan import Action
-from tests.core.plan_cases import CASES, REPO, case_names, environment_dir, outline, plan_case, read_case
+from tests.core.plan_cases import (
+    CASES,
+    REPO,
+    case_names,
+    environment_dir,
+    outline,
+    plan_case,
+    read_case,
+    read_now,
+)
 from tests.golden_files import check_golden_file
 
 
@@ -68,3 +79,18 @@ def test_plans_do_not_depend_on_where_the_cases_are(tmp_path: Path) -> None:
         assert render_json(there, environment_dir(name)) == render_json(here, environment_dir(name))
         assert str(REPO) not in render_json(here, environment_dir(name))
 
+
+
+@pytest.mark.parametrize("text", ["2026-01-01T12:40:00Z", "'2026-01-01T12:40:00Z'", "2026-01-01T12:40:00",
+                                  "'2026-01-01T13:40:00+01:00'", "2026-01-01 12:40:00"])
+def test_now_is_an_iso_time_in_utc_unless_it_says_otherwise(text: str) -> None:
+    """``now:`` reads the same quoted or not (YAML makes an unquoted one a timestamp), and a time
+    without an offset is UTC, like the times of actual.json."""
+    now = read_now("case", yaml.safe_load(f"now: {text}")["now"])
+    assert now == datetime(2026, 1, 1, 12, 40, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text", ["'soon'", "12", "[2026]"])
+def test_now_that_is_not_a_time_is_refused(text: str) -> None:
+    with pytest.raises(AssertionError, match="case/case.yaml: now"):
+        read_now("case", yaml.safe_load(f"now: {text}")["now"])

@@ -49,9 +49,9 @@ def test_a_dump_loads_back_to_an_equal_snapshot_with_the_same_fingerprint() -> N
 def test_health_becomes_a_dataclass_with_a_tuple() -> None:
     data = converged_dict()
     data["deployments"][0]["health"] = {"targeted": 3, "applied": 3, "succeeded": 2, "failed": 1,
-                                        "shadowed_by": ["hand-made"]}
+                                        "shadowed_by": ["hand-made"], "metrics": {"errors": 1}}
     deployment = snapshot_from_dict(data).deployments[0]
-    assert deployment.health == DeploymentHealth(3, 3, 2, 1, ("hand-made",))
+    assert deployment.health == DeploymentHealth(3, 3, 2, 1, ("hand-made",), {"errors": 1})
 
 
 @pytest.mark.parametrize(("where", "edit", "message"), [
@@ -60,7 +60,7 @@ def test_health_becomes_a_dataclass_with_a_tuple() -> None:
     ("models[0]", lambda d: d["models"][0].update(versoin=2), r"models\[0\]: unknown keys \['versoin'\]"),
     ("deployments[1]", lambda d: d["deployments"][1].pop("health"), r"deployments\[1\]: .*missing keys \['health'\]"),
     ("deployments[0].health", lambda d: d["deployments"][0].update(health={"targeted": 1}),
-     r"deployments\[0\]\.health: .*missing keys \['applied', 'failed', 'shadowed_by', 'succeeded'\]"),
+     r"deployments\[0\]\.health: .*missing keys \['applied', 'failed', 'metrics', 'shadowed_by', 'succeeded'\]"),
     ("images", lambda d: d.update(images={}), "images: expected a list"),
     ("registries.local", lambda d: d["registries"]["local"].update(name="other"), "the registry is named 'other'"),
 ])

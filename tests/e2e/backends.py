@@ -36,6 +36,12 @@ class Backend(Protocol):
     def create_unmanaged(self, env_dir: Path, deployment_id: str, condition: str, priority: int,
                          layered: bool) -> None: ...
 
+    def running(self, env_dir: Path) -> dict[str, str]:
+        """Device id -> the id of the base deployment it applies ("" for none)."""
+
+    def set_failing(self, env_dir: Path, device_id: str, failing: bool = True) -> None:
+        """Make the device report failure (or success again) for what it applies."""
+
 
 def snapshot(env_dir: Path, *, health: bool = False) -> Snapshot:
     desired = load_environment(env_dir)
@@ -93,6 +99,22 @@ class LocalBackend:
         provider = self._provider(env_dir)
         provider.create_unmanaged_deployment(deployment_id, EMPTY_LAYER if layered else EMPTY_BASE, condition,
                                              priority, layered=layered)
+        provider.close()
+
+    def running(self, env_dir: Path) -> dict[str, str]:
+        provider = self._provider(env_dir)
+        try:
+            found = {}
+            for device in provider.simulator.list():
+                modules = provider.simulator.show(device.id).modules
+                found[device.id] = modules["scorer"][0] if "scorer" in modules else ""
+            return found
+        finally:
+            provider.close()
+
+    def set_failing(self, env_dir: Path, device_id: str, failing: bool = True) -> None:
+        provider = self._provider(env_dir)
+        provider.simulator.set_failing(device_id, failing)
         provider.close()
 
 
@@ -155,3 +177,19 @@ class AzureBackend:
         content = ConfigurationContent(modules_content=EMPTY_LAYER if layered else EMPTY_BASE)
         self._manager().create_configuration(Configuration(
             id=deployment_id, content=content, target_condition=condition, priority=priority, labels={}))
+
+    def running(self, env_dir: Path) -> dict[str, str]:
+        from tests.azure import conftest as azure
+        from tests.azure_emulator import iothub
+
+        hub = iothub.get_hub(self.emulator.state, azure.HUB)
+        applied = hub.assignment().applied_edge
+        return {device: next((c["id"] for c in reversed(applied.get(device, [])) if not iothub.is_layered(c)), "")
+                for device in hub.devices if hub.devices[device].is_edge}
+
+    def set_failing(self, env_dir: Path, device_id: str, failing: bool = True) -> None:
+        from tests.azure import conftest as azure
+        from tests.azure_emulator import iothub
+
+        iothub.set_device_report(self.emulator.state, [device_id],
+                                 iothub.REPORT_FAILED if failing else iothub.REPORT_SUCCESS, hub=azure.HUB)

@@ -208,7 +208,7 @@ def run_step(workflow_name: str, title: str, cwd: Path, env: dict[str, str],
 def test_every_reconciler_command_in_the_workflows_is_valid_cli() -> None:
     parser = build_parser()
     seen = set()
-    for name in ("plan.yml", "apply.yml", "drift.yml"):
+    for name in ("plan.yml", "apply.yml", "drift.yml", "rollout.yml"):
         for argv in reconciler_commands(name):
             parser.parse_args(argv)  # exits (fails the test) on an unknown flag or value
             seen.add(argv[0])
@@ -573,10 +573,10 @@ def all_workflows() -> list[str]:
 
 
 def test_the_workflows_exist() -> None:
-    assert all_workflows() == ["apply.yml", "ci.yml", "drift.yml", "plan.yml"]
+    assert all_workflows() == ["apply.yml", "ci.yml", "drift.yml", "plan.yml", "rollout.yml"]
 
 
-@pytest.mark.parametrize("name", ["apply.yml", "ci.yml", "drift.yml", "plan.yml"])
+@pytest.mark.parametrize("name", ["apply.yml", "ci.yml", "drift.yml", "plan.yml", "rollout.yml"])
 def test_workflow_security(name: str) -> None:
     data = workflow(name)
     assert data["permissions"] == {}, "top-level permissions must be empty; grant per job"
@@ -659,6 +659,51 @@ def test_drift_runs_nightly_and_by_hand() -> None:
     on = triggers(workflow("drift.yml"))
     assert "schedule" in on and "workflow_dispatch" in on
     assert 'title="Drift in $ENV_NAME"' in step("drift.yml", ISSUE_STEP)["run"]
+
+
+def test_rollout_runs_every_15_minutes_and_by_hand_as_the_one_writer_of_its_environment() -> None:
+    data = workflow("rollout.yml")
+    on = triggers(data)
+    assert on["schedule"] == [{"cron": "*/15 * * * *"}] and "workflow_dispatch" in on
+    job = data["jobs"]["rollout"]
+    apply_job = workflow("apply.yml")["jobs"]["apply"]
+    assert job["environment"] == apply_job["environment"]
+    assert job["concurrency"] == apply_job["concurrency"]  # never two writers on one environment
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert command("rollout.yml", "apply") == ["apply", ENV_DIR, "--rollouts-only", "--auto-approve"]
+
+
+ROLLOUT = """  rollout:
+    rings:
+      - name: canary
+        targetCondition: "tags.site='b'"
+        soak: 30m
+"""
+
+
+def test_the_rollout_step_advances_a_rollout_and_changes_nothing_else(repo: Repo) -> None:
+    repo.add_devices()
+    assert repo.run(["apply", ENV_DIR, "--auto-approve"]).returncode == 0
+    repo.edit(f"{ENV_DIR}/deployments.yaml", "MODEL_NAME: iris-classifier\n", "MODEL_NAME: iris-v2\n")
+    repo.edit(f"{ENV_DIR}/deployments.yaml", "  routes:\n", ROLLOUT + "  routes:\n")
+    os.environ["RECONCILER_NOW"] = "2026-11-28T10:00:00Z"
+    try:
+        # The rollout workflow does not start new content: that is apply.yml's job, on merge.
+        idle = repo.run(command("rollout.yml", "apply"))
+        assert idle.returncode == 0, idle.stderr
+        assert "Rollout steps taken: 0." in idle.stdout
+        assert repo.run(command("apply.yml", "apply", having=("--auto-approve",))).returncode == 0
+
+        os.environ["RECONCILER_NOW"] = "2026-11-28T10:31:00Z"
+        repo.edit(f"{ENV_DIR}/models.yaml", "task: classification", "task: flowers")  # not the rollout's business
+        taken = repo.run(command("rollout.yml", "apply"))
+        assert taken.returncode == 0, taken.stderr
+        assert "> deployment/iris-base: ring canary -> all devices (canary: 1/1 succeeded" in taken.stdout
+        assert "Rollout steps taken: 1." in taken.stdout
+        left = repo.run(["plan", ENV_DIR, "--format", "json"])
+        assert [c["resource"] for c in json.loads(left.stdout)["changes"]] == ["model/iris-classifier"]
+    finally:
+        del os.environ["RECONCILER_NOW"]
 
 
 def test_ci_runs_the_projects_own_entry_point() -> None:

@@ -43,11 +43,21 @@ def test_add_list_tag_show_remove(env_dir: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "device", env_dir, "show", "cam-a1")
     lines = out.splitlines()
     assert lines[:2] == ["Device cam-a1", "Tags: environment=dev, site=a"]
-    assert lines[3].split() == ["MODULE", "IMAGE", "FROM", "DEPLOYMENT"]
+    assert lines[3].split() == ["MODULE", "IMAGE", "FROM", "DEPLOYMENT", "STATUS"]
     scorer, sensor = (line.split() for line in lines[4:])
     assert scorer[0] == "scorer" and scorer[1].startswith("localhost/iris-scorer:")
-    assert scorer[2].startswith("iris-base-")
-    assert sensor[0] == "sensor" and sensor[2].startswith("iris-site-a-sensor-")
+    assert scorer[2].startswith("iris-base-") and scorer[3] == "success"
+    assert sensor[0] == "sensor" and sensor[2].startswith("iris-site-a-sensor-") and sensor[3] == "success"
+
+    # What the device reports: a module's status, and reported properties.
+    code, out, _ = run(capsys, "device", env_dir, "report", "cam-a1", "--module", "scorer", "--status", "failed",
+                       "--reported", "temperature=21.5")
+    assert (code, out) == (0, "cam-a1: scorer: failed, reported temperature=21.5\n")
+    statuses = [line.split()[-1] for line in run(capsys, "device", env_dir, "show", "cam-a1")[1].splitlines()[4:]]
+    assert statuses == ["failed", "success"]
+    run(capsys, "device", env_dir, "report", "cam-a1", "--module", "scorer", "--status", "clear")
+    statuses = [line.split()[-1] for line in run(capsys, "device", env_dir, "show", "cam-a1")[1].splitlines()[4:]]
+    assert statuses == ["success", "success"]
 
     assert run(capsys, "device", env_dir, "remove", "cam-b1") == (0, "Removed device cam-b1\n", "")
     code, _, err = run(capsys, "device", env_dir, "remove", "cam-b1")

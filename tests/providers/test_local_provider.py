@@ -26,6 +26,7 @@ from reconciler.model.plan import Action, Change, DesiredDeployment, Plan
 from reconciler.model.specs import DesiredState, Kind, ResourceKey
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.base import SilentProgress
+from reconciler.providers.layout import PackagedModel
 from reconciler.providers.local import images
 from reconciler.providers.local.blobs import BlobStore
 from reconciler.providers.local.provider import LocalProvider
@@ -431,7 +432,7 @@ def test_builds_are_deterministic(repo: Repo, tmp_path: Path) -> None:
     spec = repo.desired().images["scorer"]
     blobs = BlobStore(tmp_path / "blobs")
     digest = blobs.put(repo.root / "models" / "clf" / "weights.json")
-    model = images.PackagedModel("clf", 1, {"clf/weights.json": digest})
+    model = PackagedModel("clf", 1, {"clf/weights.json": digest})
     first = images.build(tmp_path / "a" / "x", spec, "localhost/scorer:x", [model], blobs, SilentProgress())
     os.utime(repo.root / "code" / "score.py", (1, 1))  # mtimes do not matter
     second = images.build(tmp_path / "b" / "x", spec, "localhost/scorer:x", [model], blobs, SilentProgress())

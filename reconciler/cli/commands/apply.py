@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.errors import Aborted
+from reconciler.cli.commands.plan import add_behaviour_arguments
+from reconciler.cli.commands.test import stop_on_sigterm
+from reconciler.errors import Aborted, ReconcilerError
 from reconciler.model.plan import Plan
 
 
@@ -22,6 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--prune", action="store_true",
                         help="delete owned resources that are no longer in the specs")
+    parser.add_argument("--rollouts-only", action="store_true",
+                        help="take only the rollout steps that are due (advance, complete, roll back, pause) "
+                             "and change nothing else; for the scheduled rollout workflow")
+    add_behaviour_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -39,14 +45,30 @@ def _confirm(plan: Plan) -> bool:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import planfile
     from reconciler.cli.progress import TerminalProgress
-    from reconciler.engine import Engine
+    from reconciler.engine import BehaviourOptions, Engine
 
     saved = planfile.load(args.target) if args.target.is_file() else None
+    if saved and (args.rollouts_only or args.prune):
+        raise ReconcilerError("--rollouts-only and --prune apply to an environment folder, not to a saved plan "
+                              "(the plan says what it does)")
+    if args.rollouts_only and args.prune:
+        raise ReconcilerError("--rollouts-only changes nothing but rollouts: it cannot be combined with --prune")
     environment_dir = Path(saved.environment_dir) if saved else args.target
     # A saved plan was reviewed already: applying it is the approval.
     confirm = None if (args.auto_approve or saved) else _confirm
-    with Engine(environment_dir, TerminalProgress()) as engine:
-        result = engine.apply(prune=args.prune, saved=saved, confirm=confirm)
+    # Rollout steps build no image: no samples to run.
+    behaviour = None if args.rollouts_only else BehaviourOptions(skip=args.skip_behaviour, python=args.python)
+    with stop_on_sigterm(), Engine(environment_dir, TerminalProgress()) as engine:
+        result = engine.apply(prune=args.prune, saved=saved, confirm=confirm, rollouts_only=args.rollouts_only,
+                              behaviour=behaviour)
+    if args.rollouts_only:
+        from reconciler.cli.views import rollouts
+
+        for change in result.applied:
+            print(f"{change.action.symbol} {change.key}: {change.reason}")
+        print(rollouts.render_text(result.plan.rollouts), end="")
+        print(f"Rollout steps taken: {len(result.applied)}.")
+        return exit_codes.OK
     if not result.applied:
         print("No changes. The actual state matches the specs.")
         return exit_codes.OK

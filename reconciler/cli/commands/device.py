@@ -1,4 +1,4 @@
-"""``reconciler device ENV_DIR add|list|tag|show|remove``: the local backend's simulated devices.
+"""``reconciler device ENV_DIR add|list|tag|show|report|remove``: the local backend's simulated devices.
 
 Devices are what deployments target: their twin tags decide which deployments reach them,
 by IoT Hub's rules. ``show`` prints the modules a device runs and the deployment each one
@@ -9,6 +9,7 @@ Only the local backend has simulated devices; real ones are managed in IoT Hub.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from reconciler.cli import exit_codes
 from reconciler.cli.views.devices import device_list, device_modules, format_tags
 from reconciler.errors import ReconcilerError
+from reconciler.model.specs import JSON
 from reconciler.spec.paths import display_path
 
 if TYPE_CHECKING:
@@ -62,6 +64,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show.add_argument("name", metavar="NAME", help="the device id")
     show.set_defaults(device_action=_show)
 
+    report = actions.add_parser(
+        "report", help="set what a device reports (module status, reported properties)",
+        description="Set the status the device's IoT Edge runtime reports for a module (applied: not reported "
+                    "yet; success; failed; clear: back to the default), and reported properties that target "
+                    "conditions and custom metrics read (KEY=VALUE; a number, true, false or null is JSON; "
+                    "null removes the property). A device tag failImages=GLOB makes the device fail every "
+                    "module whose image matches GLOB.")
+    report.add_argument("name", metavar="NAME", help="the device id")
+    report.add_argument("--module", action="append", default=[], metavar="MODULE",
+                        help="the module whose status to set (repeatable)")
+    report.add_argument("--status", choices=["applied", "success", "failed", "clear"],
+                        help="the status to report for each --module")
+    report.add_argument("--reported", action="append", type=_tag, default=[], metavar="KEY=VALUE",
+                        help="a reported property (repeatable)")
+    report.set_defaults(device_action=_report)
+
     remove = actions.add_parser("remove", help="remove a device")
     remove.add_argument("name", metavar="NAME", help="the device id")
     remove.set_defaults(device_action=_remove)
@@ -106,6 +124,28 @@ def _tag_device(devices: DeviceSimulator, args: argparse.Namespace) -> int:
 
 def _show(devices: DeviceSimulator, args: argparse.Namespace) -> int:
     print(device_modules(devices.show(args.name)))
+    return exit_codes.OK
+
+
+def _reported_value(text: str) -> JSON:
+    try:
+        value: JSON = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, (int, float, bool)) else text
+
+
+def _report(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    if bool(args.module) != bool(args.status):
+        raise ReconcilerError("give --module and --status together (the status to report for those modules)")
+    if not args.module and not args.reported:
+        raise ReconcilerError("nothing to report: give --module M --status S and/or --reported KEY=VALUE")
+    status = None if args.status == "clear" else args.status
+    device = devices.report(args.name, dict.fromkeys(args.module, status),
+                            {key: _reported_value(value) for key, value in args.reported})
+    what = [f"{module}: {args.status}" for module in args.module]
+    what += [f"reported {key}={value}" for key, value in args.reported]
+    print(f"{device.id}: {', '.join(what)}")
     return exit_codes.OK
 
 

@@ -23,10 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli.progress import TerminalProgress
     from reconciler.cli.views import drift as drift_view
+    from reconciler.cli.views.diagnostics import print_query_usage
     from reconciler.engine import Engine
 
     with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
         report = engine.drift()
+        usage = engine.query_usage()
+    print_query_usage(usage)
     if args.format == "json":
         print(drift_view.render_json(report), end="")
     elif args.format == "markdown":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from reconciler.cli import exit_codes
@@ -21,17 +22,30 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="delete owned resources that are no longer in the specs")
     parser.add_argument("--detailed-exitcode", action="store_true",
                         help="exit 0 when there are no changes, 2 when there are, 1 on error")
+    add_behaviour_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def add_behaviour_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip-behaviour", action="store_true",
+                        help="do not run the samples of new image versions (emergencies; the plan says so)")
+    parser.add_argument("--python", type=Path, metavar="PATH",
+                        help="run the samples with this interpreter instead of cached virtualenvs")
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import planfile
+    from reconciler.cli.commands.test import stop_on_sigterm
     from reconciler.cli.progress import TerminalProgress
     from reconciler.cli.views import plan as plan_view
-    from reconciler.engine import Engine
+    from reconciler.cli.views.diagnostics import print_query_usage
+    from reconciler.engine import BehaviourOptions, Engine
 
-    with Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
-        plan = engine.plan(prune=args.prune)
+    behaviour = BehaviourOptions(skip=args.skip_behaviour, python=args.python)
+    with stop_on_sigterm(), Engine(args.environment, TerminalProgress(quiet=args.format != "text")) as engine:
+        plan = engine.plan(prune=args.prune, behaviour=behaviour)
+        usage = engine.query_usage()
+    print_query_usage(usage)
     environment_dir = display_path(args.environment)
     if args.format == "json":
         print(plan_view.render_json(plan, environment_dir), end="")
@@ -43,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         planfile.save(args.out, plan, environment_dir)
         if args.format == "text":
             print(f"\nSaved the plan to {args.out}. Apply exactly this plan with: reconciler apply {args.out}")
+    if plan.behaviour is not None and plan.behaviour.failures:
+        for failure in plan.behaviour.failures:
+            print(f"error: behaviour gate exceeded: {failure}", file=sys.stderr)
+        print("error: the plan fails its behaviour gates; fix the model or the gates (spec.gates), or plan with "
+              "--skip-behaviour in an emergency", file=sys.stderr)
+        return exit_codes.ERROR
     if args.detailed_exitcode and plan.has_changes:
         return exit_codes.CHANGES
     return exit_codes.OK

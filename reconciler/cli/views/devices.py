@@ -33,6 +33,7 @@ def device_modules(view: DeviceModules) -> str:
     if not view.modules:
         lines.append("No deployment applies to this device: it runs no modules.")
     else:
-        rows = [(name, image, deployment) for name, (deployment, image) in view.modules.items()]
-        lines.append(table(("MODULE", "IMAGE", "FROM DEPLOYMENT"), rows))
+        rows = [(name, image, deployment, view.statuses.get(name, ""))
+                for name, (deployment, image) in view.modules.items()]
+        lines.append(table(("MODULE", "IMAGE", "FROM DEPLOYMENT", "STATUS"), rows))
     return "\n".join(lines)

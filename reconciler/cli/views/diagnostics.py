@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from reconciler.errors import ReconcilerError, SpecError
+from reconciler.errors import BehaviourError, ReconcilerError, SpecError
 from reconciler.model.diagnostics import Diagnostic
 
 
@@ -43,3 +43,12 @@ def print_error(error: ReconcilerError, output_format: str = "text", stream: Tex
     if output_format == "github":
         print(f"::error::{_escape_data(str(error))}", file=sys.stdout)
     print(f"error: {error}", file=stream)
+    if isinstance(error, BehaviourError) and error.detail:
+        print("\n".join(f"  {line}" for line in error.detail.splitlines()), file=stream)
+
+
+def print_query_usage(usage: tuple[int, int] | None) -> None:
+    """The device queries a run spent of its budget (backends that meter them), on stderr."""
+    if usage is not None:
+        spent, budget = usage
+        print(f"IoT Hub device queries this run: {spent} of {budget}", file=sys.stderr)

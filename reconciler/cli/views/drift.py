@@ -5,16 +5,28 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from reconciler.cli.views import rollouts as staged_view
 from reconciler.core.drift import DriftReport
+from reconciler.core.plan_json import rollout_to_dict
 
 MARKDOWN_LIMIT = 60_000  # GitHub refuses issue bodies and comments over 65,536 characters
 MARKDOWN_DETAIL = 300  # the longest detail of one difference in the table
 CATEGORIES = ("missing", "changed", "replaced", "orphaned", "shadowed")  # the order of the counts
 
 
-def _rollout_rows(report: DriftReport) -> list[tuple[str, str, int, int, int, int, int]]:
-    return [(r.name, r.id, r.priority, r.health.targeted, r.health.applied, r.health.succeeded, r.health.failed)
-            for r in report.rollouts]
+NOT_EVALUATED = "not evaluated yet"
+
+
+def _rollout_rows(report: DriftReport) -> list[tuple[str, str, int, int | str, int | str, int | str, int | str]]:
+    """Figures per deployment; a deployment the hub has not evaluated yet says so (never zeros)."""
+    rows: list[tuple[str, str, int, int | str, int | str, int | str, int | str]] = []
+    for r in report.rollouts:
+        if r.health is None:
+            rows.append((r.name, r.id, r.priority, NOT_EVALUATED, "", "", ""))
+        else:
+            rows.append((r.name, r.id, r.priority, r.health.targeted, r.health.applied, r.health.succeeded,
+                         r.health.failed))
+    return rows
 
 
 def render_text(report: DriftReport) -> str:
@@ -29,6 +41,10 @@ def render_text(report: DriftReport) -> str:
                                    f"{'success':>8} {'failed':>8}"]
         lines += [f"  {id_:<40} {priority:>8} {targeted:>8} {applied:>8} {ok:>8} {failed:>8}"
                   for _, id_, priority, targeted, applied, ok, failed in _rollout_rows(report)]
+    if report.staged:
+        lines += ["", "Staged rollouts:"]
+        for status in report.staged:
+            lines += [f"  {line}" for line in staged_view.status_lines(status)]
     return "\n".join(lines) + "\n"
 
 
@@ -62,8 +78,12 @@ def render_markdown(report: DriftReport, limit: int = MARKDOWN_LIMIT) -> str:
     failing = report.failing
     if failing:
         lines += [f"**Failing rollouts: {len(failing)}** " + ", ".join(
-            f"`{r.id}` ({r.health.failed} of {r.health.targeted} device(s) failed)" for r in failing[:20])
+            f"`{r.id}` ({r.health.failed} of {r.health.targeted} device(s) failed)"
+            for r in failing[:20] if r.health is not None)
             + (" ..." if len(failing) > 20 else ""), ""]
+    lines += staged_view.markdown_lines(report.staged)
+    if report.staged:
+        lines.append("")
     if report.rollouts:
         lines += ["<details><summary>Rollouts</summary>", "",
                   "| Deployment | Priority | Targeted | Applied | Succeeded | Failed |", "|---|---|---|---|---|---|"]
@@ -83,7 +103,10 @@ def render_json(report: DriftReport) -> str:
         "environment": report.environment,
         "drift": report.has_drift,
         "items": [{"resource": i.resource, "category": i.category, "message": i.message} for i in report.items],
-        "rollouts": [{"name": n, "id": i, "priority": p, "targeted": t, "applied": a, "succeeded": s, "failed": f}
-                     for n, i, p, t, a, s, f in _rollout_rows(report)],
+        "rollouts": [{"name": r.name, "id": r.id, "priority": r.priority, "evaluated": r.health is not None,
+                      **({"targeted": r.health.targeted, "applied": r.health.applied, "succeeded": r.health.succeeded,
+                          "failed": r.health.failed} if r.health is not None else {})}
+                     for r in report.rollouts],
+        **({"staged_rollouts": [rollout_to_dict(status) for status in report.staged]} if report.staged else {}),
     }
     return json.dumps(data, indent=2) + "\n"

@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler.cli.views import behaviour as behaviour_view
+from reconciler.cli.views import rollouts
 from reconciler.core.plan_json import plan_to_dict
 from reconciler.model.plan import Action, Change, FieldChange, Plan
 
@@ -27,6 +29,7 @@ _VERB = {
     Action.NEW_VERSION: "gets a new version",
     Action.REPLACE: "will be replaced (create before delete)",
     Action.DELETE: "will be deleted",
+    Action.ROLLOUT: "rollout step",
 }
 
 
@@ -69,12 +72,18 @@ def render_text(plan: Plan) -> str:
             lines += [f"  {line}" for line in change_block(change)]
             lines.append("")
     lines += _notes(plan)
+    lines += behaviour_view.plan_text(plan)
     lines.append(plan.summary)
     return "\n".join(lines) + "\n"
 
 
 def _notes(plan: Plan) -> list[str]:
     lines = []
+    if plan.rollouts:
+        lines.append("Rollouts:")
+        for status in plan.rollouts:
+            lines += [f"  {line}" for line in rollouts.status_lines(status)]
+        lines.append("")
     if plan.orphans:
         lines.append("Owned but no longer in the specs (kept; apply with --prune to delete):")
         lines += [f"  {key}" for key in plan.orphans]
@@ -162,6 +171,7 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         return "\n".join(head + notes) + "\n"
     details_open = ["", "<details><summary>Field changes</summary>", ""]
     details_close = ["", "</details>", ""]
+    notes = behaviour_view.plan_markdown(plan) + notes
     fixed = len("\n".join(head + notes + details_open + details_close)) + 400
     if len(plan.changes) <= MARKDOWN_OPEN_ROWS:
         top = _change_table(plan.changes, (limit - fixed) // 2)
@@ -202,7 +212,7 @@ def _names(names: Sequence[str], at_most: int) -> str:
 
 
 def _markdown_notes(plan: Plan) -> list[str]:
-    lines = []
+    lines = rollouts.markdown_lines(plan.rollouts)
     if plan.orphans:
         lines += ["", "**Kept, no longer in the specs** (apply with `--prune` to delete): "
                       + _names([str(key) for key in plan.orphans], MARKDOWN_NAMES)]

@@ -22,8 +22,7 @@ Raw SDK ``Configuration`` objects hold the real registry passwords: they stay in
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -34,9 +33,10 @@ from reconciler.hub.manifest import is_layered_content, redact_passwords
 from reconciler.hub.precedence import Rank, keeps_from_applying
 from reconciler.model import ownership
 from reconciler.model.specs import JSON
-from reconciler.model.state import DeploymentHealth, LiveDeployment
+from reconciler.model.state import DeploymentHealth, LiveDeployment, RolloutMark
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import IOTHUB_TOP, HubAccess, iothub_managers
+from reconciler.providers.azure.queries import DEFAULT_BUDGET, DeviceCounter
 from reconciler.providers.azure.retry import Retrier
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ T = TypeVar("T")
 log = logging.getLogger("reconciler.providers.azure")
 
 SCHEMA_VERSION = "1.0"
-COUNT_ALIAS = "numberOfDevices"
 # The most configurations one listing returns: the hub's maximum deployment count (``top`` "will be overridden
 # if greater than the maximum deployment count for the IoT hub", service.json 2021-04-12), which is 100 on a
 # paid hub and 10 on a free one (iot-hub-devguide-quotas-throttling), while ADM configurations have a quota of
@@ -115,7 +114,6 @@ class Metrics:
 
 
 METRIC_NAMES = ("targetedCount", "appliedCount", "reportedSuccessfulCount", "reportedFailedCount")
-SELECT_CLAUSE = re.compile(r"(?is)^\s*select\s+.+?\s+from\s+")
 
 
 def system_metrics(cfg: Any) -> Metrics | None:
@@ -134,11 +132,16 @@ def system_metrics(cfg: Any) -> Metrics | None:
     return Metrics(*(number(name) for name in METRIC_NAMES))
 
 
-def count_query(query: str) -> str | None:
-    """``select deviceId from devices.modules where ...`` -> ``SELECT COUNT() AS n FROM devices.modules where ...``"""
-    if not SELECT_CLAUSE.match(query or ""):
-        return None
-    return SELECT_CLAUSE.sub(f"SELECT COUNT() AS {COUNT_ALIAS} FROM ", query, count=1)
+def custom_metrics(cfg: Any) -> dict[str, int]:
+    """The results of the deployment's custom metrics (device counts) the hub has evaluated."""
+    results = getattr(getattr(cfg, "metrics", None), "results", None) or {}
+    found = {}
+    for name, value in results.items():
+        try:
+            found[str(name)] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
 class IoTHub:
@@ -146,8 +149,9 @@ class IoTHub:
     paced per hub."""
 
     def __init__(self, access: HubAccess, credential: Callable[[], TokenCredential], retrier: Retrier,
-                 environment: str) -> None:
+                 environment: str, query_budget: int = DEFAULT_BUDGET) -> None:
         self.access = access
+        self.query_budget = query_budget
         self._credential = credential
         self._retrier = retrier
         self.environment = environment
@@ -221,65 +225,76 @@ class IoTHub:
             layered=is_layered_content(content),
             created=utc_iso(cfg.created_time_utc),
             health=health,
+            rollout=ownership.rollout_mark(labels) if owner else RolloutMark(),
         )
 
-    def health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
-        """Rollout health of every edge deployment, from the system metrics of the listing. Deployments of
-        this environment that do not apply on every device they target get ``shadowed_by``: the base
-        deployments that take precedence and share at least one device with them, one count query per such
-        pair."""
-        edge = [cfg for cfg in configs if is_edge_deployment(cfg)]
-        bases = [cfg for cfg in edge if not is_layered_content(modules_content(cfg) or {})]
+    def candidate_health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
+        """Health of this environment's rollout candidates only: the figures of the listing, or of one
+        read of the configuration when the listing left them out. None of them (the hub has not
+        evaluated the candidate yet) leaves it out: gates then wait, they never pass on no figures."""
         health = {}
-        for cfg in edge:
-            ours = owner_of(cfg) == self.environment
-            metrics = system_metrics(cfg) or (self._recount(cfg) if ours else Metrics(0, 0, 0, 0))
-            shadows: list[str] = []
-            if ours and metrics.applied < metrics.targeted:
-                layered = is_layered_content(modules_content(cfg) or {})
-                for other in bases:
-                    if (other.id != cfg.id and keeps_from_applying(rank(other), rank(cfg), layered)
-                            and self.count_devices(f"({cfg.target_condition}) AND ({other.target_condition})") > 0):
-                        shadows.append(other.id)
-            health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
-                                              metrics.failed, tuple(sorted(shadows)))
+        for cfg in configs:
+            if owner_of(cfg) != self.environment or ownership.ROLLOUT_RING not in labels_of(cfg):
+                continue
+            metrics = system_metrics(cfg)
+            if metrics is None and (fresh := self.get_configuration(cfg.id)) is not None:
+                cfg, metrics = fresh, system_metrics(fresh)
+            if metrics is not None:
+                health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
+                                                  metrics.failed, metrics=custom_metrics(cfg))
         return health
 
-    def _recount(self, cfg: Any) -> Metrics:
-        """System metrics by query, when the listing carried none: the targeted devices by the target
-        condition, the others by the hub's own metric queries turned into counts (3-4 queries)."""
-        queries = getattr(getattr(cfg, "system_metrics", None), "queries", None) or {}
-        counts = [self.count_devices(cfg.target_condition or "")]
-        for name in METRIC_NAMES[1:]:
-            query = count_query(str(queries.get(name) or ""))
-            counts.append(self._count(query, f"{name} of {cfg.id}") if query else 0)
-        return Metrics(*counts)
+    def health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
+        """Rollout health of every edge deployment, from the system metrics of the listing (or one read
+        of a deployment of ours the listing has none for; none then: not evaluated yet, left out).
+        Deployments of this environment that do not apply on every device they target get
+        ``shadowed_by``: the base deployments that take precedence and share at least one device
+        with them, counted in one batch."""
+        edge = [cfg for cfg in configs if is_edge_deployment(cfg)]
+        bases = [cfg for cfg in edge if not is_layered_content(modules_content(cfg) or {})]
+        figures: dict[str, tuple[Any, Metrics]] = {}
+        for cfg in edge:
+            metrics = system_metrics(cfg)
+            if metrics is None and owner_of(cfg) == self.environment and (fresh := self.get_configuration(cfg.id)):
+                cfg, metrics = fresh, system_metrics(fresh)
+            if metrics is not None:
+                figures[cfg.id] = (cfg, metrics)
+        pairs: dict[str, list[tuple[str, str]]] = {}
+        for cfg, metrics in figures.values():
+            if owner_of(cfg) == self.environment and metrics.applied < metrics.targeted:
+                layered = is_layered_content(modules_content(cfg) or {})
+                pairs[cfg.id] = [(other.id, f"({cfg.target_condition}) AND ({other.target_condition})")
+                                 for other in bases
+                                 if other.id != cfg.id and keeps_from_applying(rank(other), rank(cfg), layered)]
+        counts = self.count_many([query for found in pairs.values() for _, query in found])
+        health = {}
+        for cfg_id, (cfg, metrics) in figures.items():
+            shadows = sorted(other for other, query in pairs.get(cfg_id, []) if counts.get(query))
+            health[cfg_id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
+                                              metrics.failed, tuple(shadows), custom_metrics(cfg))
+        return health
 
-    def count_devices(self, target_condition: str) -> int:
-        """IoT Edge devices a target condition selects: ``POST /devices/query`` with ``SELECT COUNT()``,
-        following continuation tokens if the hub pages the answer. Only edge devices count, as for the
-        hub's own ``targetedCount`` (the lock device is not one)."""
-        query = (f"SELECT COUNT() AS {COUNT_ALIAS} FROM devices "
-                 f"WHERE capabilities.iotEdge = true AND ({target_condition})")
-        return self._count(query, f"device count for {target_condition!r}")
+    @cached_property
+    def counter(self) -> DeviceCounter:
+        return DeviceCounter(self._query_page, self.query_budget)
 
-    def _count(self, query: str, what: str) -> int:
-        """Sum of ``COUNT_ALIAS`` over the pages of a count query."""
+    def _query_page(self, query: str, token: str | None, size: int | None, what: str) -> Any:
         from azure.iot.hub.models import QuerySpecification
 
-        total, token = 0, None
+        return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token, size),
+                         what=what)
 
-        def page_after(token: str | None) -> Any:
-            return self.call(lambda: self.registry.query_iot_hub(QuerySpecification(query=query), token), what=what)
+    def count_many(self, conditions: Sequence[str]) -> dict[str, int | None]:
+        """How many IoT Edge devices each condition selects (as the hub's own ``targetedCount``: the lock
+        device is not one); None where the run's query budget is spent (see ``queries``)."""
+        return self.counter.count(conditions)
 
-        while True:
-            page = page_after(token)
-            for item in page.items or []:
-                extra = item if isinstance(item, dict) else (getattr(item, "additional_properties", None) or {})
-                total += int(extra.get(COUNT_ALIAS) or 0)
-            token = page.continuation_token
-            if not token:
-                return total
+    def count_devices(self, target_condition: str) -> int:
+        count = self.count_many([target_condition])[target_condition]
+        if count is None:
+            raise PermanentProviderError(f"this run's IoT Hub query budget ({self.query_budget}) is spent; raise "
+                                         "iotHub.queryBudget in environment.yaml, or run again in a minute")
+        return count
 
     # --- writing --------------------------------------------------------------------
 
@@ -333,8 +348,9 @@ class IoTHub:
         if current is None:
             raise PermanentProviderError("this deployment no longer exists; run `reconciler plan` again",
                                          resource=configuration_id)
-        reserved = {k: v for k, v in labels_of(current).items() if k in ownership.RESERVED_KEYS}
-        cfg = self._configuration(configuration_id, current.content, {**labels, **reserved}, target_condition,
+        # Ownership stays as the hub has it; the rollout keys are the caller's (a step sets or clears them).
+        owned = {k: v for k, v in labels_of(current).items() if k in ownership.OWNERSHIP_KEYS}
+        cfg = self._configuration(configuration_id, current.content, {**labels, **owned}, target_condition,
                                   priority, metrics, current.schema_version or SCHEMA_VERSION)
         etag = quoted(current.etag or "*")
 
@@ -358,7 +374,6 @@ class IoTHub:
             raise PermanentProviderError(
                 "it changed since it was read (the etag no longer matches): another run or a person modified it; "
                 "run `reconciler plan` again", resource=configuration_id)
-
 
     def delete(self, cfg: Any) -> None:
         """``DELETE /configurations/{id}`` with the quoted etag it was read with. Gone already: done."""

@@ -9,6 +9,7 @@ imported or contacted before it is needed. REST calls per operation are listed i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from datetime import timedelta
@@ -24,8 +25,9 @@ from reconciler.providers.azure.deployments import AcrCredentials, HubDeployment
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
 from reconciler.providers.azure.password_store import HubPasswordStore
+from reconciler.providers.azure.queries import DEFAULT_BUDGET
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
-from reconciler.providers.base import Adapters, HeldLock, LockInfo
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -67,7 +69,8 @@ class AzureProvider:
 
     @cached_property
     def hub(self) -> IoTHub:
-        return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name)
+        budget = int(self._iot_hub.get("queryBudget", DEFAULT_BUDGET))
+        return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name, budget)
 
     @cached_property
     def connection(self) -> WorkspaceConnection:
@@ -105,26 +108,36 @@ class AzureProvider:
 
     # --- the protocol ---------------------------------------------------------------
 
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False,
+                      deployments_only: bool = False) -> Snapshot:
         """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
         own), while the hub, the registries and the images are read here: one plan waits for the longer of
         the two instead of their sum. The AAD token both need is fetched first, once."""
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
-            listed_models = pool.submit(self.models.list_owned)
+            listed_models = None if deployments_only else pool.submit(self.models.list_owned)
             configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
-            rollout = self.hub.health(configs) if health else {}
+            rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
             deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
                                  key=lambda d: d.id)
             registries = self.registries.read(embedded_tokens(configs, self.name))
-            images = sorted(self.images.list_owned(sorted(desired.images)), key=lambda i: (i.name, i.label))
-            models = sorted(listed_models.result(), key=lambda m: (m.name, m.version))
+            images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.images)),
+                                                        key=lambda i: (i.name, i.label))
+            models = [] if listed_models is None else sorted(listed_models.result(),
+                                                             key=lambda m: (m.name, m.version))
         return Snapshot(environment=self.name, image_registry=self.images.registry, models=tuple(models),
                         images=tuple(images), deployments=tuple(deployments), registries=registries)
 
     def count_devices(self, target_condition: str) -> int:
         return self.hub.count_devices(target_condition)
+
+    def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
+        return self.hub.count_many(target_conditions)
+
+    def query_usage(self) -> tuple[int, int]:
+        """IoT Hub query pages this run spent, and its budget."""
+        return self.hub.counter.spent, self.hub.query_budget
 
     def adapters(self) -> Adapters:
         return Adapters(self.models, self.images, HubDeployments(self.hub, self.name),
@@ -154,6 +167,12 @@ class AzureProvider:
             credential.close()
 
     # --- beyond the protocol --------------------------------------------------------
+
+    def diagnose(self, *, write_probe: bool = False) -> list[Check]:
+        """``reconciler doctor``: see ``doctor``."""
+        from reconciler.providers.azure.doctor import diagnose
+
+        return diagnose(self, write_probe=write_probe)
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Start a rotation of a scoped-token registry: the next plan replaces every deployment that embeds

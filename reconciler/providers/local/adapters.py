@@ -14,20 +14,13 @@ from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import JSON, ModelSpec
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
 from reconciler.providers.base import Progress, PullCredential
+from reconciler.providers.layout import PackagedModel, registered_files
 from reconciler.providers.local import images
 from reconciler.providers.local.blobs import BlobStore
 from reconciler.providers.local.rows import ImageRow
 from reconciler.providers.local.secrets import RegistryCredentials
 from reconciler.providers.local.snapshot import image_version, live_deployment, model_version
 from reconciler.providers.local.store import Store, now
-
-
-def _model_files(path: Path) -> dict[str, Path]:
-    """A model's files by the path Azure ML registers them under: relative to the parent of
-    ``path``, so a registered folder keeps its name (``model/model.json``)."""
-    if path.is_file():
-        return {path.name: path}
-    return {p.relative_to(path.parent).as_posix(): p for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 class LocalModels:
@@ -47,7 +40,7 @@ class LocalModels:
     def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
         """Upload the files, then record the version: an interruption before the record leaves only
         unreferenced blobs."""
-        files = _model_files(spec.path)
+        files = registered_files(spec.path)
         total = sum(path.stat().st_size for path in files.values())
         progress.step(f"registering model {spec.name}: {len(files)} file(s), {total / 1e6:.1f} MB")
         done = 0
@@ -89,7 +82,7 @@ class LocalImages:
             if row is None:
                 raise PermanentProviderError("this version no longer exists; run `reconciler plan` again",
                                              resource=f"model/{model.name}:{model.version}")
-            packaged.append(images.PackagedModel(row.name, row.version, row.files))
+            packaged.append(PackagedModel(row.name, row.version, row.files))
         name, label = image.spec.name, image.label
         digest = images.build(self._path(name, label), image.spec, image.reference, packaged, self._blobs, progress)
         self._store.add_image(ImageRow(name, label, image.fingerprint, image.reference, self._environment, now(),

@@ -4,7 +4,8 @@ A build of ``<name>:<label>`` writes, under ``images/<name>/<label>/``:
 
 * ``context/``: a Docker build context (``Dockerfile`` on an Azure ML inference base image,
   ``environment/conda.yaml``, ``app/`` with the source directory and entry script, and
-  ``models/<model>/<version>/...`` with the registered files). ``docker build context/``
+  ``models/<model>/<version>/...`` with the registered files: ``providers.layout``, which the
+  behaviour runs share). ``docker build context/``
   makes the runnable image on a machine with Docker and network access.
 * ``oci/``: an OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256/``) holding
   the application layer the ``COPY`` steps add, as one gzip tar, with its config and
@@ -25,68 +26,35 @@ import json
 import shutil
 import tarfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
 from reconciler.model.specs import ImageSpec
 from reconciler.providers.base import Progress
+from reconciler.providers.layout import (
+    APP_ROOT,
+    CONTEXT_TO_IMAGE,
+    ENVIRONMENT_ROOT,
+    MODELS_ROOT,
+    PackagedModel,
+    image_environment,
+    write_app,
+    write_models,
+)
 from reconciler.providers.local.blobs import BlobStore
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # typing-only: Python 3.12 has collections.abc.Buffer
 
 BASE_IMAGE = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
-APP_ROOT = "var/azureml-app"
-MODELS_ROOT = f"{APP_ROOT}/azureml-models"
-ENVIRONMENT_ROOT = "var/azureml-environment"
 CONDA_PREFIX = "/opt/scoring-env"
 PORT = 5001
 FIXED_MTIME = 0  # 1970-01-01: the same bytes whenever the inputs are the same
-
-# Where each top-level folder of the build context lands in the image (the COPY steps).
-CONTEXT_TO_IMAGE = {"environment": ENVIRONMENT_ROOT, "app": APP_ROOT, "models": MODELS_ROOT}
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    """A registered model version to put in the image: relative path -> blob digest."""
-
-    name: str
-    version: int
-    files: dict[str, str]
-
-
-def model_dir(models: Sequence[PackagedModel]) -> str:
-    """``AZUREML_MODEL_DIR`` as Azure ML sets it: the version folder of a single model,
-    else the folder holding every ``<model>/<version>``."""
-    if len(models) == 1:
-        return f"/{MODELS_ROOT}/{models[0].name}/{models[0].version}"
-    return f"/{MODELS_ROOT}"
-
-
-def app_files(spec: ImageSpec) -> tuple[dict[str, Path], str]:
-    """The application files (path in the app folder -> source) and the entry script's path
-    among them: the whole source directory, plus the entry script if it lies outside it."""
-    files: dict[str, Path] = {}
-    entry = spec.entry_script.name
-    if spec.source_directory is not None:
-        source = spec.source_directory
-        files = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file()}
-        if spec.entry_script.resolve().is_relative_to(source.resolve()):
-            entry = spec.entry_script.resolve().relative_to(source.resolve()).as_posix()
-    files.setdefault(entry, spec.entry_script)
-    return files, entry
-
-
-def image_environment(entry: str, models: Sequence[PackagedModel]) -> dict[str, str]:
-    """What Azure ML's inference server reads to find the entry script and the models."""
-    return {"AML_APP_ROOT": f"/{APP_ROOT}", "AZUREML_ENTRY_SCRIPT": entry, "AZUREML_MODEL_DIR": model_dir(models)}
 
 
 def dockerfile(reference: str, entry: str, models: Sequence[PackagedModel]) -> str:
@@ -112,17 +80,10 @@ def dockerfile(reference: str, entry: str, models: Sequence[PackagedModel]) -> s
 
 def write_context(context: Path, spec: ImageSpec, reference: str, models: Sequence[PackagedModel],
                   blobs: BlobStore) -> str:
-    """Write the Docker build context; return the entry script's path in the app folder."""
-    files, entry = app_files(spec)
-    for relative, source in files.items():
-        target = context / "app" / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    (context / "environment").mkdir(parents=True)
-    shutil.copyfile(spec.conda_file, context / "environment" / "conda.yaml")
-    for model in models:
-        for relative, digest in sorted(model.files.items()):
-            blobs.copy_to(digest, context / "models" / model.name / str(model.version) / relative)
+    """Write the Docker build context (the layout of ``providers.layout``); return the entry
+    script's path in the app folder."""
+    entry = write_app(context, spec)
+    write_models(context, models, blobs.copy_to)
     (context / "Dockerfile").write_text(dockerfile(reference, entry, models), encoding="utf-8")
     return entry
 

@@ -59,6 +59,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def current(directory: Path) -> tuple[LockInfo, bool] | None:
+    """Who holds the lock of ``directory`` and whether that lock is stale; None when nobody does. Reads only."""
+    record = _read(directory / LOCK_FILE)
+    return None if record is None else (_info(record), is_stale(record))
+
+
 def is_stale(record: dict[str, object]) -> bool:
     """Left by a process of this host that no longer runs."""
     pid = record.get("pid")

@@ -8,15 +8,20 @@ rules come from ``reconciler.hub``. Beyond the protocol: the simulated devices
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
 from reconciler.hub.manifest import is_layered_content
+from reconciler.model import ownership
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec
 from reconciler.model.state import Snapshot
 from reconciler.providers.apply import checked_condition
-from reconciler.providers.base import Adapters, HeldLock, LockInfo
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
+from reconciler.providers.layout import PackagedModel
 from reconciler.providers.local import lock, snapshot
 from reconciler.providers.local.adapters import LocalCredentials, LocalDeployments, LocalImages, LocalModels
 from reconciler.providers.local.blobs import BlobStore
@@ -42,15 +47,23 @@ class LocalProvider:
 
     # --- the protocol ---------------------------------------------------------------
 
-    def read_snapshot(self, desired: DesiredState, *, health: bool = False) -> Snapshot:
+    def read_snapshot(self, desired: DesiredState, *, health: bool = False,
+                      deployments_only: bool = False) -> Snapshot:
         deployments = self.store.deployments()
-        rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references()) if health else None
+        candidates = None if health else {row.id for row in deployments if ownership.ROLLOUT_RING in row.labels
+                                          and ownership.owner_of(row.labels) == self.environment.name}
+        rollout = None
+        if health or candidates:  # drift wants every deployment's health; plans their candidates' only
+            rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references(), candidates)
         registries = snapshot.live_registries(desired.environment.registries, self.store.registries())
-        return snapshot.build(desired.environment.name, self.store.models(), self.store.images(), deployments,
-                              registries, rollout)
+        models, images = ([], []) if deployments_only else (self.store.models(), self.store.images())
+        return snapshot.build(desired.environment.name, models, images, deployments, registries, rollout)
 
     def count_devices(self, target_condition: str) -> int:
         return self.simulator.count(checked_condition(target_condition))
+
+    def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
+        return {condition: self.count_devices(condition) for condition in dict.fromkeys(target_conditions)}
 
     def adapters(self) -> Adapters:
         name = self.environment.name
@@ -67,7 +80,51 @@ class LocalProvider:
     def close(self) -> None:
         self.store.close()
 
+    def diagnose(self, *, write_probe: bool = False) -> list[Check]:
+        """``reconciler doctor`` here: the state folder is all there is to check (no credentials, no roles,
+        no quotas). Reads only; ``write_probe`` changes nothing on this backend."""
+        checks = [Check("backend", Check.INFO, "the local backend needs no credentials, roles or quotas: only its "
+                                               "state folder is checked")]
+        folder = self.directory
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if folder.is_dir():
+            writable = os.access(folder, os.W_OK | os.X_OK)
+            checks.append(Check("state folder", Check.OK if writable else Check.FAIL,
+                                f"{folder} exists" + ("" if writable else " but is not writable"),
+                                "" if writable else f"make {folder} writable for this user"))
+        elif existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+            checks.append(Check("state folder", Check.OK, f"{folder} does not exist yet; the first apply creates it"))
+        else:
+            checks.append(Check("state folder", Check.FAIL, f"{folder} cannot be created",
+                                "set RECONCILER_STATE_DIR, or spec.local.stateDir in environment.yaml, to a "
+                                "writable folder"))
+        held = lock.current(folder)
+        if held is not None:
+            info, stale = held
+            if stale:
+                checks.append(Check("apply lock", Check.WARN, f"left by {info.holder} since {info.since}, whose "
+                                    "process is gone; the next apply takes it over"))
+            else:
+                checks.append(Check("apply lock", Check.WARN, f"held by {info.holder} since {info.since}",
+                                    f"wait for that run, or `reconciler force-unlock` with lock id {info.lock_id} "
+                                    "if it died"))
+        return checks
+
     # --- beyond the protocol: registries, devices, unmanaged deployments --------------
+
+    def image_models(self, name: str, label: str) -> tuple[list[PackagedModel], Callable[[str, Path], None]] | None:
+        """``ImageModelFiles``: the model versions an image was built with, their files from the blobs."""
+        image = self.store.image(name, label)
+        if image is None:
+            return None
+        packaged = []
+        for model, version in sorted(image.models.items()):
+            row = self.store.model(model, version)
+            if row is None:
+                raise PermanentProviderError(f"the image packages {model}:{version}, which no longer exists",
+                                             resource=f"image/{name}:{label}")
+            packaged.append(PackagedModel(row.name, row.version, row.files))
+        return packaged, self.blobs.copy_to
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Replace a registry's password; return its new credential version. The next plan

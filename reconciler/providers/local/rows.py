@@ -6,7 +6,7 @@ keys (``model.ownership``), exactly as Azure keeps them. ``snapshot`` strips the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.hub.precedence import Rank
@@ -80,12 +80,14 @@ class RegistryRow:
 
 @dataclass(frozen=True)
 class DeviceRow:
-    """A simulated edge device: its twin tags and reported properties."""
+    """A simulated edge device: its twin tags and reported properties, and the status it reports
+    for modules (module name -> "applied", "success" or "failed"; unset: success)."""
 
     id: str
     tags: dict[str, Any]
     reported: dict[str, Any]
     failing: bool
+    modules: dict[str, str] = field(default_factory=dict)
 
     @property
     def twin(self) -> dict[str, Any]:

@@ -9,12 +9,20 @@ deployments' system metrics. The engine hands the simulator to the ``device`` co
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterable, Sequence
 
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits, manifest
-from reconciler.hub.conditions import Condition, ConditionError, matches, parse, uses_device_id
+from reconciler.hub.conditions import (
+    Condition,
+    ConditionError,
+    matches,
+    parse,
+    parse_metric_query,
+    uses_device_id,
+)
 from reconciler.hub.precedence import Assignment, assign, by_precedence
 from reconciler.model.specs import JSON
 from reconciler.model.state import DeploymentHealth, DeviceModules, SimulatedDevice
@@ -81,37 +89,87 @@ class Fleet:
                 modules[name] = (deployment.id, definition)
         return dict(sorted(modules.items()))
 
-    def health(self, devices: Iterable[DeviceRow], images: set[str]) -> dict[str, DeploymentHealth]:
-        """Each deployment's system metrics. A device reports success for a deployment it
-        applies when every ``localhost/`` image the deployment uses was built and the
-        device is not marked failing."""
-        images_ok = {d.id: all(image in images for image in manifest.module_images(d.content).values()
-                               if image.startswith(LOCAL_IMAGE_PREFIX))
-                     for d in self.deployments}
-        targeted = dict.fromkeys(images_ok, 0)
-        applied = dict.fromkeys(images_ok, 0)
-        succeeded = dict.fromkeys(images_ok, 0)
-        shadowed_by: dict[str, set[str]] = {d: set() for d in images_ok}
+    def statuses(self, device: DeviceRow, images: set[str]) -> dict[str, str]:
+        """What the device reports for each deployment it applies: "failed" when one of the
+        deployment's modules fails, "applied" while one has not reported yet, else "success"."""
+        found = {}
+        for deployment in self.assignment(device).applied:
+            modules = manifest.modules(deployment.content)
+            reports = [module_status(device, name, manifest.module_image(definition), images)
+                       for name, definition in modules.items()]
+            found[deployment.id] = ("failed" if "failed" in reports else "applied" if "applied" in reports
+                                    else "success")
+        return found
+
+    def health(self, devices: Iterable[DeviceRow], images: set[str],
+               only: set[str] | None = None) -> dict[str, DeploymentHealth]:
+        """Each deployment's system metrics (of the ``only`` ids, when given), as IoT Hub computes
+        them, and its custom metrics: the devices each metric query selects."""
+        wanted = [d for d in self.deployments if only is None or d.id in only]
+        targeted = {d.id: 0 for d in wanted}
+        applied, succeeded, failed = dict(targeted), dict(targeted), dict(targeted)
+        shadowed_by: dict[str, set[str]] = {d.id: set() for d in wanted}
+        queries = {d.id: _metric_conditions(d.metrics) for d in wanted}
+        metrics: dict[str, dict[str, int]] = {d.id: dict.fromkeys(queries[d.id], 0) for d in wanted}
         for device in devices:
             assignment = self.assignment(device)
-            winners = {d.id for d in assignment.applied}
+            statuses = self.statuses(device, images)
             for deployment in assignment.targeted:
+                if deployment.id not in targeted:
+                    continue
                 targeted[deployment.id] += 1
-                if deployment.id not in winners:
+                if deployment.id not in statuses:
                     # Only a base deployment keeps another one from applying.
                     assert assignment.base is not None
                     shadowed_by[deployment.id].add(assignment.base.id)
-            for deployment_id in winners:
-                applied[deployment_id] += 1
-                if images_ok[deployment_id] and not device.failing:
-                    succeeded[deployment_id] += 1
-        return {d: DeploymentHealth(targeted[d], applied[d], succeeded[d], applied[d] - succeeded[d],
-                                    tuple(sorted(shadowed_by[d])))
-                for d in images_ok}
+            for deployment_id, status in statuses.items():
+                if deployment_id in targeted:
+                    applied[deployment_id] += 1
+                    succeeded[deployment_id] += status == "success"
+                    failed[deployment_id] += status == "failed"
+            if any(queries.values()):
+                twin = {**device.twin, "configurations": {
+                    d.id: {"status": "Applied" if d.id in statuses else "Targeted"} for d in assignment.targeted}}
+                for deployment_id, conditions in queries.items():
+                    for name, condition in conditions.items():
+                        metrics[deployment_id][name] += matches(condition, twin)
+        return {d: DeploymentHealth(targeted[d], applied[d], succeeded[d], failed[d], tuple(sorted(shadowed_by[d])),
+                                    metrics[d])
+                for d in targeted}
+
+
+FAIL_IMAGES_TAG = "failImages"
+"""A device tag for demos and tests: the device reports failure for every module whose image
+matches this glob (``*iris-scorer:3f2a*``), as if the model crashed on it."""
+
+
+def module_status(device: DeviceRow, module: str, image: str, images: set[str]) -> str:
+    """What a simulated device reports for one module: its ``device report`` status if set; else
+    "failed" when the device fails everything, when a ``localhost/`` image was never built, or when
+    the image matches the device's ``failImages`` tag; else "success"."""
+    if module in device.modules:
+        return device.modules[module]
+    pattern = device.tags.get(FAIL_IMAGES_TAG)
+    if (device.failing or (image.startswith(LOCAL_IMAGE_PREFIX) and image not in images)
+            or (isinstance(pattern, str) and fnmatch.fnmatchcase(image, pattern))):
+        return "failed"
+    return "success"
+
+
+def _metric_conditions(metrics: dict[str, str]) -> dict[str, Condition]:
+    """The custom metric queries the simulator can evaluate (see ``hub.conditions.parse_metric_query``);
+    others get no result, as a query the hub cannot run."""
+    conditions = {}
+    for name, query in metrics.items():
+        try:
+            conditions[name] = parse_metric_query(query)
+        except ConditionError:
+            continue
+    return conditions
 
 
 def _simulated(row: DeviceRow) -> SimulatedDevice:
-    return SimulatedDevice(row.id, dict(row.tags), row.failing)
+    return SimulatedDevice(row.id, dict(row.tags), row.failing, dict(row.reported))
 
 
 class Simulator:
@@ -158,7 +216,7 @@ class Simulator:
         row = self._row(device_id)
         removed = set(unset)
         tags = {key: value for key, value in row.tags.items() if key not in removed}
-        updated = DeviceRow(row.id, {**tags, **set_tags}, row.reported, row.failing)
+        updated = DeviceRow(row.id, {**tags, **set_tags}, row.reported, row.failing, row.modules)
         self._check(updated)
         self._store.update_device(updated)
         self._devices = None
@@ -167,7 +225,19 @@ class Simulator:
     def set_failing(self, device_id: str, failing: bool = True) -> None:
         """Make the device report failure (or success again) for what it applies."""
         row = self._row(device_id)
-        self._store.update_device(DeviceRow(row.id, row.tags, row.reported, failing))
+        self._store.update_device(DeviceRow(row.id, row.tags, row.reported, failing, row.modules))
+
+    def report(self, device_id: str, modules: dict[str, str | None], reported: dict[str, JSON]) -> SimulatedDevice:
+        """Set what the device reports: a status per module ("applied", "success", "failed"; None
+        forgets it) and reported properties (None removes one), as its IoT Edge runtime would."""
+        row = self._row(device_id)
+        statuses = {**row.modules, **modules}
+        properties = {**row.reported, **reported}
+        updated = DeviceRow(row.id, row.tags, {k: v for k, v in properties.items() if v is not None}, row.failing,
+                            {k: v for k, v in statuses.items() if v is not None})
+        self._store.update_device(updated)
+        self._devices = None
+        return _simulated(updated)
 
     def remove(self, device_id: str) -> None:
         if not self._store.remove_device(device_id):
@@ -179,8 +249,13 @@ class Simulator:
         return [_simulated(row) for row in self._store.devices()]
 
     def show(self, device_id: str) -> DeviceModules:
-        """The modules the device runs: name -> (the deployment it comes from, its image)."""
+        """The modules the device runs: name -> (the deployment it comes from, its image), and the
+        status it reports for each."""
         row = self._row(device_id)
         effective = Fleet(self._store.deployments()).effective_modules(row)
-        return DeviceModules(_simulated(row), {name: (deployment, manifest.module_image(definition))
-                                               for name, (deployment, definition) in effective.items()})
+        images = self._store.image_references()
+        modules = {name: (deployment, manifest.module_image(definition))
+                   for name, (deployment, definition) in effective.items()}
+        return DeviceModules(_simulated(row), modules,
+                             {name: module_status(row, name, image, images)
+                              for name, (_, image) in modules.items()})

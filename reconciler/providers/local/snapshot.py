@@ -15,6 +15,7 @@ from reconciler.model.state import (
     LiveDeployment,
     LiveRegistry,
     ModelVersion,
+    RolloutMark,
     Snapshot,
 )
 from reconciler.providers.local import secrets
@@ -49,6 +50,7 @@ def live_deployment(row: DeploymentRow, health: DeploymentHealth | None = None) 
         layered=row.layered,
         created=row.created,
         health=health,
+        rollout=ownership.rollout_mark(row.labels) if owner else RolloutMark(),
     )
 
 

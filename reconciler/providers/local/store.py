@@ -29,7 +29,11 @@ T = TypeVar("T")
 
 STATE_DIR_VARIABLE = "RECONCILER_STATE_DIR"
 DATABASE = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# How to bring an older database up to SCHEMA_VERSION, one step per version.
+_MIGRATIONS = {
+    1: "ALTER TABLE devices ADD COLUMN modules TEXT NOT NULL DEFAULT '{}';",  # 2: module status reports
+}
 BUSY_TIMEOUT_SECONDS = 10.0
 
 _SCHEMA = """
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS deployments (
 CREATE TABLE IF NOT EXISTS registries (
     name TEXT PRIMARY KEY, username TEXT NOT NULL, credential_version TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY, tags TEXT NOT NULL, reported TEXT NOT NULL, failing INTEGER NOT NULL DEFAULT 0);
+    id TEXT PRIMARY KEY, tags TEXT NOT NULL, reported TEXT NOT NULL, failing INTEGER NOT NULL DEFAULT 0,
+    modules TEXT NOT NULL DEFAULT '{}');
 """
 
 _MODEL = "name, version, fingerprint, description, tags, properties, owner, files, created"
@@ -98,9 +103,12 @@ def _deployment(row: Sequence[Any]) -> DeploymentRow:
                          json.loads(labels), json.loads(metrics), bool(layered), created, seq)
 
 
+_DEVICE = "id, tags, reported, failing, modules"
+
+
 def _device(row: Sequence[Any]) -> DeviceRow:
-    id_, tags, reported, failing = row
-    return DeviceRow(id_, json.loads(tags), json.loads(reported), bool(failing))
+    id_, tags, reported, failing, modules = row
+    return DeviceRow(id_, json.loads(tags), json.loads(reported), bool(failing), json.loads(modules))
 
 
 def _first_duplicate(db: sqlite3.Connection, devices: Sequence[DeviceRow]) -> str | None:
@@ -178,6 +186,11 @@ class Store:
                 f"BEGIN IMMEDIATE;{_SCHEMA}INSERT INTO schema_version SELECT {SCHEMA_VERSION} "
                 "WHERE NOT EXISTS (SELECT 1 FROM schema_version); COMMIT;")
         (version,) = connection.execute("SELECT version FROM schema_version").fetchone()
+        if version in _MIGRATIONS:
+            connection.executescript(f"BEGIN IMMEDIATE;{_MIGRATIONS[version]}"
+                                     f"UPDATE schema_version SET version = {version + 1}; COMMIT;")
+            self._check_schema(connection)
+            return
         if version != SCHEMA_VERSION:
             raise PermanentProviderError(
                 f"the local state {self.path} has schema version {version}, this edge-reconciler reads "
@@ -243,10 +256,10 @@ class Store:
         return {row.name: row for row in rows}
 
     def devices(self) -> list[DeviceRow]:
-        return self._select("SELECT id, tags, reported, failing FROM devices ORDER BY id", (), _device)
+        return self._select(f"SELECT {_DEVICE} FROM devices ORDER BY id", (), _device)
 
     def device(self, device_id: str) -> DeviceRow | None:
-        rows = self._select("SELECT id, tags, reported, failing FROM devices WHERE id = ?", (device_id,), _device)
+        rows = self._select(f"SELECT {_DEVICE} FROM devices WHERE id = ?", (device_id,), _device)
         return rows[0] if rows else None
 
     def blobs_in_use(self) -> set[str]:
@@ -339,8 +352,9 @@ class Store:
         with self._transaction() as db:
             db.execute("SAVEPOINT batch")
             try:
-                db.executemany("INSERT INTO devices (id, tags, reported, failing) VALUES (?, ?, ?, ?)",
-                               ((d.id, _dump(d.tags), _dump(d.reported), int(d.failing)) for d in devices))
+                db.executemany(f"INSERT INTO devices ({_DEVICE}) VALUES (?, ?, ?, ?, ?)",
+                               ((d.id, _dump(d.tags), _dump(d.reported), int(d.failing), _dump(d.modules))
+                                for d in devices))
             except sqlite3.IntegrityError as exc:
                 db.execute("ROLLBACK TO batch")
                 raise PermanentProviderError("this device exists already (device ids are unique in a hub); "
@@ -349,8 +363,9 @@ class Store:
 
     def update_device(self, device: DeviceRow) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE devices SET tags = ?, reported = ?, failing = ? WHERE id = ?",
-                       (_dump(device.tags), _dump(device.reported), int(device.failing), device.id))
+            db.execute("UPDATE devices SET tags = ?, reported = ?, failing = ?, modules = ? WHERE id = ?",
+                       (_dump(device.tags), _dump(device.reported), int(device.failing), _dump(device.modules),
+                        device.id))
 
     def remove_device(self, device_id: str) -> bool:
         with self._transaction() as db:
