@@ -119,12 +119,20 @@ class AzureWorld:
         return [c for c in self.emulator.calls(method, "management.azure.com") if path_contains in c.path]
 
 
+# How the hub answers configuration reads: registry passwords as written, or masked (nothing published says
+# which the real hub does). The fixture runs in the first mode unless a test asks for both:
+# ``@BOTH_PASSWORD_MODES`` (indirect parametrization of ``azure_world``).
+READABLE, MASKED = "passwords-readable", "passwords-masked"
+BOTH_PASSWORD_MODES = pytest.mark.parametrize("azure_world", [READABLE, MASKED], indirect=True)
+
+
 @pytest.fixture
-def azure_world(azure_emulator: AzureEmulator, tmp_path: Path,
+def azure_world(request: pytest.FixtureRequest, azure_emulator: AzureEmulator, tmp_path: Path,
                 monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureWorld]:
     azure_emulator.reset()
     arm.add_workspace(azure_emulator.state, SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, registry_name=ACR)
     iothub.seed_devices(azure_emulator.state, DEVICES.items(), hub=HUB)
+    iothub.set_password_masking(azure_emulator.state, getattr(request, "param", READABLE) == MASKED, hub=HUB)
     monkeypatch.setenv("AZURE_TENANT_ID", arm.DEFAULT_TENANT)
     monkeypatch.setenv("AZURE_CLIENT_ID", "edge-reconciler-ci")
     monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)

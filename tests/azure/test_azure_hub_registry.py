@@ -25,6 +25,7 @@ from reconciler.providers.azure import registry as acr_module
 from reconciler.providers.azure.lock import LockRecord, lock_device_id
 from tests.azure.conftest import (
     ACR,
+    BOTH_PASSWORD_MODES,
     CLIENT_SECRET,
     CONNECTION_STRING,
     HUB,
@@ -82,6 +83,7 @@ def unmanaged_base(world: AzureWorld, cid: str, condition: str, priority: int) -
 # --------------------------------------------------------------------------------------------------------------
 
 
+@BOTH_PASSWORD_MODES
 def test_engine_applies_prod_and_converges(azure_world: AzureWorld) -> None:
     with Engine(azure_world.env_dir) as engine:
         result = engine.apply()
@@ -99,6 +101,7 @@ def test_engine_applies_prod_and_converges(azure_world: AzureWorld) -> None:
     assert azure_world.emulator.calls("DELETE", HUB, f"/devices/{lock_device_id('prod')}")
 
 
+@BOTH_PASSWORD_MODES
 def test_create_writes_owned_labels_and_the_token_password(azure_world: AzureWorld) -> None:
     plan = azure_world.apply(kinds=DEPLOYMENTS)
     assert [c.action for c in plan.changes if c.key.kind is Kind.DEPLOYMENT] == [Action.CREATE] * 2
@@ -132,12 +135,14 @@ def test_noop_read_snapshot_makes_a_bounded_number_of_calls(azure_world: AzureWo
         snapshot = provider.read_snapshot(desired)
         counts.append(len(azure_world.emulator.log))
         assert len(snapshot.deployments) == 3 + extra
-        assert [(c.method, c.path) for c in azure_world.emulator.calls(host=HUB)] == [("GET", "/configurations")]
+        assert [(c.method, c.path) for c in azure_world.emulator.calls(host=HUB)] == [
+            ("GET", "/configurations"), ("GET", "/twins/edge-reconciler-credentials-prod")]  # + the password store
         assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in azure_world.arm_calls()] == [
             ("GET", ACR), ("GET", "tokens")]
-    assert counts[0] == counts[1] == counts[2] <= 8  # + models list + image tags (and the ACR token dance)
+    assert counts[0] == counts[1] == counts[2] <= 8  # + models list, one ACR token exchange, image tags
 
 
+@BOTH_PASSWORD_MODES
 def test_update_in_place_sends_a_fresh_configuration_with_the_quoted_etag(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
     before = {cid: dict(cfg) for cid, cfg in owned(azure_world).items()}
@@ -159,6 +164,7 @@ def test_update_in_place_sends_a_fresh_configuration_with_the_quoted_etag(azure_
     assert body["priority"] == 15
 
 
+@BOTH_PASSWORD_MODES
 def test_replace_creates_the_new_deployment_before_deleting_the_old(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
     old_ids = set(owned(azure_world))
@@ -223,6 +229,7 @@ def _any_desired(world: AzureWorld, provider: Any) -> Any:
     return next(c.desired for c in plan.changes if c.key.kind is Kind.DEPLOYMENT)
 
 
+@BOTH_PASSWORD_MODES
 def test_an_interrupted_replace_is_finished_by_the_next_plan(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
     azure_world.edit("deployments.yaml", "MODEL_NAME: iris-classifier", "MODEL_NAME: other")
@@ -278,6 +285,7 @@ def test_throttling_that_does_not_stop_is_a_transient_error_with_retry_after(azu
 # --------------------------------------------------------------------------------------------------------------
 
 
+@BOTH_PASSWORD_MODES
 def test_one_token_serves_every_deployment_and_a_new_one_keeps_the_others_valid(azure_world: AzureWorld) -> None:
     text = (azure_world.env_dir / "deployments.yaml").read_text()
     first, second = text.split("\n---\n")
@@ -296,6 +304,7 @@ def test_one_token_serves_every_deployment_and_a_new_one_keeps_the_others_valid(
     assert list(azure_world.registry.tokens) == [token]
 
 
+@BOTH_PASSWORD_MODES
 def test_rotation_replaces_the_deployments_then_deletes_the_old_token(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
     provider = azure_world.provider()
@@ -311,6 +320,7 @@ def test_rotation_replaces_the_deployments_then_deletes_the_old_token(azure_worl
     assert not deployment_changes(azure_world)
 
 
+@BOTH_PASSWORD_MODES
 def test_a_token_broken_outside_the_reconciler_is_replaced(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
     azure_world.registry.tokens[f"{PREFIX}-v1"].status = "disabled"  # someone disabled it in the portal
@@ -323,6 +333,7 @@ def test_a_token_broken_outside_the_reconciler_is_replaced(azure_world: AzureWor
     assert not deployment_changes(azure_world)
 
 
+@BOTH_PASSWORD_MODES
 def test_a_password_regenerated_outside_the_reconciler_is_replaced(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
     for cfg in owned(azure_world).values():  # deployed an hour ago...
@@ -339,6 +350,68 @@ def test_a_password_regenerated_outside_the_reconciler_is_replaced(azure_world: 
         == "token:v2"
 
 
+@BOTH_PASSWORD_MODES
+def test_passwords_come_from_the_store_and_a_lost_one_is_a_planned_rotation(azure_world: AzureWorld) -> None:
+    """The password of token v1 is kept in the hub's password store, never read back from the deployments. When
+    it is lost (the store device deleted), it is never generated again, which would cut off the devices that
+    use it: the plan moves to token v2, a visible rotation."""
+    from reconciler.providers.azure.password_store import TAG, store_device_id
+
+    azure_world.apply(kinds=DEPLOYMENTS)
+    store = azure_world.hub.devices[store_device_id("prod")]
+    assert store.tags[TAG]["workspace"]["password"] == token_password(azure_world, f"{PREFIX}-v1")
+    assert not store.is_edge and store.identity["status"] == "disabled"
+    del azure_world.hub.devices[store_device_id("prod")]
+    changes = deployment_changes(azure_world)
+    assert [(c.action, c.key.name) for c in changes] == [(Action.REPLACE, "iris-base")]
+    assert f"registryCredentials.workspace.username '{PREFIX}-v1' -> '{PREFIX}-v2'" in changes[0].reason
+    password = token_password(azure_world, f"{PREFIX}-v1")
+    azure_world.apply(kinds=DEPLOYMENTS)
+    assert list(azure_world.registry.tokens) == [f"{PREFIX}-v2"]  # v1 deleted with the last deployment using it
+    base = next(cfg for cid, cfg in owned(azure_world).items() if cid.startswith("iris-base-"))
+    assert credentials_in(base)["workspace"]["password"] == token_password(azure_world, f"{PREFIX}-v2") != password
+    generated = [json.loads(r.body)["tokenId"].rsplit("/", 1)[-1]
+                 for r in azure_world.emulator.log.requests("POST", "management.azure.com", "generateCredentials")]
+    assert generated == [f"{PREFIX}-v1", f"{PREFIX}-v2"]  # once per token, never again
+    assert not deployment_changes(azure_world)
+
+
+@BOTH_PASSWORD_MODES
+def test_a_truncated_listing_never_regenerates_the_password(azure_world: AzureWorld) -> None:
+    """100 ADM configurations created first fill the hub's listing (it returns 100, whatever ``top`` asks):
+    our deployments are never listed. A plan then sees none of them; the apply finds them and must not
+    generate the token's password again (the devices pull with it)."""
+    iothub.seed_adm_configurations(azure_world.emulator.state, 100, hub=HUB)
+    azure_world.apply(kinds=DEPLOYMENTS)
+    assert len(owned(azure_world)) == 2
+    provider = azure_world.provider()
+    assert provider.hub.list_configurations().may_be_truncated
+    etags = {cid: cfg["etag"] for cid, cfg in owned(azure_world).items()}
+    azure_world.apply(provider, kinds=DEPLOYMENTS)  # plans creates of what it cannot see; the creates find them
+    assert {cid: cfg["etag"] for cid, cfg in owned(azure_world).items()} == etags
+    assert len(azure_world.arm_calls("POST", "generateCredentials")) == 1
+    base = next(cfg for cid, cfg in owned(azure_world).items() if cid.startswith("iris-base-"))
+    assert credentials_in(base)["workspace"]["password"] == token_password(azure_world, f"{PREFIX}-v1")
+
+
+def test_tokens_are_not_released_on_a_truncated_listing(azure_world: AzureWorld) -> None:
+    """Deleting a token no deployment embeds is decided on the hub's listing: not when it may be incomplete."""
+    azure_world.apply(kinds=DEPLOYMENTS)
+    provider = azure_world.provider()
+    provider.rotate_registry_credentials("workspace")
+    iothub.seed_adm_configurations(azure_world.emulator.state, 100, hub=HUB)
+    credentials = provider.adapters().credentials
+    assert provider.hub.list_configurations().may_be_truncated  # the deployments embedding v1 are not listed
+    credentials.release_unused("workspace", set())
+    assert sorted(azure_world.registry.tokens) == [f"{PREFIX}-v1", f"{PREFIX}-v2"]
+    for cid in [cid for cid in azure_world.configurations() if cid.startswith("adm-")]:
+        del azure_world.hub.configurations[cid]
+    assert not provider.hub.list_configurations().may_be_truncated
+    credentials.release_unused("workspace", set())
+    assert sorted(azure_world.registry.tokens) == [f"{PREFIX}-v2"]
+
+
+@BOTH_PASSWORD_MODES
 def test_admin_user_mode_embeds_the_admin_password_and_sees_regeneration(azure_world: AzureWorld) -> None:
     azure_world.edit("environment.yaml", "credentials: scopedToken", "credentials: adminUser")
     azure_world.apply(kinds=DEPLOYMENTS)
@@ -381,6 +454,7 @@ def test_the_workspace_registry_is_used_when_acr_is_omitted(azure_world: AzureWo
 # --------------------------------------------------------------------------------------------------------------
 
 
+@BOTH_PASSWORD_MODES
 def test_no_secret_in_snapshots_plans_logs_or_errors(azure_world: AzureWorld, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", status=503, retry_after=0, every=3)

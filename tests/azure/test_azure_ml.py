@@ -430,9 +430,12 @@ def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnect
     arm_calls = [c for c in calls if c[1] == "management.azure.com"]
     acr_calls = [c for c in calls if c[1].endswith(".azurecr.io")]
     assert mms == [("GET", "westeurope.modelmanagement.azureml.net", "models")]
-    # Open the workspace, then its details, then the registry for its login server.
-    assert [c[2] for c in arm_calls] == ["subscriptions", WS, "subscriptions", WS, REGISTRY]
-    assert len(acr_calls) == 2 * 4  # per repository: challenge, exchange, token, tags
+    # Open the workspace (its registry id comes with it), then the registry for its login server.
+    assert [c[2] for c in arm_calls] == ["subscriptions", WS, REGISTRY]
+    # One token for both repositories, then one listing each (in a pool: in any order).
+    assert sorted(c[2] for c in acr_calls) == ["_tags", "_tags", "exchange", "token"]
+    token = emulator.log.requests("POST", path_contains="/oauth2/token")[0]
+    assert b"scope=repository%3Aimg-a%3Ametadata_read+repository%3Aimg-b%3Ametadata_read" in token.body
     assert fresh.retrier.stats.http["acr"] == len(acr_calls)
     assert not [c for c in calls if c[2] == "endpoints"]  # the cloud is named: no cloud metadata fetch
     others = [c for c in calls if c not in mms + arm_calls + acr_calls]

@@ -157,6 +157,20 @@ def test_permanent_errors_say_what_to_do(status: int, body: str, expected: str) 
     assert isinstance(raised.value.__cause__, HttpOperationError)
 
 
+@pytest.mark.parametrize(("body", "code", "detail"), [
+    ('{"error":{"code":"ResourceNotFound","message":"gone"}}', "ResourceNotFound", "gone"),  # ARM
+    ('{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":null}]}',
+     "NAME_UNKNOWN", "repository name not known to registry"),  # ACR data plane
+    ('{"code":"ModelNotFound","statusCode":404,"message":"no such model","details":[]}', "ModelNotFound",
+     "no such model"),  # Azure ML ModelErrorResponse
+    ('{"Message":"ErrorCode:DeviceNotFound;no device","ExceptionMessage":"Tracking ID:x"}', "DeviceNotFound",
+     "no device"),  # IoT Hub
+])
+def test_error_bodies_are_read_in_each_services_shape(body: str, code: str, detail: str) -> None:
+    failure = errors.describe(core_error(404, body))
+    assert (failure.status, failure.code, failure.detail) == (404, code, detail)
+
+
 def test_reconciler_errors_pass_through_untouched() -> None:
     held = LockHeld("someone")
     fn, _ = failing(held)

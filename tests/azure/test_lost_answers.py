@@ -15,7 +15,7 @@ from reconciler.engine import Engine
 from reconciler.model.specs import Kind
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.lock import lock_device_id
-from tests.azure.conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, AzureWorld
+from tests.azure.conftest import BOTH_PASSWORD_MODES, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, AzureWorld
 from tests.azure.test_azure_hub_registry import credentials_in, owned, token_password
 from tests.azure_emulator import aml, arm
 
@@ -31,6 +31,8 @@ WRITES = [
     ("scope map create", dict(host=ARM_HOST, method="PUT", path=r"/scopeMaps/")),
     ("token create", dict(host=ARM_HOST, method="PUT", path=r"/tokens/")),
     ("token password", dict(host=ARM_HOST, method="POST", path=r"/generateCredentials$")),
+    ("password store device", dict(host=HUB_HOST, method="PUT", path=r"^/devices/edge-reconciler-credentials")),
+    ("password store record", dict(host=HUB_HOST, method="PATCH", path=r"^/twins/edge-reconciler-credentials")),
     ("deployment create", dict(host=HUB_HOST, method="PUT", path=r"^/configurations/")),
 ]
 
@@ -52,6 +54,7 @@ def assert_converged(world: AzureWorld) -> None:
             assert entry["password"] == token_password(world, entry["username"])  # devices can pull
 
 
+@BOTH_PASSWORD_MODES
 @pytest.mark.parametrize(("name", "write"), WRITES, ids=[name for name, _ in WRITES])
 def test_a_first_apply_converges_in_one_run_when_one_answer_is_lost(azure_world: AzureWorld, name: str,
                                                                     write: dict[str, str]) -> None:

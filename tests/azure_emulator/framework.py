@@ -61,9 +61,10 @@ class Response:
 
 
 def error(status: int, code: str, message: str, **headers: str) -> Response:
-    """The ARM / IoT Hub error envelope: {"error": {"code", "message"}} plus a flat Message."""
-    body = {"error": {"code": code, "message": message}, "Message": f"ErrorCode:{code};{message}"}
-    return Response(status, body, headers)
+    """The ARM error envelope, ``{"error": {"code", "message"}}`` (azure-rest-api-specs common-types
+    ``ErrorResponse``). IoT Hub, the ACR data plane and Azure ML have shapes of their own
+    (``service_errors``)."""
+    return Response(status, {"error": {"code": code, "message": message}}, headers)
 
 
 Handler = Callable[[Request, "EmulatorState"], Response]

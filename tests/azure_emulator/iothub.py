@@ -24,12 +24,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .framework import EmulatorState, Request, Response, Route, error
+from .framework import EmulatorState, Request, Response, Route
 
 HOST = r"[^/]+\.azure-devices\.net"
 DEFAULT_HUB = "emuhub.azure-devices.net"
 
-MAX_CONFIGURATIONS = 100
+# Quotas of a paid (S1-S3) hub, counted separately: "IoT Edge automatic deployments: 100 (including layered
+# deployments) per paid SKU hub" and "Automatic device and module configurations: 100 per paid SKU hub"
+# (MicrosoftDocs/azure-docs, articles/iot-hub/iot-hub-devguide-quotas-throttling.md, "Other limits").
+MAX_EDGE_DEPLOYMENTS = 100
+MAX_ADM_CONFIGURATIONS = 100
+MAX_CONFIGURATIONS = MAX_EDGE_DEPLOYMENTS  # the older name: the edge deployment quota
+# GET /configurations?top=N: "The number of configurations to retrieve. Value will be overridden if greater than
+# the maximum deployment count for the IoT hub." (service.json 2021-04-12, Configuration_GetConfigurations; the
+# same text in azure-iot-hub 2.7's configuration_operations.py). No paging: a hub holding 100 deployments and
+# 100 ADM configurations can never be listed whole.
+MAX_LISTED_CONFIGURATIONS = MAX_EDGE_DEPLOYMENTS
 MAX_CUSTOM_METRICS = 5
 MAX_MODULES_PER_DEPLOYMENT = 50
 MAX_TWIN_VALUE_BYTES = 4 * 1024
@@ -51,11 +61,15 @@ REPORT_SUCCESS, REPORT_FAILED, REPORT_PENDING = "success", "failed", "pending"
 # =============================================================================== errors / utils
 
 
-def hub_error(status: int, code: str, message: str) -> Response:
-    """The IoT Hub error envelope: ``Message``/``ExceptionMessage`` + ``iothub-errorcode`` header."""
-    response = error(status, code, message, **{"iothub-errorcode": code})
-    response.body["ExceptionMessage"] = f"Tracking ID:{uuid.uuid4().hex}-G:0-TimeStamp:{_now()}"
-    return response
+def hub_error(status: int, code: str, message: str, **headers: str) -> Response:
+    """The IoT Hub error envelope: ``{"Message": "ErrorCode:<code>;<text>", "ExceptionMessage": "Tracking
+    ID:..."}`` plus the ``iothub-errorcode`` header, and no ARM ``error`` object (as answered by the hub in
+    azure-iot-sdk-csharp#2419; the C# service SDK's ``ExceptionHandlingHelper`` reads the code from that
+    header). ``code`` should be one of IoT Hub's documented codes (troubleshoot-error-codes,
+    rest/api/iothub/common-error-codes)."""
+    body = {"Message": f"ErrorCode:{code};{message}",
+            "ExceptionMessage": f"Tracking ID:{uuid.uuid4().hex}-G:0-TimeStamp:{_now()}"}
+    return Response(status, body, {"iothub-errorcode": code, **headers})
 
 
 class HubError(Exception):
@@ -95,6 +109,16 @@ def _check_if_match(header: str | None, current: str) -> None:
         return
     value, _ = _unquote_etag(header)
     if value != "*" and value != current:
+        raise HubError(412, "PreconditionFailed", f"Precondition failed: etag {header} does not match {current!r}")
+
+
+def _check_twin_if_match(header: str | None, current: str) -> None:
+    """Twins: an ``If-Match`` that is not an entity tag (no quotes, RFC 7232 section 2.3) is ignored, as the
+    hub does (issue 11, item 6); ``*`` or a quoted etag that differs gives 412."""
+    if header is None:
+        return
+    value, quoted = _unquote_etag(header)
+    if quoted and value != "*" and value != current:
         raise HubError(412, "PreconditionFailed", f"Precondition failed: etag {header} does not match {current!r}")
 
 
@@ -479,6 +503,9 @@ class Hub:
     configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
     generation: int = 0  # bumped on every mutation; keys the caches below
     config_seq: int = 0
+    # Configuration reads mask registryCredentials passwords (``mask_registry_passwords``): nothing published
+    # promises that the hub returns them readable.
+    masks_passwords: bool = False
     _assignment: tuple[int, Assignment] | None = None
     _docs: tuple[int, list[dict[str, Any]]] | None = None
     _module_docs: tuple[int, list[dict[str, Any]]] | None = None
@@ -717,8 +744,37 @@ def render_edge_agent_twin(hub: Hub, device: Device, assignment: Assignment | No
     }
 
 
+CREDENTIALS_PATH = "properties.desired.runtime.settings.registryCredentials"
+
+
+def mask_registry_passwords(content: Any) -> Any:
+    """A copy of a configuration's content with every ``registryCredentials.<name>.password`` of ``$edgeAgent``
+    set to null (base form, and layered ``properties.desired.runtime.settings.registryCredentials[.<name>]``
+    keys), as a hub that does not hand secrets back would answer."""
+    content = copy.deepcopy(content)
+    agent = ((content or {}).get("modulesContent") or {}).get("$edgeAgent")
+    if not isinstance(agent, dict):
+        return content
+
+    def mask(entries: Any) -> None:
+        for entry in (entries or {}).values() if isinstance(entries, dict) else ():
+            if isinstance(entry, dict) and "password" in entry:
+                entry["password"] = None
+
+    for key, value in agent.items():
+        if key == "properties.desired" and isinstance(value, dict):
+            mask(((value.get("runtime") or {}).get("settings") or {}).get("registryCredentials"))
+        elif key == CREDENTIALS_PATH:
+            mask(value)
+        elif key.startswith(CREDENTIALS_PATH + ".") and isinstance(value, dict) and "password" in value:
+            value["password"] = None
+    return content
+
+
 def render_configuration(hub: Hub, cfg: dict[str, Any]) -> dict[str, Any]:
     out = {k: copy.deepcopy(v) for k, v in cfg.items() if not k.startswith("_")}
+    if hub.masks_passwords:
+        out["content"] = mask_registry_passwords(out.get("content"))
     cid = cfg["id"]
     if config_kind(cfg) == "edge":
         applied = (f"select deviceId from devices.modules where moduleId = '$edgeAgent' "
@@ -976,6 +1032,29 @@ def seed_devices(state: EmulatorState, devices: Iterable[tuple[str, dict[str, An
     return target
 
 
+def seed_adm_configurations(state: EmulatorState, count: int, hub: str = DEFAULT_HUB, prefix: str = "adm") -> None:
+    """``count`` automatic device configurations (ADM, ``deviceContent``), created now, without HTTP: they take
+    no IoT Edge deployment slot but do take places in a listing (``MAX_LISTED_CONFIGURATIONS``)."""
+    target = get_hub(state, hub)
+    with state.lock:
+        for i in range(count):
+            cid, now = f"{prefix}-{i:03d}", _now()
+            target.config_seq += 1
+            target.configurations[cid] = {
+                "id": cid, "schemaVersion": "1.0", "labels": {}, "contentType": "assignment",
+                "content": {"deviceContent": {"properties.desired.settings": {"interval": i}}},
+                "targetCondition": "tags.nothing='here'", "createdTimeUtc": now, "lastUpdatedTimeUtc": now,
+                "priority": 0, "metrics": {"queries": {}, "results": {}}, "etag": _b64("1"), "_version": 1,
+                "_seq": target.config_seq}
+        target.changed()
+
+
+def set_password_masking(state: EmulatorState, masked: bool = True, hub: str = DEFAULT_HUB) -> None:
+    """Configuration reads (``GET /configurations[/{id}]`` and the answers to ``PUT``) return registry
+    passwords as null when ``masked``: the real hub's behaviour is not documented either way."""
+    get_hub(state, hub).masks_passwords = masked
+
+
 def set_device_report(state: EmulatorState, device_ids: Iterable[str], report: str = REPORT_FAILED,
                       hub: str = DEFAULT_HUB) -> None:
     """Decide what the emulated edgeAgent of these devices reports: success / failed / pending."""
@@ -1078,7 +1157,10 @@ def put_configuration(request: Request, hub: Hub) -> Response:
                        f"or \"*\" (got {if_match!r})")
     if etag != "*" and etag != existing["etag"]:
         raise HubError(412, "PreconditionFailed", f"Etag {if_match} does not match {existing['etag']!r}")
-    if _strip_none(body.get("content")) != _strip_none(existing["content"]):
+    sent, held = _strip_none(body.get("content")), _strip_none(existing["content"])
+    if hub.masks_passwords:  # it must take back the content it hands out: masked passwords stand for unchanged
+        sent, held = _strip_none(mask_registry_passwords(sent)), _strip_none(mask_registry_passwords(held))
+    if sent != held:
         raise HubError(400, "CannotModifyImmutableConfigurationContent",
                        "Configuration content cannot be modified; only targetCondition, priority, labels and "
                        "metrics can be updated. Create a new configuration instead.")
@@ -1099,12 +1181,14 @@ def put_configuration(request: Request, hub: Hub) -> Response:
 def _create_configuration(hub: Hub, cid: str, body: dict[str, Any]) -> Response:
     _validate_content(body.get("content"))
     _validate_mutable_fields(body)
-    if len(hub.configurations) >= MAX_CONFIGURATIONS:
+    edge = config_kind(body) == "edge"
+    limit = MAX_EDGE_DEPLOYMENTS if edge else MAX_ADM_CONFIGURATIONS
+    if sum((config_kind(c) == "edge") == edge for c in hub.configurations.values()) >= limit:
         # 413 with code 413101 ConfigurationCountLimitExceeded: MicrosoftDocs/azure-docs,
         # articles/iot-hub/troubleshoot-error-codes.md, "413xxx Request entity too large errors". (403
-        # IoTHubQuotaExceeded, 403002, is the daily message quota: common-error-codes.)
-        raise HubError(413, "ConfigurationCountLimitExceeded",
-                       f"The hub already has {MAX_CONFIGURATIONS} configurations (deployments incl. layered)")
+        # IoTHubQuotaExceeded, 403002, is the daily message quota: common-error-codes.) Each kind has its quota.
+        what = "IoT Edge deployments (incl. layered)" if edge else "automatic device and module configurations"
+        raise HubError(413, "ConfigurationCountLimitExceeded", f"The hub already has {limit} {what}")
     now = _now()
     hub.config_seq += 1
     cfg = {
@@ -1132,13 +1216,16 @@ def get_configuration(request: Request, hub: Hub) -> Response:
 
 
 def list_configurations(request: Request, hub: Hub) -> Response:
+    """Every kind together, in creation order (the real order is undocumented), at most
+    ``MAX_LISTED_CONFIGURATIONS`` whatever ``top`` asks for (see that constant)."""
     top = request.q("top")
     try:
-        limit = int(top) if top not in (None, "") else MAX_CONFIGURATIONS
+        limit = int(top) if top not in (None, "") else MAX_LISTED_CONFIGURATIONS
     except ValueError:
         raise HubError(400, "ArgumentInvalid", f"top must be an integer, got {top!r}") from None
     if limit < 0:
         raise HubError(400, "ArgumentInvalid", "top must not be negative")
+    limit = min(limit, MAX_LISTED_CONFIGURATIONS)
     configs = sorted(hub.configurations.values(), key=lambda c: c["_seq"])[:limit]
     return Response(200, [render_configuration(hub, c) for c in configs])
 
@@ -1242,7 +1329,7 @@ def get_twin(request: Request, hub: Hub) -> Response:
 
 def _apply_twin_write(request: Request, hub: Hub, replace: bool) -> Response:
     device = _device(hub, request.params["id"])
-    _check_if_match(request.headers.get("if-match"), device.twin_etag)
+    _check_twin_if_match(request.headers.get("if-match"), device.twin_etag)
     body = _body(request)
     props = body.get("properties") or {}
     if not isinstance(props, dict) or props.get("reported"):

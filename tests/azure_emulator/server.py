@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlsplit
 import trustme
 
 from .framework import EmulatorState, Request, Response, Route, error, response_observers
+from .service_errors import service_error
 
 #: Service modules loaded by default (each may be absent: another helper writes some of them).
 DEFAULT_SERVICE_MODULES = ("iothub", "arm", "acr", "aml")
@@ -234,16 +235,11 @@ class FaultRule:
             self.injected += 1
         return hit
 
-    def response(self) -> Response:
+    def response(self, request: Request) -> Response:
+        """The fault as the request's service answers errors (``service_errors``)."""
         assert self.status is not None
-        code = self.code or _DEFAULT_FAULT_CODES.get(self.status, "ServerError")
-        headers = {"iothub-errorcode": code}
-        if self.retry_after is not None:
-            headers["Retry-After"] = _format_seconds(self.retry_after)
-        return error(self.status, code, f"Injected fault ({self.status})", **headers)
-
-
-_DEFAULT_FAULT_CODES = {429: "ThrottlingException", 500: "ServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
+        headers = {"Retry-After": _format_seconds(self.retry_after)} if self.retry_after is not None else {}
+        return service_error(request, self.status, self.code, f"Injected fault ({self.status})", **headers)
 
 
 def _format_seconds(value: float) -> str:
@@ -306,7 +302,7 @@ class Faults:
                     outcome.drop = True
                     break
                 if rule.status is not None:
-                    outcome.response = rule.response()
+                    outcome.response = rule.response(request)
                     break
         return outcome
 

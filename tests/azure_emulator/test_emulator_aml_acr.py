@@ -520,3 +520,30 @@ def test_docker_v2_with_admin_credentials(emulator: AzureEmulator) -> None:
     head = requests.head(f"{base}/v2/demo-image/manifests/v1", headers=bearer, timeout=10)
     assert head.status_code == 200 and head.headers["Docker-Content-Digest"].startswith("sha256:")
     assert requests.get(f"{base}/v2/demo-image/manifests/v9", headers=bearer, timeout=10).status_code == 404
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Injected faults in each service's shape
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"https://{REGISTRY}.azurecr.io/acr/v1/_catalog",
+     {"errors": [{"code": "TOOMANYREQUESTS", "message": "Injected fault (429)", "detail": None}]}),
+    (f"https://management.azure.com/subscriptions/{SUB}?api-version=2022-12-01",
+     {"error": {"code": "TooManyRequests", "message": "Injected fault (429)"}}),
+])
+def test_injected_faults_have_the_shape_of_the_service(emulator: AzureEmulator, url: str,
+                                                       expected: dict[str, Any]) -> None:
+    emulator.faults.throttle(retry_after=2, times=1)
+    answer = requests.get(url)
+    assert (answer.status_code, answer.headers["Retry-After"], answer.json()) == (429, "2", expected)
+    assert "iothub-errorcode" not in answer.headers
+
+
+def test_injected_faults_on_model_management_are_model_error_responses(emulator: AzureEmulator) -> None:
+    emulator.faults.add(host=r".*\.modelmanagement\.azureml\.net", status=503, times=1)
+    answer = requests.get(f"https://westeurope.modelmanagement.azureml.net/modelmanagement/v1.0/subscriptions/{SUB}")
+    body = answer.json()
+    assert answer.status_code == 503 and (body["code"], body["statusCode"]) == ("ServiceUnavailable", 503)
+    assert {"message", "details"} <= set(body) and "error" not in body

@@ -216,6 +216,93 @@ def test_hub_limit_of_100_configurations(emu: AzureEmulator, cfg_mgr: IoTHubConf
     assert "ErrorCode:ConfigurationCountLimitExceeded;" in exc.value.response.json()["Message"]
 
 
+def _fill(hub: iothub.Hub, kind: str, count: int, start: int = 0) -> None:
+    """``count`` configurations of ``kind`` ("edge" or "adm") straight into the hub's state, in creation order."""
+    content = {"modulesContent": {}} if kind == "edge" else {"deviceContent": {"properties.desired.x": 1}}
+    for i in range(start, start + count):
+        hub.config_seq += 1
+        hub.configurations[f"{kind}-{i}"] = {
+            "id": f"{kind}-{i}", "content": content, "etag": "MQ==", "createdTimeUtc": "2020-01-01T00:00:00.000000Z",
+            "priority": 0, "targetCondition": "", "_seq": hub.config_seq, "_version": 1}
+
+
+def test_edge_deployments_and_adm_configurations_have_separate_quotas(
+        emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager) -> None:
+    hub = iothub.get_hub(emu.state, HUB)
+    _fill(hub, "adm", iothub.MAX_ADM_CONFIGURATIONS)
+    _fill(hub, "edge", iothub.MAX_EDGE_DEPLOYMENTS - 1)
+    cfg_mgr.create_configuration(deployment("the-100th-deployment"))  # 100 ADM configurations take no edge slot
+    with pytest.raises(HttpOperationError) as edge:
+        cfg_mgr.create_configuration(deployment("one-too-many"))
+    assert status_and_code(edge) == (413, "ConfigurationCountLimitExceeded")
+    adm = Configuration(id="adm-extra", schema_version="1.0", target_condition="tags.env='prod'", priority=1,
+                        content=ConfigurationContent(device_content={"properties.desired.x": 1}))
+    with pytest.raises(HttpOperationError) as full:
+        cfg_mgr.create_configuration(adm)
+    assert status_and_code(full) == (413, "ConfigurationCountLimitExceeded")
+    assert len(hub.configurations) == 200
+
+
+def test_a_listing_never_returns_more_than_the_maximum_deployment_count(
+        emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager) -> None:
+    """``top`` greater than the maximum is overridden (service.json): 200 configurations, 100 listed."""
+    hub = iothub.get_hub(emu.state, HUB)
+    _fill(hub, "adm", 100)
+    _fill(hub, "edge", 100)
+    assert len(cfg_mgr.get_configurations(max_count=200)) == iothub.MAX_LISTED_CONFIGURATIONS
+    assert len(cfg_mgr.get_configurations()) == iothub.MAX_LISTED_CONFIGURATIONS
+    assert [c.id for c in cfg_mgr.get_configurations(max_count=2)] == ["adm-0", "adm-1"]
+    assert {c.id.split("-")[0] for c in cfg_mgr.get_configurations(max_count=200)} == {"adm"}  # creation order
+
+
+def test_masked_passwords_in_configuration_reads(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager) -> None:
+    content = base_content()
+    settings = content.modules_content["$edgeAgent"]["properties.desired"]["runtime"]["settings"]
+    settings["registryCredentials"] = {"emuacr": {"address": "emuacr.azurecr.io", "username": "tok",
+                                                  "password": "s3cret"}}
+    layer = layered_content()
+    layer.modules_content["$edgeAgent"]["properties.desired.runtime.settings.registryCredentials.emuacr"] = {
+        "address": "emuacr.azurecr.io", "username": "tok", "password": "s3cret"}
+    iothub.set_password_masking(emu.state, hub=HUB)
+    created = cfg_mgr.create_configuration(deployment("base", content=content))
+    cfg_mgr.create_configuration(deployment("layer", content=layer))
+    for cfg in [created, cfg_mgr.get_configuration("base"), *cfg_mgr.get_configurations()]:
+        agent = cfg.content.modules_content["$edgeAgent"]
+        entry = (agent["properties.desired"]["runtime"]["settings"]["registryCredentials"]["emuacr"]
+                 if "properties.desired" in agent
+                 else agent["properties.desired.runtime.settings.registryCredentials.emuacr"])
+        assert entry == {"address": "emuacr.azurecr.io", "username": "tok", "password": None}
+    assert "s3cret" in str(iothub.get_hub(emu.state, HUB).configurations["base"]["content"])  # kept, not shown
+    got = cfg_mgr.get_configuration("base")  # its own masked content back is no change of content
+    edited = Configuration(id="base", schema_version="1.0", labels={"x": "y"}, content=got.content,
+                           target_condition=got.target_condition, priority=3)
+    assert cfg_mgr.protocol.configuration.create_or_update("base", edited, if_match=f'"{got.etag}"').priority == 3
+    iothub.set_password_masking(emu.state, False, hub=HUB)
+    assert "s3cret" in str(cfg_mgr.get_configuration("base").content.modules_content)
+
+
+def test_errors_have_the_hubs_shape_without_an_arm_error_object(emu: AzureEmulator,
+                                                                cfg_mgr: IoTHubConfigurationManager) -> None:
+    emu.faults.add(host=r".*\.azure-devices\.net", path="/configurations", status=429, retry_after=1, times=1)
+    for _ in range(2):  # the injected fault, then the handler's own 404
+        with pytest.raises(HttpOperationError) as exc:
+            cfg_mgr.get_configuration("nope")
+        body = exc.value.response.json()
+        assert set(body) == {"Message", "ExceptionMessage"}
+        code = exc.value.response.headers["iothub-errorcode"]
+        assert body["Message"].startswith(f"ErrorCode:{code};") and code in ("ThrottlingException",
+                                                                               "ConfigurationNotFound")
+
+
+def test_an_unquoted_if_match_on_a_twin_is_ignored(emu: AzureEmulator, reg_mgr: IoTHubRegistryManager) -> None:
+    iothub.seed_devices(emu.state, [("dev-1", {"env": "prod"})])
+    url = f"https://{HUB}/twins/dev-1{API}"
+    stale = requests.patch(url, json={"tags": {"site": "a"}}, headers={**SAS, "If-Match": "not-the-etag"})
+    assert stale.status_code == 200 and stale.json()["tags"]["site"] == "a"  # no entity tag: no condition
+    quoted = requests.patch(url, json={"tags": {"site": "b"}}, headers={**SAS, "If-Match": '"not-the-etag"'})
+    assert quoted.status_code == 412 and quoted.headers["iothub-errorcode"] == "PreconditionFailed"
+
+
 def test_system_metrics_follow_priorities_and_layers(emu: AzureEmulator, cfg_mgr: IoTHubConfigurationManager,
                                                      reg_mgr: IoTHubRegistryManager) -> None:
     iothub.seed_devices(emu.state, [(f"prod-{i}", {"env": "prod", "site": "a" if i < 3 else "b"}) for i in range(5)]

@@ -27,10 +27,16 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 IOTHUB_FIELDS = ("HostName", "SharedAccessKeyName", "SharedAccessKey")
-IOTHUB_TOP = 200  # configurations listed at once: 100 edge deployments + 100 ADM configurations per hub
+# Configurations asked for at once: 100 edge deployments + 100 ADM configurations per hub. The hub answers at
+# most its maximum deployment count (100), so asking for more is harmless; see ``iothub.Listing``.
+IOTHUB_TOP = 200
 
 
 AZURE_CORE_BACKOFF = 0.8  # azure-core's default retry_backoff_factor, in seconds
+# The one AAD scope for ARM, Azure ML and the ACR token exchange: azureml and azure-containerregistry ask for
+# this audience already, and ARM accepts it as well as https://management.azure.com/ (the Azure CLI uses it), so
+# a run needs one ARM token instead of two.
+MANAGEMENT_SCOPE = "https://management.core.windows.net/.default"
 
 
 def azure_credential() -> TokenCredential:
@@ -131,6 +137,6 @@ def registry_client(credential: TokenCredential, subscription_id: str, stats: Ca
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
     return ContainerRegistryManagementClient(
-        credential, subscription_id, retry_total=0,
+        credential, subscription_id, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
         raw_response_hook=lambda response: stats.count_http("arm"),
     )

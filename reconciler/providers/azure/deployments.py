@@ -1,17 +1,20 @@
 """The apply path's deployment store and registry credentials on Azure: IoT Hub configurations, and ACR
-credentials whose passwords live only inside the deployments that embed them (see ``registry``)."""
+credentials whose token passwords are kept in the hub's password store (see ``registry``)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
-from reconciler.hub.manifest import password_placeholder, registry_credentials
+from reconciler.hub.manifest import registry_credentials
 from reconciler.model.specs import JSON
 from reconciler.model.state import LiveDeployment
 from reconciler.providers.azure import registry as acr
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment, modules_content, owner_of
 from reconciler.providers.base import PullCredential
+
+log = logging.getLogger("reconciler.providers.azure")
 
 
 def owned_configurations(configs: list[Any], environment: str) -> list[Any]:
@@ -66,26 +69,22 @@ class HubDeployments:
 
 
 class AcrCredentials:
-    """``CredentialStore`` on ACR: a pull token (or the admin user) per registry; a token's password is
-    read back from an owned deployment that embeds it, and generated only when none does."""
+    """``CredentialStore`` on ACR: a pull token (or the admin user) per registry; a token's password comes
+    from the hub's password store, and is generated only for a token that has none yet."""
 
     def __init__(self, registries: acr.Registries, hub: IoTHub, environment: str) -> None:
         self._registries, self._hub, self._environment = registries, hub, environment
 
     def credential(self, registry: str, username: str, repositories: set[str]) -> PullCredential:
-        password = self._registries.password(registry, username, repositories, self._embedded)
+        password = self._registries.password(registry, username, repositories)
         return PullCredential(password, self._registries.credential_version(registry, username, password))
 
-    def _embedded(self, registry: str, username: str) -> str | None:
-        """The password an owned deployment embeds for ``username`` (the newest such deployment's)."""
-        owned = owned_configurations(self._hub.list_configurations(), self._environment)
-        for cfg in sorted(owned, key=lambda cfg: str(cfg.created_time_utc or ""), reverse=True):
-            entry = registry_credentials(modules_content(cfg) or {}).get(registry)
-            password = entry.get("password") if entry else None
-            if (entry is not None and str(entry.get("username")) == username and isinstance(password, str)
-                    and password and password != password_placeholder(registry)):
-                return password
-        return None
-
     def release_unused(self, registry: str, in_use: set[str]) -> None:
+        """``in_use`` comes from the hub's listing of deployments: when that may have left some out, a token
+        missing from it may still be embedded, and nothing is deleted."""
+        listing = self._hub.last_listing
+        if listing is None or listing.may_be_truncated:
+            log.warning("registry %s: the tokens no deployment embeds any more are kept: the hub's listing of "
+                        "deployments may be incomplete", registry)
+            return
         self._registries.release_unused(registry, in_use)

@@ -141,7 +141,10 @@ def parse_retry_after(headers: Any) -> float | None:
 
 
 def _service_message(body: str) -> tuple[str | None, str]:
-    """(error code, message) from an IoT Hub or ARM error body; the raw text when it is not JSON."""
+    """(error code, message) from an error body, in each service's shape: ARM ``{"error": {code, message}}``,
+    the ACR data plane's ``{"errors": [{code, message, detail}]}``, Azure ML's ``ModelErrorResponse``
+    ``{code, statusCode, message, details}``, IoT Hub's ``{"Message": "ErrorCode:<code>;<text>"}`` (its code
+    also comes in the ``iothub-errorcode`` header); the raw text when it is not JSON."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -151,6 +154,11 @@ def _service_message(body: str) -> tuple[str | None, str]:
     error = data.get("error")
     if isinstance(error, dict):
         return error.get("code"), str(error.get("message") or "")
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return errors[0].get("code"), str(errors[0].get("message") or "")
+    if isinstance(data.get("code"), str) and "statusCode" in data:
+        return data["code"], str(data.get("message") or "")
     message = str(data.get("Message") or data.get("message") or "")
     match = re.match(r"ErrorCode:([A-Za-z]+);(.*)", message, re.DOTALL)
     if match:

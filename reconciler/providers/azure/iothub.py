@@ -8,8 +8,10 @@ SDK avoided (see /work/shared/reference/iothub-acr-wire.md):
   ``protocol.configuration.create_or_update(id, cfg, if_match='"<etag>"')`` (what the Azure CLI does).
 * ``delete_configuration`` sends the etag unquoted (or ``*``): deletes go through the protocol layer with the
   quoted etag of the configuration as it was read, so a concurrent change fails (412) instead of deleting it.
-* ``get_configurations`` returns every configuration of the hub (ADM ones too) in one call, without paging:
-  edge deployments are the ones with ``content.modulesContent``.
+* ``get_configurations`` returns the hub's configurations (ADM ones too) in one call, without paging, and
+  the hub overrides a ``top`` greater than its maximum deployment count: a hub holding 100 deployments and
+  100 ADM configurations is never listed whole. ``Listing.may_be_truncated`` says when a listing may have
+  left some out; edge deployments are the ones with ``content.modulesContent``.
 * Aggregates (``SELECT COUNT() AS n``) come back as ``Twin`` objects with the value in
   ``additional_properties``.
 
@@ -19,6 +21,7 @@ Raw SDK ``Configuration`` objects hold the real registry passwords: they stay in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,8 +43,25 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 T = TypeVar("T")
+log = logging.getLogger("reconciler.providers.azure")
 
 SCHEMA_VERSION = "1.0"
+# The most configurations one listing returns: the hub's maximum deployment count (``top`` "will be overridden
+# if greater than the maximum deployment count for the IoT hub", service.json 2021-04-12), which is 100 on a
+# paid hub and 10 on a free one (iot-hub-devguide-quotas-throttling), while ADM configurations have a quota of
+# their own on top of that.
+LISTING_CAPS = (10, 100)
+
+
+class Listing(list[Any]):
+    """The configurations one ``GET /configurations`` returned, and whether that may not be all of them.
+
+    A listing as long as a cap may have been cut there: a deployment missing from it may exist. Nothing may
+    be concluded from its absence: not that it is gone, not that no deployment embeds a token."""
+
+    def __init__(self, configs: Iterable[Any]) -> None:
+        super().__init__(configs)
+        self.may_be_truncated = len(self) == LISTING_CAPS[0] or len(self) >= LISTING_CAPS[-1]
 
 
 def quoted(etag: str) -> str:
@@ -136,6 +156,7 @@ class IoTHub:
         self._retrier = retrier
         self.environment = environment
         self._pace = f"iothub:{access.host.lower()}"
+        self.last_listing: Listing | None = None
 
     @cached_property
     def _managers(self) -> tuple[Any, Any]:
@@ -160,10 +181,17 @@ class IoTHub:
 
     # --- reading --------------------------------------------------------------------
 
-    def list_configurations(self) -> list[Any]:
-        """Every configuration of the hub: ``GET /configurations?top=200``, one call."""
-        return list(self.call(lambda: self.configurations.get_configurations(IOTHUB_TOP) or [],
-                              what=f"deployments of {self.access.host}"))
+    def list_configurations(self) -> Listing:
+        """The hub's configurations, as many as one call returns: ``GET /configurations?top=200`` (see
+        ``Listing``). ``last_listing`` keeps it for the callers that need to know whether it was whole."""
+        listing = Listing(self.call(lambda: self.configurations.get_configurations(IOTHUB_TOP) or [],
+                                    what=f"deployments of {self.access.host}"))
+        if listing.may_be_truncated:
+            log.warning("IoT Hub %s listed %d configurations, as many as one listing returns (no paging): "
+                        "deployments left out are treated as unknown, never as missing", self.access.host,
+                        len(listing))
+        self.last_listing = listing
+        return listing
 
     def get_configuration(self, configuration_id: str) -> Any | None:
         """``GET /configurations/{id}``; None when it does not exist."""

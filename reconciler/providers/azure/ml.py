@@ -32,11 +32,14 @@ import contextlib
 import io
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.core.planner import IMAGE_LABEL_LENGTH
@@ -46,6 +49,7 @@ from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
+from reconciler.providers.azure.acr_token import AcrTokens
 from reconciler.providers.azure.auth import registry_client
 from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.azure.retry import Retrier
@@ -87,25 +91,39 @@ class WorkspaceConnection:
     """
 
     def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
-                 credential: TokenCredential, retrier: Retrier | None = None) -> None:
+                 credential: TokenCredential, retrier: Retrier | None = None,
+                 registry_lookup: Callable[[str, str, str], Any | None] | None = None) -> None:
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.workspace_name = workspace_name
         self.credential = credential
         self.retrier = retrier or Retrier()
+        # (subscription, resource group, name) -> the ARM registry, from the provider's own reads (None when it
+        # has not read that one): the workspace's registry is usually a declared registry too.
+        self._registry_lookup = registry_lookup
+        # azureml calls run one at a time: ``call`` swaps the process-wide ``sys.stdout``, and the snapshot lists
+        # models in a thread of its own while the rest of it goes on.
+        self._lock = threading.RLock()
 
     def call(self, fn: Callable[[], T], *, what: str, write: bool, repeatable: bool = False,
              recover: Callable[[], T | None] | None = None) -> T:
         """One SDK call through the retrier, its prints kept off the CLI's stdout."""
 
         def quietly() -> T:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with self._lock, contextlib.redirect_stdout(io.StringIO()):
                 return fn()
 
         return self.retrier.call(quietly, what=what, write=write, repeatable=repeatable, recover=recover)
 
-    @cached_property
+    @property
     def workspace(self) -> Any:
+        """The workspace, opened once (by whichever thread asks first)."""
+        with self._lock:
+            if "_workspace" not in self.__dict__:
+                self.__dict__["_workspace"] = self._open()
+            return self.__dict__["_workspace"]
+
+    def _open(self) -> Any:
         from azureml.core import Workspace
         from azureml.core.authentication import TokenAuthentication
 
@@ -116,24 +134,37 @@ class WorkspaceConnection:
                          what=f"workspace {self.workspace_name}", write=False)
 
     @cached_property
+    def registry_id(self) -> str:
+        """The ARM id of the workspace's container registry ('' when none is attached). Taken from the
+        workspace as ``Workspace()`` read it (azureml keeps that answer in ``_workspace_autorest_object``):
+        ``get_details()`` would read it again, with the subscription check, 2 more ARM requests."""
+        workspace = self.workspace
+        read = getattr(workspace, "_workspace_autorest_object", None)
+        registry = getattr(read, "container_registry", None) if read is not None else None
+        if registry is None:  # another azureml version, or a workspace object built without the read
+            details = self.call(workspace.get_details, what=f"workspace {self.workspace_name}", write=False)
+            registry = details.get("containerRegistry")
+        return str(registry or "")
+
+    @cached_property
     def registry(self) -> str:
         """The login server of the workspace's container registry, where ``Model.package`` pushes images:
-        the registry's own ``properties.loginServer`` (``GET`` of the ARM resource). It is not always
-        ``<name>.azurecr.io``: sovereign clouds (``.azurecr.cn``, ``.azurecr.us``) and registries with a
-        domain name label (``<name>-<hash>.azurecr.io``) have other hosts."""
-        what = f"workspace {self.workspace_name}"
-        details = self.call(self.workspace.get_details, what=what, write=False)
-        match = REGISTRY_ID.search(str(details.get("containerRegistry") or ""))
+        the registry's own ``properties.loginServer`` (``GET`` of the ARM resource, unless the provider read it
+        already). It is not always ``<name>.azurecr.io``: sovereign clouds (``.azurecr.cn``, ``.azurecr.us``)
+        and registries with a domain name label (``<name>-<hash>.azurecr.io``) have other hosts."""
+        match = REGISTRY_ID.search(self.registry_id)
         if match is None:
             raise PermanentProviderError(
                 "the workspace has no container registry attached; attach one (az ml workspace update "
-                "--container-registry <acr id>) so images can be built", resource=what)
-        client = registry_client(self.credential, match.group("sub"), self.retrier.stats)
-        try:
-            registry = self.call(lambda: client.registries.get(match.group("rg"), match.group("name")),
-                                 what=f"registry {match.group('name')}", write=False)
-        finally:
-            client.close()
+                "--container-registry <acr id>) so images can be built", resource=f"workspace {self.workspace_name}")
+        sub, group, name = match.group("sub"), match.group("rg"), match.group("name")
+        registry = self._registry_lookup(sub, group, name) if self._registry_lookup else None
+        if registry is None:
+            client = registry_client(self.credential, sub, self.retrier.stats)
+            try:
+                registry = self.call(lambda: client.registries.get(group, name), what=f"registry {name}", write=False)
+            finally:
+                client.close()
         return str(registry.login_server)
 
 
@@ -231,7 +262,20 @@ class AzureMLModelRegistry:
         return [m for m in models if ownership.owner_of(dict(m.tags or {})) == self._environment]
 
     def list_owned(self) -> list[ModelVersion]:
-        return [_to_version(m) for m in self._list()]
+        """The same query as ``Model.list`` (``GET {mms}/models?tags=...``, pages of 255), through the SDK's
+        own ``ModelsClient``, which ``Model.list`` calls too: its answers are read as they come, without a
+        ``Model`` built for each. Building one costs about 2 ms of CPU (a workspace client and a URL each):
+        a second per plan for 500 versions."""
+        from azureml._restclient.models_client import ModelsClient
+
+        workspace = self._connection.workspace
+        tags = ",".join(f"{key}={value}" for key, value in (
+            (ownership.MANAGED_BY, ownership.MANAGED_BY_VALUE), (ownership.ENVIRONMENT, self._environment)))
+        found = self._call(lambda: list(ModelsClient(workspace.service_context).query(
+            tags=tags, latest_version_only=False, count=255)), what="models", write=False)
+        return [_to_version(SimpleNamespace(name=m.name, version=m.version, description=m.description,
+                                            tags=m.kv_tags, properties=m.properties))
+                for m in found if ownership.owner_of(dict(m.kv_tags or {})) == self._environment]
 
     def version(self, name: str, version: int) -> ModelVersion | None:
         model = _get_model(self._connection, name, version)
@@ -311,13 +355,15 @@ class AzureMLModelRegistry:
 class AzureMLImageBuilder:
     """``ml_api.ImageBuilder``: ``Model.package`` builds, the registry's tags tell what was built.
 
-    REST calls: ``list_owned`` per name one ``GET /acr/v1/{name}/_tags`` (+ ``Link`` pages of 100), each
-    preceded by the ACR token dance (401 challenge, ``POST /oauth2/exchange``, ``POST /oauth2/token``:
-    azure-containerregistry 1.2 does not reuse its refresh token); ``build`` one ``GET`` per model, two
+    REST calls: ``list_owned`` one ACR token for all names (``POST /oauth2/exchange``, ``POST /oauth2/token``,
+    see ``acr_token``), then per name one ``GET /acr/v1/{name}/_tags`` (+ ``Link`` pages of 100), at most
+    ``LIST_WORKERS`` at a time; ``build`` one ``GET`` per model, two
     uploads (artifact batch ``POST``, blob ``PUT`` + ``HEAD``) for the generated driver and the entry script
     or source folder, ``POST packages``, then ``GET operations/{id}`` per poll; ``delete`` one
-    ``DELETE /acr/v1/{name}/_tags/{label}`` (after the token dance).
+    ``DELETE /acr/v1/{name}/_tags/{label}`` (after the SDK's own token dance: deletes are rare).
     """
+
+    LIST_WORKERS = 8  # tag listings in flight at once: a round trip each, and ACR's read limits are far above
 
     def __init__(self, connection: WorkspaceConnection, environment: str, *, poll_interval: float = 5.0,
                  timeout: float = 3600.0, lost_start_wait: float = 900.0) -> None:
@@ -340,9 +386,20 @@ class AzureMLImageBuilder:
         return ContainerRegistryClient(f"https://{self.registry}", self._connection.credential, retry_total=0,
                                        raw_response_hook=lambda response: stats.count_http("acr"))
 
+    @cached_property
+    def _tokens(self) -> AcrTokens:
+        return AcrTokens(self.registry, self._connection.credential, self._connection.retrier)
+
     def list_owned(self, names: list[str]) -> list[ImageVersion]:
-        return [self._to_image(name, tag) for name in sorted(set(names))
-                for tag in self._tags(name) if LABEL.fullmatch(tag.name)]
+        repositories = sorted(set(names))
+        if not repositories:
+            return []
+        self._tokens.authorization(repositories)  # one token for them all, and the client, before the pool starts
+        assert self._client is not None
+        with ThreadPoolExecutor(max_workers=self.LIST_WORKERS, thread_name_prefix="acr-tags") as pool:
+            listed = list(pool.map(self._tags, repositories))
+        return [self._to_image(name, tag) for name, tags in zip(repositories, listed, strict=True)
+                for tag in tags if LABEL.fullmatch(tag.name)]
 
     def get(self, name: str, label: str) -> ImageVersion | None:
         tag = next((t for t in self._tags(name) if t.name == label), None)
@@ -353,11 +410,14 @@ class AzureMLImageBuilder:
 
         def fetch() -> list[Any]:
             try:
-                return list(self._client.list_tag_properties(repository))
+                return list(self._client.list_tag_properties(repository,
+                                                             headers=self._tokens.authorization([repository])))
             except ResourceNotFoundError:
                 return []  # nothing was ever built under this name
 
-        return self._call(fetch, what=f"image/{repository}", write=False)
+        # Straight through the retrier, not ``WorkspaceConnection.call``: this runs in a pool, and that one swaps
+        # the process-wide ``sys.stdout`` (azure-containerregistry prints nothing).
+        return self._connection.retrier.call(fetch, what=f"image/{repository}", write=False)
 
     def _to_image(self, name: str, tag: Any) -> ImageVersion:
         built = tag.last_updated_on or tag.created_on  # a rebuilt label is pushed again

@@ -10,7 +10,8 @@ imported or contacted before it is needed. REST calls per operation are listed i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, suppress
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,11 @@ from reconciler.errors import PermanentProviderError
 from reconciler.model.specs import DesiredState, EnvironmentSpec
 from reconciler.model.state import Snapshot
 from reconciler.providers.azure import registry as acr
-from reconciler.providers.azure.auth import azure_credential, hub_access
+from reconciler.providers.azure.auth import MANAGEMENT_SCOPE, azure_credential, hub_access
 from reconciler.providers.azure.deployments import AcrCredentials, HubDeployments, embedded_tokens
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
+from reconciler.providers.azure.password_store import HubPasswordStore
 from reconciler.providers.azure.queries import DEFAULT_BUDGET
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
 from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
@@ -75,7 +77,7 @@ class AzureProvider:
         from reconciler.providers.azure.ml import WorkspaceConnection
 
         return WorkspaceConnection(self.subscription_id, self.resource_group, self.workspace_name, self.credential,
-                                   retrier=self.retrier)
+                                   retrier=self.retrier, registry_lookup=self.registries.read_already)
 
     @cached_property
     def models(self) -> ModelRegistry:
@@ -92,30 +94,38 @@ class AzureProvider:
     @cached_property
     def registries(self) -> acr.Registries:
         return acr.Registries(self.name, self.subscription_id, self.resource_group, self.environment.registries,
-                              lambda: self.credential, self.retrier, self._workspace_registry)
+                              lambda: self.credential, self.retrier, self._workspace_registry,
+                              HubPasswordStore(self.hub, self.name))
 
     def _workspace_registry(self) -> tuple[str, str]:
-        """(resource group, name) of the ACR attached to the workspace: where ``acr`` is omitted."""
-        what = f"workspace {self.workspace_name}"
-        details = self.retrier.call(lambda: self.connection.workspace.get_details(), what=what, write=False)
-        match = acr.REGISTRY_ID.search(str((details or {}).get("containerRegistry") or ""))
+        """(resource group, name) of the ACR attached to the workspace: where ``acr`` is omitted. The
+        workspace is read once per provider (``WorkspaceConnection.registry_id``), for images too."""
+        match = acr.REGISTRY_ID.search(self.connection.registry_id)
         if match is None:
             raise PermanentProviderError("the workspace has no container registry attached; name one with `acr:` "
-                                         "in environment.yaml", resource=what)
+                                         "in environment.yaml", resource=f"workspace {self.workspace_name}")
         return match.group("rg"), match.group("name")
 
     # --- the protocol ---------------------------------------------------------------
 
     def read_snapshot(self, desired: DesiredState, *, health: bool = False,
                       deployments_only: bool = False) -> Snapshot:
-        configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
-        rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
-        deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
-                             key=lambda d: d.id)
-        registries = self.registries.read(embedded_tokens(configs, self.name))
-        models = [] if deployments_only else sorted(self.models.list_owned(), key=lambda m: (m.name, m.version))
-        images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.images)),
-                                                    key=lambda i: (i.name, i.label))
+        """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
+        own), while the hub, the registries and the images are read here: one plan waits for the longer of
+        the two instead of their sum. The AAD token both need is fetched first, once."""
+        with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
+            self.credential.get_token(MANAGEMENT_SCOPE)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
+            listed_models = None if deployments_only else pool.submit(self.models.list_owned)
+            configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
+            rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
+            deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
+                                 key=lambda d: d.id)
+            registries = self.registries.read(embedded_tokens(configs, self.name))
+            images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.images)),
+                                                        key=lambda i: (i.name, i.label))
+            models = [] if listed_models is None else sorted(listed_models.result(),
+                                                             key=lambda m: (m.name, m.version))
         return Snapshot(environment=self.name, image_registry=self.images.registry, models=tuple(models),
                         images=tuple(images), deployments=tuple(deployments), registries=registries)
 
