@@ -224,17 +224,16 @@ class Executor:
         spec = deployment.spec
         checked_condition(deployment.target_condition, deployment.id)
         content = self._with_passwords(deployment)
-        labels = {**spec.labels, **ownership.ownership_tags(self.name, spec.name, deployment.content_hash)}
+        labels = self._labels(spec.labels, spec.name, deployment.content_hash)
         self.deployments.create(deployment.id, content, deployment.target_condition, spec.priority, labels,
                                 dict(deployment.metrics), spec.layered)
 
-    def _labels(self, deployment: LiveDeployment | DesiredDeployment, mark: RolloutMark) -> dict[str, str]:
-        """The complete labels of an owned deployment: the user's, ownership, and the rollout ``mark``."""
-        if isinstance(deployment, DesiredDeployment):
-            user, name, digest = deployment.spec.labels, deployment.spec.name, deployment.content_hash
-        else:
-            user, name, digest = deployment.labels, deployment.name, deployment.content_hash or ""
-        return {**user, **ownership.ownership_tags(self.name, name, digest), **ownership.rollout_labels(mark)}
+    def _labels(self, user: dict[str, str], name: str, digest: str,
+                mark: RolloutMark | None = None) -> dict[str, str]:
+        """The complete labels of an owned deployment: the user's, ownership (the spec name and content
+        hash), and the rollout ``mark`` if any. Every write of a deployment's labels goes through here."""
+        rollout = ownership.rollout_labels(mark) if mark is not None else {}
+        return {**user, **ownership.ownership_tags(self.name, name, digest), **rollout}
 
     def _fresh(self, planned: LiveDeployment) -> LiveDeployment:
         """A deployment a rollout step acts on, as it is now: it must exist and be ours."""
@@ -256,15 +255,15 @@ class Executor:
         checked_condition(step.target_condition, deployment.id)
         if step.kind is StepKind.REFRESH and step.refreshed is not None:
             live = self._fresh(step.refreshed)
-            labels = {**spec.labels, **ownership.ownership_tags(self.name, live.name, live.content_hash or ""),
-                      **ownership.rollout_labels(live.rollout)}
+            labels = self._labels(spec.labels, live.name, live.content_hash or "", live.rollout)
             self.deployments.update(live.id, step.target_condition, step.priority, labels,
                                     render.metric_queries(spec.metrics, live.id))
             return
         if step.kind is StepKind.START:
             old = self._fresh(step.candidate) if step.candidate is not None else None
             content = self._with_passwords(deployment)
-            labels = self._labels(deployment, RolloutMark(ring=step.ring, since=since))
+            labels = self._labels(spec.labels, spec.name, deployment.content_hash,
+                                  RolloutMark(ring=step.ring, since=since))
             self.deployments.create(deployment.id, content, step.target_condition, step.priority, labels,
                                     dict(deployment.metrics), spec.layered)
             if old is not None:  # the in-flight candidate this content supersedes: after the create
@@ -275,18 +274,21 @@ class Executor:
         candidate = self._fresh(step.candidate)
         if step.kind is StepKind.ADVANCE:
             self.deployments.update(candidate.id, step.target_condition, step.priority,
-                                    self._labels(deployment, RolloutMark(ring=step.ring, since=since)),
+                                    self._labels(spec.labels, spec.name, deployment.content_hash,
+                                                 RolloutMark(ring=step.ring, since=since)),
                                     dict(deployment.metrics))
         elif step.kind is StepKind.COMPLETE:
             self.deployments.update(candidate.id, step.target_condition, step.priority,
-                                    self._labels(deployment, RolloutMark()), dict(deployment.metrics))
+                                    self._labels(spec.labels, spec.name, deployment.content_hash),
+                                    dict(deployment.metrics))
             if step.stable is not None and (stable := self.deployments.get(step.stable.id)) is not None:
                 self._refuse_foreign(stable.owner, stable.id)
                 self._delete(stable)
         elif step.kind is StepKind.PAUSE:
             mark = RolloutMark(ring=candidate.rollout.ring, since=candidate.rollout.since, paused=step.failed_gate)
             self.deployments.update(candidate.id, candidate.target_condition, candidate.priority,
-                                    self._labels(candidate, mark), candidate.metrics)
+                                    self._labels(candidate.labels, candidate.name, candidate.content_hash or "", mark),
+                                    candidate.metrics)
         elif step.kind is StepKind.ROLLBACK:
             if step.stable is None:
                 raise PermanentProviderError("nothing to roll back to", resource=candidate.id)
@@ -296,7 +298,8 @@ class Executor:
             mark = RolloutMark(failed=deployment.content_hash, failed_ring=candidate.rollout.ring,
                                failed_gate=step.failed_gate)
             self.deployments.update(stable.id, stable.target_condition, stable.priority,
-                                    self._labels(stable, mark), stable.metrics)
+                                    self._labels(stable.labels, stable.name, stable.content_hash or "", mark),
+                                    stable.metrics)
             self._delete(candidate)
         else:
             raise PermanentProviderError(f"unknown rollout step {step.kind.value!r}", resource=str(change.key))
@@ -347,7 +350,7 @@ class Executor:
         else:
             self._refuse_foreign(current.owner, current.id)
         checked_condition(deployment.target_condition, current.id)
-        labels = {**spec.labels, **ownership.ownership_tags(self.name, name, digest)}
+        labels = self._labels(spec.labels, name, digest)
         self.deployments.update(current.id, deployment.target_condition, spec.priority, labels,
                                 dict(deployment.metrics))
 
