@@ -236,13 +236,19 @@ class IoTHub:
         for cfg in configs:
             if owner_of(cfg) != self.environment or ownership.ROLLOUT_RING not in labels_of(cfg):
                 continue
-            metrics = system_metrics(cfg)
-            if metrics is None and (fresh := self.get_configuration(cfg.id)) is not None:
-                cfg, metrics = fresh, system_metrics(fresh)
-            if metrics is not None:
+            if (found := self._figures(cfg)) is not None:
+                cfg, metrics = found
                 health[cfg.id] = DeploymentHealth(metrics.targeted, metrics.applied, metrics.succeeded,
                                                   metrics.failed, metrics=custom_metrics(cfg))
         return health
+
+    def _figures(self, cfg: Any) -> tuple[Any, Metrics] | None:
+        """A deployment and its system metrics: the listing's, or, for one of ours the listing has none
+        for, those of one more read (never count queries); None when the hub has not evaluated it."""
+        metrics = system_metrics(cfg)
+        if metrics is None and owner_of(cfg) == self.environment and (fresh := self.get_configuration(cfg.id)):
+            cfg, metrics = fresh, system_metrics(fresh)
+        return (cfg, metrics) if metrics is not None else None
 
     def health(self, configs: Iterable[Any]) -> dict[str, DeploymentHealth]:
         """Rollout health of every edge deployment, from the system metrics of the listing (or one read
@@ -254,11 +260,8 @@ class IoTHub:
         bases = [cfg for cfg in edge if not is_layered_content(modules_content(cfg) or {})]
         figures: dict[str, tuple[Any, Metrics]] = {}
         for cfg in edge:
-            metrics = system_metrics(cfg)
-            if metrics is None and owner_of(cfg) == self.environment and (fresh := self.get_configuration(cfg.id)):
-                cfg, metrics = fresh, system_metrics(fresh)
-            if metrics is not None:
-                figures[cfg.id] = (cfg, metrics)
+            if (found := self._figures(cfg)) is not None:
+                figures[cfg.id] = found
         pairs: dict[str, list[tuple[str, str]]] = {}
         for cfg, metrics in figures.values():
             if owner_of(cfg) == self.environment and metrics.applied < metrics.targeted:
