@@ -165,13 +165,16 @@ def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: 
     ws.edit(MODEL_FILE, '"classes"', '"comment": "v1", "classes"')
     # The killed run cannot release its lock. The local lock is taken over at once (its
     # process is gone); a lock in Azure, shared by CI runners on other machines, only once
-    # it expires: a short lifetime keeps this test quick.
-    environ = {**os.environ, "RECONCILER_LOCK_TTL": "3"}
+    # it expires: a short lifetime keeps this test quick, and long enough that the run which
+    # finds it held starts within it on a loaded machine (3 s was not).
+    ttl = 12.0
+    environ = {**os.environ, "RECONCILER_LOCK_TTL": str(ttl)}
     process = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
     assert process.stderr is not None
     for line in process.stderr:
         if line.startswith("+ image/"):  # the model is registered; the image build starts now
             process.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
@@ -180,7 +183,8 @@ def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: 
         held = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
         _, err = held.communicate(timeout=120)
         assert held.returncode == 1 and "another apply holds the lock of environment prod" in err
-        time.sleep(3.5)
+        # The record expires at most one lifetime after the killed run's last renewal.
+        time.sleep(max(0.0, killed_at + ttl + 0.5 - time.monotonic()))
     resumed = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
