@@ -790,7 +790,7 @@ def test_ci_runs_the_projects_own_entry_point() -> None:
 
 def test_the_action_is_a_composite_with_the_promised_inputs(tmp_path: Path) -> None:
     data = yaml.safe_load(ACTION.read_text())
-    assert set(data["inputs"]) == {"command", "environment", "args", "version"}
+    assert set(data["inputs"]) == {"command", "environment", "args", "version", "extras"}
     assert all(not i.get("required") for i in data["inputs"].values())
     assert set(data["outputs"]) == {"exit-code", "report"}
     assert data["runs"]["using"] == "composite"
@@ -814,24 +814,56 @@ def test_the_action_is_a_composite_with_the_promised_inputs(tmp_path: Path) -> N
 def test_the_workflows_use_the_action_to_install_and_where_a_step_is_only_a_command() -> None:
     install = step("drift.yml", "Install edge-reconciler")
     assert install["uses"] == "./" and "with" not in install
-    # plan and apply run the behaviour samples: they install the `behaviour` extra (uv), which the action
-    # does not take.
+    # plan and apply run the behaviour samples: they install the `behaviour` extra through the action.
     for name in ("plan.yml", "apply.yml"):
-        assert step(name, "Install edge-reconciler")["run"] == "python -m pip install '.[behaviour]'"
+        install = step(name, "Install edge-reconciler")
+        assert install["uses"] == "./" and install["with"] == {"extras": "behaviour"}
     rollout = step("rollout.yml", "Take the rollout steps that are due")
     assert rollout["uses"] == "./"
     assert "IOTHUB_CONNECTION_STRING" in rollout["env"]
 
 
 def test_the_action_refuses_a_version_that_is_not_one(tmp_path: Path) -> None:
-    install = yaml.safe_load(ACTION.read_text())["runs"]["steps"][0]
-    (tmp_path / "install.sh").write_text(install["run"])
-    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "install.sh")],
-                            env={**os.environ, "VERSION": "1.0 --index-url https://example.com", "RUNNER_TEMP":
-                                 str(tmp_path)}, capture_output=True, text=True, cwd=tmp_path)
+    result = _install_step(tmp_path, VERSION="1.0 --index-url https://example.com")
     assert result.returncode == 1
+    assert not (tmp_path / "pip-args").exists()
     assert result.stdout == ("::error::version must be a version number such as 0.1.0 (or empty: the action's own "
                              "source), not: 1.0 --index-url https://example.com\n")
+
+
+def _install_step(tmp_path: Path, **inputs: str) -> subprocess.CompletedProcess[str]:
+    """The action's install step as bash runs it, with a ``python3`` that records what pip was asked for."""
+    install = yaml.safe_load(ACTION.read_text())["runs"]["steps"][0]
+    (tmp_path / "install.sh").write_text(install["run"])
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "python3").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/pip-args\n')
+    (fake / "reconciler").write_text("#!/bin/sh\necho reconciler 0.0\n")
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path),
+           "GITHUB_ACTION_PATH": "/actions/edge-reconciler", "VERSION": "", "EXTRAS": "", **inputs}
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "install.sh")],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("inputs", "requirement"), [
+    ({}, "/actions/edge-reconciler"),
+    ({"EXTRAS": "behaviour"}, "/actions/edge-reconciler[behaviour]"),
+    ({"VERSION": "0.2.0", "EXTRAS": "behaviour"}, "edge-reconciler[behaviour]==0.2.0"),
+])
+def test_the_action_installs_its_source_or_a_release_with_the_extras_asked(
+        tmp_path: Path, inputs: dict[str, str], requirement: str) -> None:
+    result = _install_step(tmp_path, **inputs)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "pip-args").read_text().split()[-1] == requirement
+
+
+def test_the_action_refuses_extras_that_are_not_names(tmp_path: Path) -> None:
+    result = _install_step(tmp_path, EXTRAS="behaviour] --index-url https://example.com")
+    assert result.returncode == 1
+    assert result.stdout.startswith("::error::extras must be names of optional features")
+    assert not (tmp_path / "pip-args").exists()
 
 
 @pytest.mark.parametrize(("with_", "argv"), [
