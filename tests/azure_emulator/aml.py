@@ -6,7 +6,8 @@ Hosts (``<region>`` is the workspace location, e.g. ``westeurope``; all reached 
 * ``<region>.experiments.azureml.net``: ``POST /artifact/v2.0{ws}/artifacts/batch/metadata/{origin}/{container}``
   -> SAS ``contentUri``\\ s in the workspace storage account.
 * ``<account>.blob.core.windows.net``: blob ``PUT`` (single shot, or ``comp=block`` + ``comp=blocklist``),
-  ``HEAD`` and ``GET`` (with ``Range``), each checked against the SAS signature handed out.
+  ``HEAD`` and ``GET`` (with ``Range``), each checked against the SAS signature handed out; reads also with a
+  Microsoft Entra ID bearer token (``spec.source.uri`` models in any storage account: ``put_blob_object``).
 * ``<region>.modelmanagement.azureml.net`` under ``/modelmanagement/v1.0{ws}``: ``assets``, ``models`` (register,
   list with filters and ``$skipToken`` paging, get, JSON-patch, delete), ``packages`` (image builds) and
   ``operations`` (their status).
