@@ -55,8 +55,12 @@ def test_uri_source_registers_the_pinned_file_and_replans_to_no_changes(ws: Work
     state = snapshot(ws.env_dir)
     [version] = [m for m in state.models if m.name == "iris-classifier"]
     assert (version.version, version.owner, version.fingerprint) == (1, state.environment, fingerprint)
+    if backend.name == "azure":
+        backend.emulator.reset_log()  # type: ignore[attr-defined]
     again = ws.run("plan", ws.env, "--detailed-exitcode")
     assert (again.code, again.out) == (0, "No changes. The actual state matches the specs.\n"), again.err
+    if backend.name == "azure":  # a version with this digest is registered: the blob is not read again
+        assert backend.emulator.log.requests(host="contosomodels.blob.core.windows.net") == []  # type: ignore[attr-defined]
 
     # New bytes at a new URI, pinned: a new model version, so a new image version and a replaced deployment.
     retrained = data.replace(b'"classes"', b'"comment": "retrained", "classes"')
@@ -131,8 +135,13 @@ def test_registered_source_is_packaged_as_it_is(ws: Workspace, backend: Backend,
 
         [package] = aml.packages_submitted(backend.emulator.state)  # type: ignore[attr-defined]
         assert package["modelIds"] == [f"iris-pipeline:{second}"]
+    if backend.name == "azure":
+        backend.emulator.reset_log()  # type: ignore[attr-defined]
     again = ws.run("plan", ws.env, "--detailed-exitcode")
     assert (again.code, again.out) == (0, "No changes. The actual state matches the specs.\n"), again.err
+    if backend.name == "azure":  # one read of the registered version, beside the listing of the owned ones
+        log = backend.emulator.log  # type: ignore[attr-defined]
+        assert len(log.requests("GET", path_contains="/models/iris-pipeline")) == 1
 
 
 def test_registered_version_that_does_not_exist_is_named_at_plan_time(ws: Workspace, backend: Backend) -> None:
