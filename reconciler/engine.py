@@ -20,12 +20,12 @@ from pathlib import Path
 
 from reconciler.behaviour import versions as behaviour_versions
 from reconciler.behaviour.service import Behaviour
-from reconciler.core import coverage, lineage, planner
+from reconciler.core import coverage, lineage, model_sources, planner
 from reconciler.core import drift as drift_core
 from reconciler.core.behaviour import evaluate
 from reconciler.core.plan_json import SavedPlan, actions_of
 from reconciler.core.rollout import ring_condition
-from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError
+from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError, SpecError
 from reconciler.model.behaviour import ImageBehaviour
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.lineage import Lineage
@@ -41,6 +41,7 @@ from reconciler.providers.base import (
     ImageContents,
     LockInfo,
     Metered,
+    ModelUris,
     Progress,
     Provider,
     ProviderFactory,
@@ -143,9 +144,14 @@ class Engine:
 
     # --- planning -------------------------------------------------------------------
 
-    def fingerprints(self) -> Fingerprints:
-        """Fingerprint models and images, reading only files whose size or mtime changed."""
+    def fingerprints(self, snapshot: Snapshot | None = None) -> Fingerprints:
+        """Fingerprint models and images, reading only files whose size or mtime changed. Models whose source is
+        a registered version take the fingerprint the backend reports (from ``snapshot``, or a fresh one)."""
         if self._fingerprints is None:
+            registered = None
+            if self._has_registered_sources:
+                registered = model_sources.registered_fingerprints(
+                    self.desired, snapshot if snapshot is not None else self.snapshot())
             directory = cache_directory(self.desired)
             cache_path = directory / CACHE_FILE
             cache = HashCache.from_json(cache_path.read_text()) if cache_path.exists() else HashCache()
@@ -159,23 +165,48 @@ class Engine:
                 done += count
                 self.progress.advance(done, total)
 
-            self._fingerprints = compute_fingerprints(self.desired, cache, on_bytes)
+            self._fingerprints = compute_fingerprints(self.desired, cache, on_bytes, registered)
             self.bytes_hashed = cache.bytes_hashed
             if cache.dirty:
                 directory.mkdir(parents=True, exist_ok=True)
                 cache_path.write_text(cache.to_json())
         return self._fingerprints
 
+    @property
+    def _has_registered_sources(self) -> bool:
+        return any(spec.registered is not None for spec in self.desired.models.values())
+
     def snapshot(self, *, health: bool = False, deployments_only: bool = False) -> Snapshot:
         return self.provider.read_snapshot(self.desired, health=health, deployments_only=deployments_only)
 
     def plan(self, *, prune: bool = False, snapshot: Snapshot | None = None, count_devices: bool = True,
-             behaviour: BehaviourOptions | None = None) -> Plan:
-        fingerprints = self.fingerprints()
+             behaviour: BehaviourOptions | None = None, read_uris: bool = True) -> Plan:
+        """``read_uris``: check the content of the models the plan registers from a URI (only plans that may be
+        applied need it: drift and rollout steps do not register models)."""
+        if snapshot is None and self._has_registered_sources:  # their fingerprints come from the snapshot
+            snapshot = self.snapshot()
+        fingerprints = self.fingerprints(snapshot)
         snapshot = snapshot or self.snapshot()
         plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
+        if read_uris:
+            self._check_model_uris(plan)
         plan = self._with_device_counts(plan, snapshot) if count_devices else plan
         return self._with_behaviour(plan, snapshot, behaviour) if behaviour is not None else plan
+
+    def _check_model_uris(self, plan: Plan) -> None:
+        """Read the URI of each model the plan registers from one (``spec.source.uri``) and refuse the plan, at
+        the spec's ``digest`` field, when the content is not the pinned one: a plan that cannot be applied is
+        not shown, and an apply stops here, before any change."""
+        to_read = model_sources.uris_to_read(plan)
+        if not to_read:
+            return
+        provider = self.provider
+        if not isinstance(provider, ModelUris):
+            raise ReconcilerError(f"the {self.desired.environment.provider!r} provider cannot read model URIs "
+                                  "(spec.source.uri)")
+        read = {name: (source, provider.model_uri_digest(source, self.progress)) for name, source in to_read}
+        if mismatches := model_sources.uri_mismatches(read):
+            raise SpecError(mismatches)
 
     def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
         """Say how many devices each deployment change reaches, each ring of a rollout in flight (a ring
@@ -230,7 +261,7 @@ class Engine:
 
     def rollout_status(self) -> tuple[RolloutStatus, ...]:
         """Where each staged rollout stands (as a plan judges it now), with the devices of each ring."""
-        return self.plan().rollouts
+        return self.plan(read_uris=False).rollouts
 
     # --- applying -------------------------------------------------------------------
 
@@ -245,9 +276,11 @@ class Engine:
         if saved is not None:
             prune = saved.prune
         with self.provider.lock(holder_name()) as held:
+            if rollouts_only:  # the snapshot below lists no models: registered sources are resolved here first
+                self.fingerprints()
             plan = self.plan(prune=prune, count_devices=not rollouts_only,
                              snapshot=self.snapshot(deployments_only=True) if rollouts_only else None,
-                             behaviour=None if rollouts_only else behaviour)
+                             behaviour=None if rollouts_only else behaviour, read_uris=not rollouts_only)
             if rollouts_only:
                 plan = replace(plan, changes=tuple(c for c in plan.changes if c.action is Action.ROLLOUT
                                                    and c.step is not None and c.step.kind in PROGRESS_STEPS))
@@ -360,7 +393,7 @@ class Engine:
 
     def drift(self) -> drift_core.DriftReport:
         snapshot = self.snapshot(health=True)
-        plan = self.plan(snapshot=snapshot, count_devices=False)
+        plan = self.plan(snapshot=snapshot, count_devices=False, read_uris=False)
         return drift_core.detect(plan, snapshot)
 
     # --- lineage --------------------------------------------------------------------

@@ -10,12 +10,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
 from reconciler.behaviour.runner import ImageVersionFiles, copy_file
 from reconciler.behaviour.service import Behaviour
 from reconciler.core.behaviour import evaluate
+from reconciler.errors import BehaviourError
 from reconciler.model.behaviour import BehaviourReport, ImageBehaviour
 from reconciler.model.plan import Action, DesiredImage, Plan
-from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, Kind
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, Kind, ModelSpec
 from reconciler.model.state import ImageVersion, Snapshot
 from reconciler.providers.base import ImageModelFiles, Provider
 from reconciler.providers.layout import PackagedModel, registered_files
@@ -34,9 +38,21 @@ def new_version(desired: DesiredState, spec: ImageSpec, fingerprints: Fingerprin
             fingerprint = fingerprints.models.get(name) if fingerprints else None
             same = [m.version for m in versions if fingerprint is not None and m.fingerprint == fingerprint]
             version = max(same) if same else max((m.version for m in versions), default=0) + 1
-        files = {relative: str(path) for relative, path in registered_files(desired.models[name].path).items()}
-        models.append(PackagedModel(name, version, files))
+        models.append(PackagedModel(name, version, _model_files(desired.models[name], spec)))
     return ImageVersionFiles(spec, tuple(models), copy_file)
+
+
+def _model_files(model: ModelSpec, image: ImageSpec) -> dict[str, str]:
+    """A model's files on this machine, as they will be registered: its folder in the repository, or the file a
+    ``file://`` URI names (the plan checks its digest before registering it). A registered version or a blob
+    is not downloaded to run samples."""
+    if model.path is not None:
+        return {relative: str(path) for relative, path in registered_files(model.path).items()}
+    if model.uri is not None and model.uri.uri.startswith("file:"):
+        return {model.uri.file_name: url2pathname(urlsplit(model.uri.uri).path)}
+    where = f"registered version {model.registered}" if model.registered else model.uri.uri if model.uri else "?"
+    raise BehaviourError(f"the samples of image {image.name} are not run: model {model.name} is not on this machine "
+                         f"({where}); run `reconciler plan --skip-behaviour`, or point the model at its files")
 
 
 def _deployed(provider: Provider, spec: ImageSpec, actual: ImageVersion, snapshot: Snapshot

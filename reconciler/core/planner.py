@@ -60,6 +60,8 @@ def desired_images(desired: DesiredState, fingerprints: Fingerprints, registry: 
         images[name] = DesiredImage(
             spec=spec, fingerprint=fingerprint, label=label, reference=f"{registry}/{name}:{label}",
             model_fingerprints={model: fingerprints.models[model] for model in spec.models},
+            registered_models={model: (source.name, source.version) for model in spec.models
+                               if (source := desired.models[model].registered) is not None},
         )
     return images
 
@@ -177,11 +179,16 @@ def _plan_models(models: dict[str, DesiredModel],
                  owned: dict[str, list[ModelVersion]]) -> Iterable[Change | ResourceKey | Orphan]:
     for name, model in models.items():
         key = ResourceKey(Kind.MODEL, name)
+        if model.spec.registered is not None:
+            yield key  # a registered version is packaged as it is: nothing to register or change
+            continue
+        source = model.spec.uri
+        origin = f" from {source.uri} ({source.digest})" if source is not None else ""
         after = {"fingerprint": model.fingerprint, "description": model.spec.description,
                  "tags": model.spec.tags, "properties": model.spec.properties}
         versions = owned.get(name)
         if not versions:
-            yield Change(key, Action.CREATE, "new model: registers version 1",
+            yield Change(key, Action.CREATE, f"new model: registers version 1{origin}",
                          field_changes({}, after), desired=model)
             continue
         latest = max(versions, key=lambda v: v.version)
@@ -192,7 +199,8 @@ def _plan_models(models: dict[str, DesiredModel],
         edited = sorted(k for k, v in model.spec.properties.items() if k in latest.properties
                         and latest.properties[k] != v)
         if latest.fingerprint != model.fingerprint:
-            yield Change(key, Action.NEW_VERSION, f"model files changed: registers version {latest.version + 1}",
+            what = "model digest changed" if source is not None else "model files changed"
+            yield Change(key, Action.NEW_VERSION, f"{what}: registers version {latest.version + 1}{origin}",
                          fields, desired=model, actual=latest)
         elif edited:
             # Azure ML can add properties to a version but never change one: a new value needs a new version.
@@ -288,7 +296,8 @@ def _plan_deployments(deployments: dict[str, DesiredDeployment], owned: dict[str
 
 def _foreign_model_warnings(models: dict[str, DesiredModel], versions: Iterable[ModelVersion],
                             environment: str) -> list[Diagnostic]:
-    foreign = sorted({v.name for v in versions if v.name in models and v.owner != environment})
+    foreign = sorted({v.name for v in versions if v.name in models and v.owner != environment
+                      and models[v.name].spec.registered is None})
     return [Diagnostic(models[name].spec.location, f"model/{name}", "", "versions exist that this environment does "
                        "not own; new versions are added beside them") for name in foreign]
 

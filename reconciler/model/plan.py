@@ -64,6 +64,9 @@ class DesiredImage:
     label: str  # derived from the fingerprint: the same inputs always give the same label
     reference: str  # "<registry>/<name>:<label>"
     model_fingerprints: dict[str, str]  # model name -> the fingerprint of the version to package
+    # model name -> (registered name, version) for the models whose source is a registered version: that exact
+    # version is packaged (the others: the newest version this environment owns with the fingerprint)
+    registered_models: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

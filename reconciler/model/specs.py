@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from reconciler.model.behaviour import Gates, SamplesSpec
 from reconciler.model.diagnostics import SourceLocation
@@ -52,19 +53,67 @@ class ResourceKey:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """A model to register (Azure ML ``Model.register``)."""
+class RegisteredSource:
+    """``spec.source.registered``: a model version registered outside the specs (by a training pipeline,
+    or by another environment). The reconciler never registers, changes or deletes it: images package it
+    as it is. ``location`` is that of the ``registered`` field (for "no such version")."""
 
     name: str
-    path: Path  # a file or a folder
+    version: int
+    location: SourceLocation
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True)
+class UriSource:
+    """``spec.source.uri``: one model file the backend reads from a URI, with its content digest pinned
+    (``sha256:<hex>``), so a plan is exact without reading it. ``digest_location`` is that of the
+    ``digest`` field (for "the content does not match")."""
+
+    uri: str
+    digest: str  # "sha256:<64 hex>"
+    location: SourceLocation
+    digest_location: SourceLocation
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.partition(":")[2]
+
+    @property
+    def file_name(self) -> str:
+        """The name the file is registered under: the URI's last path segment."""
+        return unquote(urlsplit(self.uri).path.rstrip("/").rpartition("/")[2]) or "model"
+
+
+ModelSource = RegisteredSource | UriSource
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to register (Azure ML ``Model.register``): files under ``path`` in the repository, or a
+    ``source`` outside it (exactly one of the two)."""
+
+    name: str
+    path: Path | None  # a file or a folder; None when ``source`` names the content
     description: str
     tags: dict[str, str]
     properties: dict[str, str]
     location: SourceLocation
+    source: ModelSource | None = None
 
     @property
     def key(self) -> ResourceKey:
         return ResourceKey(Kind.MODEL, self.name)
+
+    @property
+    def registered(self) -> RegisteredSource | None:
+        return self.source if isinstance(self.source, RegisteredSource) else None
+
+    @property
+    def uri(self) -> UriSource | None:
+        return self.source if isinstance(self.source, UriSource) else None
 
 
 @dataclass(frozen=True)

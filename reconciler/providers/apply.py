@@ -11,7 +11,7 @@ Every rule of *how* a change is carried out lives here, once:
 * **files unchanged since the plan**: model files and image inputs are fingerprinted again
   before they are registered or built;
 * **packaged models**: an image packages the newest owned version with the fingerprint its
-  label stands for;
+  label stands for, or exactly the registered version a Model spec names (``source.registered``);
 * **registry passwords**: each registry the content names has its placeholder, the password is
   fetched now and filled in, the credential version must still be the one the plan rendered,
   and no placeholder may be left; credentials no deployment embeds any more are released.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -134,7 +135,8 @@ class Executor:
 
     def _register(self, model: DesiredModel) -> None:
         spec = model.spec
-        if tree_digest(spec.path, HashCache()) != model.fingerprint:
+        # A model from a URI: the adapter checks the bytes it registers against the pinned digest.
+        if spec.path is not None and tree_digest(spec.path, HashCache()) != model.fingerprint:
             raise PermanentProviderError("the model files changed since the plan was made; run `reconciler plan` "
                                          "again", resource=f"model/{spec.name}")
         tags = {**spec.tags, **ownership.ownership_tags(self.name, spec.name, model.fingerprint)}
@@ -181,11 +183,18 @@ class Executor:
         if image_fingerprint(spec, image.model_fingerprints, HashCache()) != image.fingerprint:
             raise PermanentProviderError("the image's files (entry script, conda file, source directory) changed "
                                          "since the plan was made; run `reconciler plan` again", resource=what)
-        models = [self._packaged(name, fingerprint) for name, fingerprint in sorted(image.model_fingerprints.items())]
+        models = [self._packaged(name, fingerprint, image.registered_models.get(name))
+                  for name, fingerprint in sorted(image.model_fingerprints.items())]
         tags = {**spec.tags, **ownership.ownership_tags(self.name, spec.name, image.fingerprint)}
         self.images.build(image, models, tags, self.progress)
 
-    def _packaged(self, name: str, fingerprint: str) -> ModelVersion:
+    def _packaged(self, name: str, fingerprint: str, registered: tuple[str, int] | None = None) -> ModelVersion:
+        if registered is not None:  # a registered version (spec.source.registered): exactly that one, whoever owns it
+            found = self.models.version(*registered)
+            if found is None:
+                raise PermanentProviderError(f"registered version {registered[0]}:{registered[1]} no longer exists; "
+                                             "run `reconciler plan` again", resource=f"model/{name}")
+            return replace(found, fingerprint=fingerprint)
         version = self.models.newest(name, fingerprint)
         if version is None:
             raise PermanentProviderError(

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from reconciler.model.plan import DesiredImage
-from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, ModelSpec
+from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, ModelSpec, UriSource
 from reconciler.model.state import (
     DeviceModules,
     ImageVersion,
@@ -89,7 +89,9 @@ class ModelStore(Protocol):
 
     def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
         """Upload ``spec.path`` and register it as the next version, with ``tags`` (the user's and the
-        ownership keys, ``ownership.FINGERPRINT`` included) and ``spec.properties``."""
+        ownership keys, ``ownership.FINGERPRINT`` included) and ``spec.properties``. A model from a URI
+        (``spec.source.uri``): the file at the URI, registered under its name, and refused
+        (``PermanentProviderError``, nothing registered) when its bytes do not have the pinned digest."""
 
     def update(self, version: ModelVersion, description: str, tags: dict[str, str],
                added_properties: dict[str, str]) -> None:
@@ -207,6 +209,17 @@ class DeviceSimulator(Protocol):
 
 
 @runtime_checkable
+class ModelUris(Protocol):
+    """A provider that reads model files at URIs (``spec.source.uri``): which URIs each backend reads is
+    checked by ``validate`` (``spec.checks``)."""
+
+    def model_uri_digest(self, source: UriSource, progress: Progress) -> str:
+        """The SHA-256 (hex) of the file at ``source.uri`` as it is now, streamed (never held in memory).
+        A backend that holds bytes with the pinned digest already may answer from them without reading the
+        URI. ``PermanentProviderError`` when it cannot be read (missing, no access)."""
+
+
+@runtime_checkable
 class Metered(Protocol):
     """A provider whose reads have a budget per run (IoT Hub's device queries)."""
 
@@ -274,8 +287,10 @@ class Provider(Protocol):
 
     def read_snapshot(self, desired: DesiredState, *, health: bool = False,
                       deployments_only: bool = False) -> Snapshot:
-        """Read the actual state: every owned resource of this environment, the unmanaged
-        deployments of the hub, and the registries ``desired`` refers to. Bounded calls:
+        """Read the actual state: every owned resource of this environment, the model versions
+        ``desired`` names as a source (``spec.source.registered``, whoever owns them, with their
+        content's fingerprint), the unmanaged deployments of the hub, and the registries ``desired``
+        refers to. Bounded calls:
         one list per kind (plus paging), never one call per resource. Rollout health
         (``LiveDeployment.health``) is read for every deployment only with ``health=True``
         (drift needs it); otherwise for this environment's rollout candidates only (plans

@@ -8,9 +8,11 @@ entry script is inspected with ``ast``, never imported.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -45,8 +47,9 @@ def check_all(
     image_names = {item.spec.name for item in images} | _names(declared, "Image")
     registry_names = set(environment.registries) if environment else None
     boundary = Boundary(root)
+    provider = environment.provider if environment else None
     for item in models:
-        found += _model(item, boundary)
+        found += _model(item, boundary, provider)
     file_checks = FileChecks()
     for item in images:
         found += _image(item, model_names, boundary, file_checks)
@@ -140,8 +143,51 @@ def _file_problem(path: Path, boundary: Boundary, *, want: str) -> str | None:
     return None
 
 
-def _model(item: Located, boundary: Boundary) -> list[Diagnostic]:
+# What each backend reads as a model source outside the repository (``spec.source``): why is in docs/models.md.
+BLOB_URI = re.compile(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?/[^?#]+")
+SOURCE_URIS = {
+    "local": "the local backend reads file:// URIs of absolute paths (file:///data/models/model.onnx)",
+    "azure": "the Azure backend reads Azure Blob Storage URIs (https://<account>.blob.core.windows.net/<container>/"
+             "<blob>) with its Azure credential",
+}
+
+
+def _uri_problem(uri: str, provider: str | None) -> str | None:
+    """Why ``provider`` cannot read ``uri``, or None. The URI is not read here (``validate`` reads no backend)."""
+    parts = urlsplit(uri)
+    if parts.query or "?" in uri:
+        return ("a URI with a query string is refused: it may carry a SAS token, a secret that must not be in git; "
+                "give the blob's plain URL and grant the reconciler's identity read access (Storage Blob Data Reader)")
+    allowed = SOURCE_URIS.get(provider or "")
+    if provider == "local":
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            return f"not readable here: {allowed}"
+        if parts.path.endswith("/"):
+            return "names a folder: a URI source is one file (register a folder first and use source.registered)"
+    elif provider == "azure":
+        if parts.scheme == "azureml":
+            return (f"azureml:// datastore URIs are not read: {allowed}; a datastore's blob has such a URL, or "
+                    "register the model in the workspace and use source.registered")
+        if not BLOB_URI.fullmatch(uri):
+            return f"not readable here: {allowed}"
+    return None
+
+
+def _model(item: Located, boundary: Boundary, provider: str | None) -> list[Diagnostic]:
     spec: ModelSpec = item.spec
+    if spec.registered is not None:
+        # The reconciler does not own a registered version: what it would set there is refused, not ignored.
+        set_here = [(path, name) for path, name in ((("metadata", "description"), "a description"),
+                                                   (("metadata", "tags"), "tags"), (("spec", "properties"),
+                                                                                    "properties"))
+                    if item.document.data.get(path[0], {}).get(path[1])]
+        return [_at(item, path, f"{name} cannot be set on a registered version (source.registered): the reconciler "
+                                "never changes a version it did not register; set them where it is registered")
+                for path, name in set_here]
+    if spec.uri is not None:
+        problem = _uri_problem(spec.uri.uri, provider)
+        return [_at(item, ("spec", "source", "uri"), problem)] if problem else []
+    assert spec.path is not None
     problem = _file_problem(spec.path, boundary, want="any")
     if problem is None and spec.path.is_dir():
         entries = list(spec.path.rglob("*"))

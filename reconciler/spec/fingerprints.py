@@ -2,6 +2,11 @@
 
 A model's fingerprint is the SHA-256 of its files (names and contents); an image's covers
 its runtime, entry script, conda file, source directory and the fingerprints of its models.
+A model from a URI (``spec.source.uri``) is one file whose digest the spec pins: its fingerprint is
+that of a folder holding that file alone, computed without reading it (``uri_fingerprint``), so the
+same bytes under the same name give the same fingerprint wherever they come from. A registered
+version (``spec.source.registered``) has the fingerprint the backend reports for it
+(``core.model_sources``): its files are not in the repository.
 Hashing a multi-gigabyte model on every plan would be slow, so file digests are cached by
 (path, size, mtime): an unchanged file is never read again. The cache is a plain value the
 engine loads from and saves to the environment's state folder.
@@ -12,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, ModelSpec
 
 CHUNK = 1024 * 1024
 
@@ -90,6 +95,11 @@ def tree_digest(path: Path, cache: HashCache, on_bytes: Callable[[int], None] | 
     return sha.hexdigest()
 
 
+def uri_fingerprint(file_name: str, sha256: str) -> str:
+    """``tree_digest`` of a folder holding one file ``file_name`` whose content has this SHA-256."""
+    return hashlib.sha256(f"{file_name}\0{sha256}\n".encode()).hexdigest()
+
+
 def image_fingerprint(image: ImageSpec, model_fingerprints: dict[str, str], cache: HashCache) -> str:
     base = image.source_directory or image.entry_script.parent
     inputs = {
@@ -102,10 +112,29 @@ def image_fingerprint(image: ImageSpec, model_fingerprints: dict[str, str], cach
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
+def model_fingerprint(spec: ModelSpec, cache: HashCache, on_bytes: Callable[[int], None] | None = None) -> str | None:
+    """The fingerprint of a model from files or from a URI; None for a registered version (the backend knows it)."""
+    if spec.uri is not None:
+        return uri_fingerprint(spec.uri.file_name, spec.uri.sha256)
+    if spec.path is None:
+        return None
+    return tree_digest(spec.path, cache, on_bytes)
+
+
 def compute_fingerprints(
-    desired: DesiredState, cache: HashCache, on_bytes: Callable[[int], None] | None = None
+    desired: DesiredState, cache: HashCache, on_bytes: Callable[[int], None] | None = None,
+    registered: Mapping[str, str] | None = None,
 ) -> Fingerprints:
-    models = {name: tree_digest(spec.path, cache, on_bytes) for name, spec in sorted(desired.models.items())}
+    """``registered``: the fingerprints of the models whose source is a registered version (by spec name),
+    as ``core.model_sources.registered_fingerprints`` found them in the snapshot."""
+    models = {}
+    for name, spec in sorted(desired.models.items()):
+        fingerprint = model_fingerprint(spec, cache, on_bytes)
+        if fingerprint is None:
+            if registered is None or name not in registered:
+                raise ValueError(f"model {name}: the fingerprint of registered version {spec.registered} is needed")
+            fingerprint = registered[name]
+        models[name] = fingerprint
     images = {name: image_fingerprint(spec, models, cache) for name, spec in sorted(desired.images.items())}
     return Fingerprints(models=models, images=images)
 
@@ -114,6 +143,8 @@ def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
     """How many bytes ``compute_fingerprints`` will read (for a progress bar)."""
     total = 0
     for spec in desired.models.values():
+        if spec.path is None:
+            continue
         for _, file in cache.files(spec.path):
             stat = file.stat()
             cached = cache.entries.get(str(file))

@@ -35,11 +35,14 @@ from reconciler.model.specs import (
     GateSpec,
     ImageSpec,
     MetricGate,
+    ModelSource,
     ModelSpec,
     ModuleSpec,
+    RegisteredSource,
     RegistrySpec,
     RingSpec,
     RolloutSpec,
+    UriSource,
 )
 from reconciler.spec import checks
 from reconciler.spec.cache import SpecCache, digest
@@ -165,12 +168,25 @@ def _model(document: Document) -> ModelSpec:
     spec = document.data["spec"]
     return ModelSpec(
         name=name,
-        path=_here(document) / spec["path"],
+        path=_here(document) / spec["path"] if "path" in spec else None,
         description=description,
         tags=tags,
         properties=dict(spec.get("properties", {})),
         location=document.location(()),
+        source=_model_source(document, spec.get("source")),
     )
+
+
+def _model_source(document: Document, source: dict[str, Any] | None) -> ModelSource | None:
+    """``spec.source`` (the schema allows exactly one of ``registered`` and ``uri``)."""
+    if source is None:
+        return None
+    if "registered" in source:
+        registered = source["registered"]
+        return RegisteredSource(registered["name"], int(registered["version"]),
+                                document.location(("spec", "source", "registered")))
+    return UriSource(source["uri"], source["digest"], document.location(("spec", "source", "uri")),
+                     document.location(("spec", "source", "digest")))
 
 
 def _image(document: Document) -> ImageSpec:

@@ -6,7 +6,8 @@ Hosts (``<region>`` is the workspace location, e.g. ``westeurope``; all reached 
 * ``<region>.experiments.azureml.net``: ``POST /artifact/v2.0{ws}/artifacts/batch/metadata/{origin}/{container}``
   -> SAS ``contentUri``\\ s in the workspace storage account.
 * ``<account>.blob.core.windows.net``: blob ``PUT`` (single shot, or ``comp=block`` + ``comp=blocklist``),
-  ``HEAD`` and ``GET`` (with ``Range``), each checked against the SAS signature handed out.
+  ``HEAD`` and ``GET`` (with ``Range``), each checked against the SAS signature handed out; reads also with a
+  Microsoft Entra ID bearer token (``spec.source.uri`` models in any storage account: ``put_blob_object``).
 * ``<region>.modelmanagement.azureml.net`` under ``/modelmanagement/v1.0{ws}``: ``assets``, ``models`` (register,
   list with filters and ``$skipToken`` paging, get, JSON-patch, delete), ``packages`` (image builds) and
   ``operations`` (their status).
@@ -38,7 +39,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from . import acr
-from .arm import ResourceKey, WorkspaceRecord, find_workspace, now_iso, require_bearer
+from .arm import ResourceKey, WorkspaceRecord, bearer_claims, find_workspace, now_iso, require_bearer
 from .framework import EmulatorState, Request, Response, Route
 
 DISCOVERY_HOST = r"[a-z0-9]+\.api\.azureml\.ms"
@@ -278,9 +279,29 @@ def _range(request: Request, size: int) -> tuple[int, int] | None | Response:
     return start, end
 
 
+def _check_read_access(request: Request) -> Response | None:
+    """A read is authorised by the SAS signature this module handed out, or, without a SAS, by a Microsoft Entra
+    ID bearer token: "Authorize access to blobs using Microsoft Entra ID" (learn.microsoft.com/azure/storage/
+    blobs/authorize-access-azure-active-directory; REST: learn.microsoft.com/rest/api/storageservices/
+    authorize-with-azure-active-directory) requires ``Authorization: Bearer`` with a token for
+    ``https://storage.azure.com/`` and ``x-ms-version`` 2017-11-09 or later, and answers 401
+    ``InvalidAuthenticationInfo`` otherwise. Role assignments (Storage Blob Data Reader) are not emulated."""
+    if request.q("sig") is not None or not request.headers.get("authorization"):
+        return _check_sas(request)
+    claims = bearer_claims(request)
+    if claims is None or "storage.azure.com" not in str(claims.get("aud", "")):
+        return blob_error(401, "InvalidAuthenticationInfo", "Server failed to authenticate the request. Please "
+                          "refer to the information in the www-authenticate header.")
+    version = request.headers.get("x-ms-version", "")
+    if version < "2017-11-09":
+        return blob_error(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
+                          "format (x-ms-version: Microsoft Entra ID authorization needs 2017-11-09 or later).")
+    return None
+
+
 def get_blob(request: Request, state: EmulatorState) -> Response:
     """``GET`` and ``HEAD`` (the server drops the body of a HEAD but keeps its ``Content-Length``)."""
-    if (failure := _check_sas(request)) is not None:
+    if (failure := _check_read_access(request)) is not None:
         return failure
     blob = get_blob_object(state, _blob_key(request))
     if blob is None:

@@ -547,3 +547,26 @@ def test_injected_faults_on_model_management_are_model_error_responses(emulator:
     body = answer.json()
     assert answer.status_code == 503 and (body["code"], body["statusCode"]) == ("ServiceUnavailable", 503)
     assert {"message", "details"} <= set(body) and "error" not in body
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Blob reads with a Microsoft Entra ID token (model sources outside git)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_blob_read_with_an_entra_id_token_needs_the_storage_audience_and_a_recent_version(
+        emulator: AzureEmulator) -> None:
+    aml.put_blob_object(emulator.state, ("contosomodels", "models", "iris/model.onnx"), b"weights")
+    url = "https://contosomodels.blob.core.windows.net/models/iris/model.onnx"
+
+    def get(audience: str, version: str) -> requests.Response:
+        token = arm.access_token(audience, TENANT, "tests")
+        return requests.get(url, headers={"Authorization": f"Bearer {token}", "x-ms-version": version}, timeout=10)
+
+    read = get("https://storage.azure.com", "2021-08-06")
+    assert (read.status_code, read.content) == (200, b"weights")
+    wrong_audience = get("https://management.azure.com", "2021-08-06")
+    assert (wrong_audience.status_code, wrong_audience.headers["x-ms-error-code"]) == (401, "InvalidAuthenticationInfo")
+    assert get("https://storage.azure.com", "2017-04-17").status_code == 400
+    unsigned = requests.get(url, timeout=10)  # neither a SAS nor a token
+    assert (unsigned.status_code, unsigned.headers["x-ms-error-code"]) == (403, "AuthenticationFailed")

@@ -101,3 +101,23 @@ def test_the_users_traceback_keeps_their_frames_and_the_exception_only() -> None
         "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/model.json'",
     ])
     assert user_traceback(["no traceback here"], Path("/work/app"), {}) == ""
+
+
+def test_models_outside_git_a_file_uri_is_scored_from_its_file_a_registered_version_is_not_downloaded() -> None:
+    import pytest
+
+    from reconciler.behaviour.versions import new_version
+    from reconciler.errors import BehaviourError
+    from reconciler.spec.loader import load_environment
+    from tests.core.plan_cases import CASES
+
+    desired = load_environment(CASES / "model-sources-outside-git" / "env")
+    image = desired.images["iris-scorer"]
+    with pytest.raises(BehaviourError) as raised:
+        new_version(desired, image)
+    assert str(raised.value) == (
+        "the samples of image iris-scorer are not run: model iris-labels is not on this machine (registered version "
+        "iris-labels-pipeline:4); run `reconciler plan --skip-behaviour`, or point the model at its files")
+    only_uri = type(image)(**{**image.__dict__, "models": ("iris-classifier",)})
+    [model] = new_version(desired, only_uri).models
+    assert model.files == {"model.json": "/srv/models/iris/v2/model.json"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.core import planner
+from reconciler.core.model_sources import registered_fingerprints
 from reconciler.model.plan import Plan
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
@@ -82,11 +83,12 @@ def read_case(name: str, cases: Path = CASES) -> Case:
 
 
 def plan_case(name: str, cases: Path = CASES) -> Plan:
-    """The plan of case ``name``: its specs (fingerprinted with a cold cache) against actual.json."""
+    """The plan of case ``name``: its specs (fingerprinted with a cold cache; registered sources as actual.json
+    reports them, as the engine does) against actual.json."""
     case = read_case(name, cases)
     desired = load_environment(cases / name / "env")
-    fingerprints = compute_fingerprints(desired, HashCache())
     snapshot = load_snapshot(cases / name / "actual.json")
+    fingerprints = compute_fingerprints(desired, HashCache(), registered=registered_fingerprints(desired, snapshot))
     return planner.plan(desired, fingerprints, snapshot, prune=case.prune, now=case.now)
 
 

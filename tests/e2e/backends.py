@@ -46,6 +46,13 @@ class Backend(Protocol):
     def set_failing(self, env_dir: Path, device_id: str, failing: bool = True) -> None:
         """Make the device report failure (or success again) for what it applies."""
 
+    def register_model(self, env_dir: Path, name: str, file: Path) -> int:
+        """Register ``file`` as the next version of ``name`` the way a training pipeline would (no ownership
+        marks, no fingerprint); return the version number."""
+
+    def model_uri(self, name: str, data: bytes) -> str:
+        """Put ``data`` where this backend reads model URIs (spec.source.uri) under the file name ``name``."""
+
 
 def snapshot(env_dir: Path, *, health: bool = False) -> Snapshot:
     desired = load_environment(env_dir)
@@ -127,6 +134,21 @@ class LocalBackend:
         provider = self._provider(env_dir)
         provider.simulator.set_failing(device_id, failing)
         provider.close()
+
+
+    def register_model(self, env_dir: Path, name: str, file: Path) -> int:
+        provider = self._provider(env_dir)
+        try:
+            digest = provider.blobs.put(file)
+            return int(provider.store.add_model_version(name, "", "", {}, {}, {file.name: digest}))
+        finally:
+            provider.close()
+
+    def model_uri(self, name: str, data: bytes) -> str:
+        outside = self.state.parent / "outside-git"
+        outside.mkdir(parents=True, exist_ok=True)
+        (outside / name).write_bytes(data)
+        return (outside / name).as_uri()
 
 
 class AzureBackend:
@@ -212,3 +234,24 @@ class AzureBackend:
 
         iothub.set_device_report(self.emulator.state, [device_id],
                                  iothub.REPORT_FAILED if failing else iothub.REPORT_SUCCESS, hub=azure.HUB)
+
+    def register_model(self, env_dir: Path, name: str, file: Path) -> int:
+        from azure.identity import ClientSecretCredential
+        from azureml.core.model import Model
+
+        from reconciler.providers.azure.ml import WorkspaceConnection, _working_directory
+        from tests.azure import conftest as azure
+        from tests.azure_emulator import arm
+
+        credential = ClientSecretCredential(arm.DEFAULT_TENANT, "training-pipeline", azure.CLIENT_SECRET)
+        connection = WorkspaceConnection(azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE, credential)
+        with _working_directory(file.parent):
+            model = connection.call(lambda: Model.register(connection.workspace, model_path=file.name,
+                                                           model_name=name), what=name, write=True)
+        return int(model.version)
+
+    def model_uri(self, name: str, data: bytes) -> str:
+        from tests.azure_emulator import aml
+
+        aml.put_blob_object(self.emulator.state, ("contosomodels", "models", f"iris/{name}"), data)
+        return f"https://contosomodels.blob.core.windows.net/models/iris/{name}"

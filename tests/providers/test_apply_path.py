@@ -90,6 +90,32 @@ def test_image_inputs_changed_since_the_plan_are_refused(repo: Repo) -> None:
     assert calls == []
 
 
+def test_an_image_whose_registered_model_version_was_deleted_since_the_plan_is_not_built(repo: Repo) -> None:
+    """``spec.source.registered``: the image packages exactly that version, read again right before the build."""
+    from reconciler.core import planner
+    from reconciler.core.model_sources import registered_fingerprints
+    from reconciler.spec.fingerprints import HashCache, compute_fingerprints
+    from tests.providers.test_local_provider import BASE, IMAGE, LAYER
+
+    weights = repo.root / "models" / "clf" / "weights.json"
+    version = repo.provider.store.add_model_version("clf-pipeline", "", "", {}, {},
+                                                    {"weights.json": repo.provider.blobs.put(weights)})
+    repo.write_specs("apiVersion: reconciler/v1\nkind: Model\nmetadata:\n  name: clf\nspec:\n  source:\n"
+                     f"    registered: {{name: clf-pipeline, version: {version}}}\n", IMAGE, BASE, LAYER)
+    desired = repo.desired()
+    snapshot = repo.provider.read_snapshot(desired)
+    fingerprints = compute_fingerprints(desired, HashCache(), registered=registered_fingerprints(desired, snapshot))
+    (build,) = [c for c in planner.plan(desired, fingerprints, snapshot).changes if c.key.kind is Kind.IMAGE]
+    with repo.db() as db:  # the pipeline's owner deletes it meanwhile
+        db.execute("DELETE FROM models WHERE name = 'clf-pipeline'")
+    calls: list[str] = []
+    with pytest.raises(PermanentProviderError) as raised:
+        recording_executor(repo, calls).apply(build)
+    assert str(raised.value) == (f"model/clf: registered version clf-pipeline:{version} no longer exists; run "
+                                 "`reconciler plan` again")
+    assert calls == []
+
+
 def test_a_failed_change_keeps_its_type_and_retry_after_through_the_engine(repo: Repo) -> None:
     class Throttled(LocalProvider):
         def adapters(self) -> Adapters:

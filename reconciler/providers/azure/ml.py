@@ -29,9 +29,12 @@ Traps of the SDK that shape this module (see also the wire notes in the docstrin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,11 +49,12 @@ from reconciler.core.planner import IMAGE_LABEL_LENGTH
 from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
 from reconciler.model import ownership
 from reconciler.model.plan import DesiredImage
-from reconciler.model.specs import ModelSpec
+from reconciler.model.specs import ModelSpec, RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.acr_token import AcrTokens
 from reconciler.providers.azure.auth import registry_client
+from reconciler.providers.azure.blobs import read_blob
 from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.base import Progress
@@ -186,10 +190,22 @@ def _has(model: Any, fingerprint: str, properties: dict[str, str]) -> bool:
         registered.get(k) == v for k, v in properties.items())
 
 
-def _to_version(model: Any) -> ModelVersion:
+def identity_fingerprint(model: Any) -> str:
+    """The fingerprint of a version registered by another tool (``spec.source.registered``), which records no
+    digest of its files: a digest of its identity (the workspace's ``name:version`` and the asset it points
+    at). Azure ML never changes a version's files and never reuses a version number, so the identity stands
+    for the content; unlike a file digest, the same bytes registered twice give two fingerprints."""
+    identity = {"model": f"{model.name}:{model.version}", "asset": str(getattr(model, "url", "") or "")}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _to_version(model: Any, *, referenced: bool = False) -> ModelVersion:
+    """``referenced``: a version a spec names as its source, which has a fingerprint even when no reconciler
+    registered it."""
     tags, properties = dict(model.tags or {}), dict(model.properties or {})
+    fingerprint = properties.get(ownership.FINGERPRINT) or (identity_fingerprint(model) if referenced else None)
     return ModelVersion(
-        name=model.name, version=int(model.version), fingerprint=properties.get(ownership.FINGERPRINT),
+        name=model.name, version=int(model.version), fingerprint=fingerprint,
         description=model.description or "", tags=ownership.user_tags(tags),
         properties=ownership.user_tags(properties), owner=ownership.owner_of(tags),
     )
@@ -281,18 +297,46 @@ class AzureMLModelRegistry:
         model = _get_model(self._connection, name, version)
         return _to_version(model) if model is not None else None
 
+    def referenced(self, sources: list[RegisteredSource]) -> list[ModelVersion]:
+        """The versions the specs name as their source (``spec.source.registered``), whoever owns them: one
+        ``GET {mms}/models/{name}:{version}`` each (a version that does not exist is left out)."""
+        found = []
+        for source in sources:
+            model = _get_model(self._connection, source.name, source.version)
+            if model is not None:
+                found.append(_to_version(model, referenced=True))
+        return found
+
     def newest(self, name: str, fingerprint: str) -> ModelVersion | None:
         matching = [_to_version(m) for m in self._list(name) if _has(m, fingerprint, {})]
         return max(matching, key=lambda m: m.version, default=None)
 
     def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
+        if spec.uri is None:
+            assert spec.path is not None
+            self._register(spec, spec.path, fingerprint, tags, progress)
+            return
+        # A model from a blob: downloaded once, checked, and that very file uploaded (see ``blobs``).
+        source = spec.uri
+        with tempfile.TemporaryDirectory(prefix="reconciler-model-") as folder:
+            path = Path(folder) / source.file_name
+            progress.step(f"downloading model {spec.name} from {source.uri}")
+            digest = read_blob(source.uri, self._connection.credential, self._connection.retrier, progress, path)
+            if digest != source.sha256:
+                raise PermanentProviderError(f"the blob at {source.uri} has digest sha256:{digest}, not the pinned "
+                                             f"{source.digest}: nothing was registered; run `reconciler plan` again",
+                                             resource=f"model/{spec.name}")
+            self._register(spec, path, fingerprint, tags, progress)
+
+    def _register(self, spec: ModelSpec, model_path: Path, fingerprint: str, tags: dict[str, str],
+                  progress: Progress) -> None:
         from azureml.core.model import Model
 
         progress.step(f"registering model {spec.name}")
 
         def register() -> Any:
             return Model.register(
-                self._connection.workspace, model_path=spec.path.name, model_name=spec.name,
+                self._connection.workspace, model_path=model_path.name, model_name=spec.name,
                 tags=_mutable_tags(tags), properties={**spec.properties, ownership.FINGERPRINT: fingerprint},
                 description=spec.description or None,
             )
@@ -310,7 +354,7 @@ class AzureMLModelRegistry:
                 self._delete(twin, f"model/{spec.name}:{twin.version}")
             return new[0] if new else None
 
-        with _working_directory(spec.path.parent):
+        with _working_directory(model_path.parent):
             self._call(register, what=f"model/{spec.name}", write=True, recover=registered)
         if registered() is None:
             raise PermanentProviderError("Azure ML answered the registration, but no new version with these files "
@@ -452,8 +496,8 @@ class AzureMLImageBuilder:
         from azureml.core.environment import Environment
         from azureml.core.model import InferenceConfig, Model
 
-        given = {m.name: m.fingerprint for m in models}
-        if given != image.model_fingerprints:  # the label promises exactly these model files
+        given = sorted(str(m.fingerprint) for m in models)  # registered sources may have another name than the spec
+        if given != sorted(image.model_fingerprints.values()):  # the label promises exactly these model files
             raise ValueError(f"{what}: built from {given}, but its label stands for {image.model_fingerprints}")
         workspace = self._connection.workspace
         resolved = []

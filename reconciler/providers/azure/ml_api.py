@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from reconciler.model.specs import RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.base import ImageStore, ModelStore
 
@@ -37,6 +38,11 @@ class ModelRegistry(ModelStore, Protocol):
     def list_owned(self) -> list[ModelVersion]:
         """Every version (of every model) the environment owns, filtered by the ownership tags on the
         server: one list call plus paging. Tags and properties are reported without the ownership keys."""
+
+    def referenced(self, sources: list[RegisteredSource]) -> list[ModelVersion]:
+        """The versions specs name as their source (``spec.source.registered``), whoever owns them, each with a
+        fingerprint (for one no reconciler registered: see ``ml.identity_fingerprint``); those that do not
+        exist are left out. One read per source: specs name few."""
 
 
 class ImageBuilder(ImageStore, Protocol):

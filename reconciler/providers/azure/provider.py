@@ -17,17 +17,18 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
-from reconciler.model.specs import DesiredState, EnvironmentSpec
-from reconciler.model.state import Snapshot
+from reconciler.model.specs import DesiredState, EnvironmentSpec, UriSource
+from reconciler.model.state import ModelVersion, Snapshot
 from reconciler.providers.azure import registry as acr
 from reconciler.providers.azure.auth import MANAGEMENT_SCOPE, azure_credential, hub_access
+from reconciler.providers.azure.blobs import read_blob
 from reconciler.providers.azure.deployments import AcrCredentials, HubDeployments, embedded_tokens
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
 from reconciler.providers.azure.password_store import HubPasswordStore
 from reconciler.providers.azure.queries import DEFAULT_BUDGET
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
-from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -116,7 +117,7 @@ class AzureProvider:
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
-            listed_models = None if deployments_only else pool.submit(self.models.list_owned)
+            listed_models = None if deployments_only else pool.submit(self._models, desired)
             configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
             rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
             deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
@@ -128,6 +129,20 @@ class AzureProvider:
                                                              key=lambda m: (m.name, m.version))
         return Snapshot(environment=self.name, image_registry=self.images.registry, models=tuple(models),
                         images=tuple(images), deployments=tuple(deployments), registries=registries)
+
+    def _models(self, desired: DesiredState) -> list[ModelVersion]:
+        """The owned versions, and those the specs name as a source (``spec.source.registered``) that are not."""
+        owned = self.models.list_owned()
+        known = {(m.name, m.version) for m in owned}
+        wanted = {(source.name, source.version): source for spec in desired.models.values()
+                  if (source := spec.registered) is not None}
+        sources = [source for identity, source in sorted(wanted.items()) if identity not in known]
+        return owned + (self.models.referenced(sources) if sources else [])
+
+    def model_uri_digest(self, source: UriSource, progress: Progress) -> str:
+        """``ModelUris``: the blob streamed through SHA-256 (see ``blobs``)."""
+        progress.step(f"reading {source.uri} to check its digest")
+        return read_blob(source.uri, self.credential, self.retrier, progress)
 
     def count_devices(self, target_condition: str) -> int:
         return self.hub.count_devices(target_condition)

@@ -3,24 +3,66 @@ image builder, nothing more (the rules are ``providers.apply``'s)."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
 from reconciler.hub.manifest import redact_passwords
 from reconciler.model import ownership
 from reconciler.model.plan import DesiredImage
-from reconciler.model.specs import JSON, ModelSpec
+from reconciler.model.specs import JSON, ModelSpec, UriSource
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
 from reconciler.providers.base import Progress, PullCredential
 from reconciler.providers.layout import PackagedModel, registered_files
 from reconciler.providers.local import images
-from reconciler.providers.local.blobs import BlobStore
+from reconciler.providers.local.blobs import CHUNK, BlobStore
 from reconciler.providers.local.rows import ImageRow
 from reconciler.providers.local.secrets import RegistryCredentials
 from reconciler.providers.local.snapshot import image_version, live_deployment, model_version
 from reconciler.providers.local.store import Store, now
+
+
+def file_path(source: UriSource) -> Path:
+    """The file a ``file://`` URI names (``validate`` refused any other URI on this backend)."""
+    parts = urlsplit(source.uri)
+    return Path(url2pathname(parts.path))
+
+
+def _counter(progress: Progress, total: int) -> Callable[[int], None]:
+    done = 0
+
+    def on_bytes(count: int) -> None:
+        nonlocal done
+        done += count
+        progress.advance(done, total)
+
+    return on_bytes
+
+
+def uri_digest(source: UriSource, blobs: BlobStore, progress: Progress) -> str:
+    """``ModelUris.model_uri_digest`` on this backend: the pinned digest when the blob store holds those bytes
+    already (they are what a registration would use), else the SHA-256 of the file, read now."""
+    if blobs.path(source.sha256).is_file():
+        return source.sha256
+    path = file_path(source)
+    try:
+        size = path.stat().st_size
+        progress.step(f"reading {source.uri} to check its digest")
+        on_bytes = _counter(progress, size)
+        sha = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK):
+                sha.update(chunk)
+                on_bytes(len(chunk))
+    except OSError as exc:
+        raise PermanentProviderError(f"cannot read {source.uri}: {exc.strerror or exc}; the local backend reads "
+                                     "file:// URIs on this machine", resource=source.uri) from exc
+    return sha.hexdigest()
 
 
 class LocalModels:
@@ -40,6 +82,12 @@ class LocalModels:
     def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
         """Upload the files, then record the version: an interruption before the record leaves only
         unreferenced blobs."""
+        if spec.uri is not None:
+            digest = self._from_uri(spec, progress)
+            self._store.add_model_version(spec.name, fingerprint, spec.description, tags, spec.properties,
+                                          {spec.uri.file_name: digest})
+            return
+        assert spec.path is not None
         files = registered_files(spec.path)
         total = sum(path.stat().st_size for path in files.values())
         progress.step(f"registering model {spec.name}: {len(files)} file(s), {total / 1e6:.1f} MB")
@@ -52,6 +100,24 @@ class LocalModels:
 
         digests = {relative: self._blobs.put(path, on_bytes) for relative, path in files.items()}
         self._store.add_model_version(spec.name, fingerprint, spec.description, tags, spec.properties, digests)
+
+    def _from_uri(self, spec: ModelSpec, progress: Progress) -> str:
+        """The blob of a model from a URI: the store's, when it holds the pinned bytes already (content-addressed),
+        else the file copied in; refused, and not kept, when its bytes are not the pinned ones."""
+        assert spec.uri is not None
+        source = spec.uri
+        if self._blobs.path(source.sha256).is_file():
+            return source.sha256
+        path = file_path(source)
+        progress.step(f"registering model {spec.name} from {source.uri}")
+        size = path.stat().st_size
+        digest = self._blobs.put(path, _counter(progress, size))
+        if digest != source.sha256:
+            self._blobs.keep_only(self._store.blobs_in_use())
+            raise PermanentProviderError(f"the file at {source.uri} has digest sha256:{digest}, not the pinned "
+                                         f"{source.digest}: nothing was registered; run `reconciler plan` again",
+                                         resource=f"model/{spec.name}")
+        return digest
 
     def update(self, version: ModelVersion, description: str, tags: dict[str, str],
                added_properties: dict[str, str]) -> None:

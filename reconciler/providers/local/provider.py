@@ -17,13 +17,19 @@ from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
 from reconciler.hub.manifest import is_layered_content
 from reconciler.model import ownership
-from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec
+from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, UriSource
 from reconciler.model.state import Snapshot
 from reconciler.providers.apply import checked_condition
-from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress
 from reconciler.providers.layout import PackagedModel
 from reconciler.providers.local import lock, snapshot
-from reconciler.providers.local.adapters import LocalCredentials, LocalDeployments, LocalImages, LocalModels
+from reconciler.providers.local.adapters import (
+    LocalCredentials,
+    LocalDeployments,
+    LocalImages,
+    LocalModels,
+    uri_digest,
+)
 from reconciler.providers.local.blobs import BlobStore
 from reconciler.providers.local.secrets import RegistryCredentials
 from reconciler.providers.local.simulator import Fleet, Simulator
@@ -67,6 +73,10 @@ class LocalProvider:
 
     def device_ids(self, target_condition: str) -> list[str]:
         return self.simulator.select(checked_condition(target_condition))
+
+    def model_uri_digest(self, source: UriSource, progress: Progress) -> str:
+        """``ModelUris``: see ``adapters.uri_digest``."""
+        return uri_digest(source, self.blobs, progress)
 
     def packaged_versions(self) -> dict[tuple[str, str], dict[str, int]]:
         return {(row.name, row.label): dict(row.models) for row in self.store.images()}

@@ -4,6 +4,7 @@ stripped from tags and labels, registry passwords redacted from deployment conte
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 
 from reconciler.hub.manifest import redact_passwords
@@ -24,8 +25,21 @@ from reconciler.providers.local.rows import DeploymentRow, ImageRow, ModelRow, R
 IMAGE_REGISTRY = "localhost"
 
 
+def files_fingerprint(files: Mapping[str, str]) -> str:
+    """The fingerprint of a version's files (registered path -> SHA-256), as ``spec.fingerprints.tree_digest``
+    computes it from the files themselves: paths relative to the registered folder, when it is one."""
+    heads = {relative.partition("/")[0] for relative in files}
+    folder = len(heads) == 1 and all("/" in relative for relative in files)
+    sha = hashlib.sha256()
+    for relative, digest in sorted((r.partition("/")[2] if folder else r, d) for r, d in files.items()):
+        sha.update(f"{relative}\0{digest}\n".encode())
+    return sha.hexdigest()
+
+
 def model_version(row: ModelRow) -> ModelVersion:
-    return ModelVersion(name=row.name, version=row.version, fingerprint=row.fingerprint,
+    """A version registered by another tool has no fingerprint recorded: its files' digests give it."""
+    fingerprint = row.fingerprint or files_fingerprint(row.files)
+    return ModelVersion(name=row.name, version=row.version, fingerprint=fingerprint,
                         description=row.description, tags=ownership.user_tags(row.tags),
                         properties=row.properties, owner=ownership.owner_of(row.tags))
 
