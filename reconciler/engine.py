@@ -31,7 +31,7 @@ from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.lineage import Lineage
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
-from reconciler.model.state import LiveDeployment, Snapshot
+from reconciler.model.state import LiveDeployment, PromotionSource, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
     Check,
@@ -42,6 +42,7 @@ from reconciler.providers.base import (
     LockInfo,
     Metered,
     Progress,
+    PromotionSources,
     Provider,
     ProviderFactory,
     SilentProgress,
@@ -173,9 +174,32 @@ class Engine:
              behaviour: BehaviourOptions | None = None) -> Plan:
         fingerprints = self.fingerprints()
         snapshot = snapshot or self.snapshot()
-        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
+        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock(),
+                            sources=self.promotion_sources())
         plan = self._with_device_counts(plan, snapshot) if count_devices else plan
         return self._with_behaviour(plan, snapshot, behaviour) if behaviour is not None else plan
+
+    def promotion_sources(self) -> dict[str, PromotionSource]:
+        """What each promoted image's source environment holds for the label its specs give: one read of
+        that environment's backend (its own provider, opened and closed here) per image."""
+        if not self.desired.promotions:
+            return {}
+        labels = {name: planner.image_label(self.fingerprints().images[name]) for name in self.desired.promotions}
+        found: dict[str, PromotionSource] = {}
+        by_source: dict[Path, list[str]] = {}
+        for name, spec in sorted(self.desired.promotions.items()):
+            by_source.setdefault(spec.source_directory, []).append(name)
+        for names in by_source.values():
+            source = self.desired.promotions[names[0]].source.environment
+            provider = self._provider_factory(source)
+            try:
+                if not isinstance(provider, PromotionSources):
+                    raise ReconcilerError(f"the {source.provider!r} provider cannot promote images")
+                for name in names:
+                    found[name] = provider.promotable_image(self.desired.promotions[name].source_image, labels[name])
+            finally:
+                provider.close()
+        return found
 
     def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
         """Say how many devices each deployment change reaches, each ring of a rollout in flight (a ring

@@ -1,7 +1,9 @@
 """Content fingerprints of models and images: identity and change detection by content.
 
 A model's fingerprint is the SHA-256 of its files (names and contents); an image's covers
-its runtime, entry script, conda file, source directory and the fingerprints of its models.
+its runtime, entry script, conda file, source directory and the fingerprints of its models. A
+promoted image (``spec.promoteFrom``) has the fingerprint of the image it is copied from, computed
+from its environment's specs: the same inputs, the same label, in both environments.
 Hashing a multi-gigabyte model on every plan would be slow, so file digests are cached by
 (path, size, mtime): an unchanged file is never read again. The cache is a plain value the
 engine loads from and saves to the environment's state folder.
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, PromotedImageSpec
 
 CHUNK = 1024 * 1024
 
@@ -106,13 +108,21 @@ def compute_fingerprints(
     desired: DesiredState, cache: HashCache, on_bytes: Callable[[int], None] | None = None
 ) -> Fingerprints:
     models = {name: tree_digest(spec.path, cache, on_bytes) for name, spec in sorted(desired.models.items())}
-    images = {name: image_fingerprint(spec, models, cache) for name, spec in sorted(desired.images.items())}
-    return Fingerprints(models=models, images=images)
+    images = {name: image_fingerprint(spec, models, cache) for name, spec in desired.images.items()}
+    images.update({name: promoted_fingerprint(spec, cache, on_bytes) for name, spec in desired.promotions.items()})
+    return Fingerprints(models=models, images=dict(sorted(images.items())))
+
+
+def promoted_fingerprint(spec: PromotedImageSpec, cache: HashCache,
+                         on_bytes: Callable[[int], None] | None = None) -> str:
+    """The fingerprint of the image ``spec`` is copied from, from its environment's specs (which may
+    promote it in turn: the loader has refused cycles)."""
+    return compute_fingerprints(spec.source, cache, on_bytes).images[spec.source_image]
 
 
 def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
     """How many bytes ``compute_fingerprints`` will read (for a progress bar)."""
-    total = 0
+    total = sum(bytes_to_hash(spec.source, cache) for spec in desired.promotions.values())
     for spec in desired.models.values():
         for _, file in cache.files(spec.path):
             stat = file.stat()
