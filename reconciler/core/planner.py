@@ -271,9 +271,9 @@ def _plan_promotions(promotions: dict[str, DesiredPromotion],
         source, spec = promotion.source, promotion.spec
         if source.digest is None or source.label != promotion.label:
             refused.append(Diagnostic(spec.location, f"image/{name}", "spec.promoteFrom", (
-                f"environment {source.environment!r} has not built {source.image}:{promotion.label} (the "
-                f"fingerprint of its specs now, {promotion.fingerprint[:12]}), so there is nothing to promote: "
-                f"apply {display_folder(spec)} first, then plan again; nothing was applied")))
+                f"environment {source.environment!r} has not built {source.image}:{promotion.label} (the version "
+                f"its specs give now), so there is nothing to promote: apply {display_folder(spec)} first, then "
+                "plan again; nothing was applied")))
             continue
         after = {"label": promotion.label, "digest": source.digest, "from": source.reference}
         why = f"promoted from environment {source.environment}: copies {source.reference} ({source.digest}), no build"

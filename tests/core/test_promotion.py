@@ -50,9 +50,9 @@ def test_a_source_that_has_not_built_the_label_refuses_the_plan(case: Path) -> N
     with pytest.raises(SpecError) as refused:
         planner.plan(desired, fingerprints, snapshot, sources=missing)
     assert messages(refused) == [
-        f"image/iris-scorer: spec.promoteFrom: environment 'dev' has not built iris-scorer:{label} (the fingerprint "
-        f"of its specs now, {label}), so there is nothing to promote: apply {CASE}/dev first, then plan again; "
-        "nothing was applied"]
+        f"image/iris-scorer: spec.promoteFrom: environment 'dev' has not built iris-scorer:{label} (the version its "
+        f"specs give now), so there is nothing to promote: apply {CASE}/dev first, then plan again; nothing was "
+        "applied"]
     with pytest.raises(SpecError):  # no source read at all: the same
         planner.plan(desired, fingerprints, snapshot)
     stale = {"iris-scorer": PromotionSource("dev", "iris-scorer", "0123456789ab", "sha256:" + "0" * 64, "x")}
