@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ class Pair:
     prod: Workspace
     digest: Callable[[str, str], str | None]  # (environment folder name, label) -> the registry's digest
     builds: Callable[[], int]  # image builds the backend has run for prod (never one: it is promoted)
+    emulator: Any = None  # azure: the emulated Azure
 
 
 def _split(root: Path, sample: str, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
@@ -97,7 +99,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureF
     def prod_builds() -> int:
         return len([c for c in emulator.calls("POST", path_contains="/packages") if azure.WORKSPACE in c.path])
 
-    yield Pair(Workspace(root, dev, capsys), Workspace(root, prod, capsys), azure_digest, prod_builds)
+    yield Pair(Workspace(root, dev, capsys), Workspace(root, prod, capsys), azure_digest, prod_builds, emulator)
     assert emulator.errors == [], emulator.errors[0] if emulator.errors else ""
     assert emulator.unmatched == [], [f"{r.method} {r.host}{r.path}" for r in emulator.unmatched]
 
@@ -151,4 +153,19 @@ def test_a_new_dev_build_is_promoted_as_a_new_version(pair: Pair) -> None:
     assert change["promotion"]["digest"] == rebuilt  # type: ignore[index]
     pair.prod.apply()
     assert pair.digest(pair.prod.env_dir.name, label) == rebuilt
+    assert pair.prod.run("plan", pair.prod.env, "--detailed-exitcode").code == 0
+
+
+def test_an_import_whose_answer_was_lost_is_not_sent_again(pair: Pair) -> None:
+    """ACR imported, the answer never came: the apply finds the tag and goes on (a repeat with NoForce would
+    fail on it); one import, the digest as in dev, and nothing left to do."""
+    if pair.emulator is None:
+        pytest.skip("an Azure fault")
+    pair.dev.apply()
+    label = str(_image_change(pair.prod.plan_json())["target"]).split(":")[1]
+    rule = pair.emulator.faults.lose_answers(method="POST", path="/importImage$", times=1)
+    pair.prod.apply()
+    assert rule.injected == 1
+    assert len(pair.emulator.calls("POST", path_contains="/importImage")) == 1
+    assert pair.digest("prod", label) == pair.digest("dev", label) is not None
     assert pair.prod.run("plan", pair.prod.env, "--detailed-exitcode").code == 0

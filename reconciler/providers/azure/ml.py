@@ -414,8 +414,7 @@ class AzureMLImageBuilder:
         """ACR's import (``promotion.import_image``); registry tags carry no labels (``tags`` are unused)."""
         from reconciler.providers.azure.promotion import import_image
 
-        import_image(self._connection, promotion, progress,
-                     lambda: self.get(promotion.spec.name, promotion.label))
+        import_image(self._connection, promotion, progress, lambda: self.digest(promotion.spec.name, promotion.label))
 
     def _tags(self, repository: str) -> list[Any]:
         from azure.core.exceptions import ResourceNotFoundError

@@ -12,16 +12,16 @@ a long-running operation: 202 + ``Location``, then polled) with ``ImportImagePar
 
 ACR copies the manifest and its blobs; the manifest digest is the same in both registries. An import whose
 answer was lost is looked up (the target tag exists) before it is sent again: a repeat with ``NoForce`` would
-fail on the tag the first one created.
+fail on the tag the first one created; a tag found with another digest is an error, never overwritten.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from reconciler.errors import PermanentProviderError
 from reconciler.model.plan import DesiredPromotion
-from reconciler.model.state import ImageVersion
 from reconciler.providers.azure.auth import registry_client
 from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.base import Progress
@@ -33,9 +33,9 @@ IMPORT_MODE = "NoForce"
 
 
 def import_image(connection: WorkspaceConnection, promotion: DesiredPromotion, progress: Progress,
-                 imported: Any) -> None:
+                 imported: Callable[[], str | None]) -> None:
     """Copy ``promotion.source`` into the workspace registry of ``connection`` as ``<name>:<label>``.
-    ``imported()`` returns the target tag as it is now (an ``ImageVersion``) or None."""
+    ``imported()`` returns the digest the target tag has now, or None."""
     from azure.mgmt.containerregistry.models import ImportImageParameters, ImportSource
 
     source = promotion.source
@@ -53,16 +53,30 @@ def import_image(connection: WorkspaceConnection, promotion: DesiredPromotion, p
         target_tags=[f"{name}:{label}"], mode=IMPORT_MODE)
     progress.step(f"promoting image {name}:{label} from environment {source.environment} ({source.digest})")
     client = registry_client(connection.credential, target.group("sub"), connection.retrier.stats)
+    attempts = 0
 
-    def start() -> ImageVersion:
+    def done() -> bool | None:
+        """True when the target tag has the source's digest (an import whose answer was lost), else None."""
+        digest = imported()
+        if digest is None:
+            return None
+        if digest != source.digest:
+            raise PermanentProviderError(f"the registry has {name}:{label} already, with another digest ({digest}); "
+                                         "images are immutable: delete that tag to promote "
+                                         f"{source.digest}", resource=what)
+        return True
+
+    def start() -> bool:
+        # Every attempt after the first looks first: a lost answer is not always told from an unsent request
+        # (behind a proxy both end as a dropped connection), and a repeat onto the tag fails with NoForce.
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1 and done():
+            return True
         client.registries.begin_import_image(target.group("rg"), target.group("name"), parameters).result()
-        return ImageVersion(name, label, promotion.fingerprint, promotion.reference, None, "")
-
-    def found() -> ImageVersion | None:
-        version: ImageVersion | None = imported()
-        return version
+        return True
 
     try:
-        connection.retrier.call(start, what=what, write=True, recover=found)
+        connection.retrier.call(start, what=what, write=True, repeatable=True, recover=done)
     finally:
         client.close()
