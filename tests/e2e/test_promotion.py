@@ -169,3 +169,31 @@ def test_an_import_whose_answer_was_lost_is_not_sent_again(pair: Pair) -> None:
     assert len(pair.emulator.calls("POST", path_contains="/importImage")) == 1
     assert pair.digest("prod", label) == pair.digest("dev", label) is not None
     assert pair.prod.run("plan", pair.prod.env, "--detailed-exitcode").code == 0
+
+
+def test_local_source_layout_gone_or_damaged_stops_the_apply(pair: Pair) -> None:
+    """Dev's record says it built the label, but its OCI layout is damaged or gone: the promotion stops with
+    what to do, and prod holds no image (nothing half-copied)."""
+    if pair.emulator is not None:
+        pytest.skip("the local backend's files")
+    pair.dev.apply()
+    label = str(_image_change(pair.prod.plan_json())["target"]).split(":")[1]
+    built = pair.digest("dev", label)
+    assert built is not None
+    blobs = pair.dev.root / ".reconciler" / "dev" / "images" / "iris-scorer" / label / "oci" / "blobs" / "sha256"
+    layer = max(blobs.iterdir(), key=lambda path: path.stat().st_size)
+    original = layer.read_bytes()
+    layer.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    damaged = pair.prod.run("apply", pair.prod.env, "--auto-approve")
+    assert damaged.code == 1 and "Traceback" not in damaged.err
+    assert f"blob sha256:{layer.name} of the source image does not match its digest" in damaged.err
+    assert pair.digest("prod", label) is None
+    layer.write_bytes(original)
+    (blobs / built.removeprefix("sha256:")).unlink()
+    gone = pair.prod.run("apply", pair.prod.env, "--auto-approve")
+    assert gone.code == 1
+    assert f"environment 'dev' no longer has localhost/iris-scorer:{label} ({built}): run `reconciler plan` " \
+           "again" in gone.err
+    assert pair.digest("prod", label) is None
+    images = pair.prod.root / ".reconciler" / "local" / "images"
+    assert not images.exists() or list((images / "iris-scorer").iterdir()) == []

@@ -238,9 +238,13 @@ def copy_image(source_oci: Path, directory: Path, digest: str, reference: str, p
         done += count
         progress.advance(done, total)
 
-    for blob in blobs:
-        name = blob.removeprefix("sha256:")
-        _copy_blob(source_blobs / name, blobs_dir / name, blob, on_bytes)
+    try:
+        for blob in blobs:
+            name = blob.removeprefix("sha256:")
+            _copy_blob(source_blobs / name, blobs_dir / name, blob, on_bytes)
+    except (OSError, ValueError):
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     write_index(building / "oci", reference, digest, manifest_file.stat().st_size)
     shutil.rmtree(directory, ignore_errors=True)
     building.rename(directory)
