@@ -11,9 +11,7 @@ job's ``reconciler validate`` then says why).
 
 Rules: a changed file under ``environments/<name>/`` affects that environment; a changed
 file under ``models/`` or ``schemas/`` affects every environment (specs use models by
-path, and the schemas decide what is valid); an environment whose Image specs promote from
-an affected environment (``spec.promoteFrom.environment``, a sibling folder) is affected too,
-since its plan copies what that one builds. A folder without ``environment.yaml`` is not
+path, and the schemas decide what is valid). A folder without ``environment.yaml`` is not
 an environment, so a deleted environment is not planned. Standard library and PyYAML only.
 """
 
@@ -40,22 +38,6 @@ def all_environments(root: Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / "environment.yaml").is_file())
 
 
-def promotes_from(root: Path, name: str) -> set[str]:
-    """The environments the Image specs of ``name`` promote from (``spec.promoteFrom.environment``)."""
-    sources: set[str] = set()
-    for path in sorted((root / ENVIRONMENTS / name).rglob("*.y*ml")):
-        try:
-            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # the job's `reconciler validate` says what is wrong with it
-        for document in documents:
-            spec = document.get("spec") if isinstance(document, dict) and document.get("kind") == "Image" else None
-            source = spec.get("promoteFrom") if isinstance(spec, dict) else None
-            if isinstance(source, dict) and isinstance(source.get("environment"), str):
-                sources.add(source["environment"])
-    return sources
-
-
 def affected(changed: list[str], root: Path) -> list[str]:
     """The environments ``changed`` (repository-relative paths) affects."""
     existing = set(all_environments(root))
@@ -66,9 +48,6 @@ def affected(changed: list[str], root: Path) -> list[str]:
         parts = path.split("/")
         if len(parts) >= 3 and parts[0] == ENVIRONMENTS and parts[1] in existing:
             names.add(parts[1])
-    sources = {name: promotes_from(root, name) for name in existing}
-    while promoting := {name for name in existing - names if sources[name] & names}:
-        names |= promoting  # prod from staging from dev: a change in dev reaches both
     return sorted(names)
 
 

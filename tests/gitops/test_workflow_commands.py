@@ -633,26 +633,6 @@ def test_the_environments_a_change_affects(tmp_path: Path) -> None:
     assert environments(tmp_path, "--all", "--exclude-provider", "local") == [prod]
 
 
-def test_an_environment_that_promotes_from_a_changed_one_is_affected(tmp_path: Path) -> None:
-    """prod promotes iris-scorer from staging, staging from dev: a change in dev plans all three (prod's plan
-    copies what dev builds); a change in prod plans prod only."""
-    for name, source in (("dev", None), ("staging", "dev"), ("prod", "staging")):
-        folder = tmp_path / "environments" / name
-        folder.mkdir(parents=True)
-        (folder / "environment.yaml").write_text(f"kind: Environment\nmetadata: {{name: {name}}}\n"
-                                                 "spec: {provider: local}\n")
-        if source:
-            promote = f"{{environment: {source}, image: iris-scorer}}"
-            (folder / "images.yaml").write_text(f"kind: Image\nmetadata: {{name: iris-scorer}}\n"
-                                                f"spec: {{promoteFrom: {promote}}}\n")
-    (tmp_path / "environments" / "dev" / "broken.yaml").write_text("kind: [\n")  # validate reports it, not this
-    names = [row["name"] for row in environments(tmp_path, changed="environments/dev/images.yaml\n")]
-    assert names == ["dev", "prod", "staging"]
-    assert [row["name"] for row in environments(tmp_path, changed="environments/staging/x.yaml\n")] == [
-        "prod", "staging"]
-    assert [row["name"] for row in environments(tmp_path, changed="environments/prod/images.yaml\n")] == ["prod"]
-
-
 # --- the workflows' security properties -----------------------------------------------------
 
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
