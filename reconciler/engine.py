@@ -351,6 +351,12 @@ class Engine:
         return replace(plan, behaviour=found) if found is not None else plan
 
     def _image_spec(self, name: str) -> ImageSpec:
+        promoted = self.desired.promotions.get(name)
+        if promoted is not None:
+            source = f"{promoted.source_directory.parent.name}/{promoted.source_directory.name}"
+            raise ReconcilerError(f"image {name!r} is promoted from environment {promoted.source_environment!r}, "
+                                  f"not built here: its samples run there (reconciler test {source} --image "
+                                  f"{promoted.source_image})")
         if name not in self.desired.images:
             known = ", ".join(sorted(self.desired.images)) or "none"
             raise ReconcilerError(f"no Image named {name!r} in {self.environment_dir} (defined: {known})")

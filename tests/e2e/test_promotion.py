@@ -118,6 +118,9 @@ def test_dev_builds_prod_promotes_the_same_digest_then_plans_no_changes(pair: Pa
     assert "image/iris-scorer: spec.promoteFrom: environment 'dev' has not built iris-scorer:" in refused.err
     assert "apply environments/dev first, then plan again; nothing was applied" in refused.err
     assert pair.prod.run("apply", pair.prod.env, "--auto-approve").code == 1
+    tested = pair.prod.run("test", pair.prod.env, "--image", "iris-scorer")
+    assert tested.code == 1 and "image 'iris-scorer' is promoted from environment 'dev', not built here: its " \
+        "samples run there (reconciler test environments/dev --image iris-scorer)" in tested.err
 
     pair.dev.apply()
     plan = pair.prod.plan_json()
