@@ -31,7 +31,7 @@ from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.lineage import Lineage
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
-from reconciler.model.state import LiveDeployment, Snapshot
+from reconciler.model.state import LiveDeployment, PromotionSource, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
     Check,
@@ -43,6 +43,7 @@ from reconciler.providers.base import (
     Metered,
     ModelUris,
     Progress,
+    PromotionSources,
     Provider,
     ProviderFactory,
     SilentProgress,
@@ -187,7 +188,8 @@ class Engine:
             snapshot = self.snapshot()
         fingerprints = self.fingerprints(snapshot)
         snapshot = snapshot or self.snapshot()
-        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock())
+        plan = planner.plan(self.desired, fingerprints, snapshot, prune=prune, now=self.clock(),
+                            sources=self.promotion_sources())
         if read_uris:
             self._check_model_uris(plan)
         plan = self._with_device_counts(plan, snapshot) if count_devices else plan
@@ -207,6 +209,28 @@ class Engine:
         read = {name: (source, provider.model_uri_digest(source, self.progress)) for name, source in to_read}
         if mismatches := model_sources.uri_mismatches(read):
             raise SpecError(mismatches)
+
+    def promotion_sources(self) -> dict[str, PromotionSource]:
+        """What each promoted image's source environment holds for the label its specs give: one read of
+        that environment's backend (its own provider, opened and closed here) per image."""
+        if not self.desired.promotions:
+            return {}
+        labels = {name: planner.image_label(self.fingerprints().images[name]) for name in self.desired.promotions}
+        found: dict[str, PromotionSource] = {}
+        by_source: dict[Path, list[str]] = {}
+        for name, spec in sorted(self.desired.promotions.items()):
+            by_source.setdefault(spec.source_directory, []).append(name)
+        for names in by_source.values():
+            source = self.desired.promotions[names[0]].source.environment
+            provider = self._provider_factory(source)
+            try:
+                if not isinstance(provider, PromotionSources):
+                    raise ReconcilerError(f"the {source.provider!r} provider cannot promote images")
+                for name in names:
+                    found[name] = provider.promotable_image(self.desired.promotions[name].source_image, labels[name])
+            finally:
+                provider.close()
+        return found
 
     def _with_device_counts(self, plan: Plan, snapshot: Snapshot) -> Plan:
         """Say how many devices each deployment change reaches, each ring of a rollout in flight (a ring
@@ -360,6 +384,12 @@ class Engine:
         return replace(plan, behaviour=found) if found is not None else plan
 
     def _image_spec(self, name: str) -> ImageSpec:
+        promoted = self.desired.promotions.get(name)
+        if promoted is not None:
+            source = f"{promoted.source_directory.parent.name}/{promoted.source_directory.name}"
+            raise ReconcilerError(f"image {name!r} is promoted from environment {promoted.source_environment!r}, "
+                                  f"not built here: its samples run there (reconciler test {source} --image "
+                                  f"{promoted.source_image})")
         if name not in self.desired.images:
             known = ", ".join(sorted(self.desired.images)) or "none"
             raise ReconcilerError(f"no Image named {name!r} in {self.environment_dir} (defined: {known})")

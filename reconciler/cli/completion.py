@@ -37,5 +37,5 @@ def spec_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[s
         desired = load_environment(Path(parsed_args.environment))
     except (ReconcilerError, OSError):
         return []
-    names = desired.models if parsed_args.kind == "model" else desired.images
+    names = desired.models if parsed_args.kind == "model" else desired.image_names
     return sorted(name for name in names if name.startswith(prefix))

@@ -26,6 +26,11 @@ A plan with staged rollouts adds ``"rollout"`` to ``summary`` (the number of rol
 action is ``rollout``, and a ``"rollouts"`` list (where each rollout stands, its gates and the
 devices per ring). Plans without rollouts are unchanged.
 
+A change that promotes an image from another environment (``spec.promoteFrom``) has a
+``"promotion"`` object: ``environment`` and ``image`` (where it comes from), ``reference`` (its
+reference there) and ``digest``, the manifest digest this environment will run: the bytes tested
+there. Other changes have no such key.
+
 There are no timestamps, and every list is sorted, so the same inputs give the same bytes.
 Secrets never appear: deployment content carries password placeholders only.
 """
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.behaviour import report_to_dict
-from reconciler.model.plan import Action, Change, Plan, RolloutStatus
+from reconciler.model.plan import Action, Change, DesiredPromotion, Plan, RolloutStatus
 
 FORMAT_VERSION = 1
 
@@ -64,7 +69,14 @@ def change_to_dict(change: Change) -> dict[str, Any]:
                         "stable": change.step.stable.id if change.step.stable else None,
                         "failed_gate": change.step.failed_gate}}
            if change.step is not None else {}),
+        **({"promotion": promotion_to_dict(change.desired)} if isinstance(change.desired, DesiredPromotion) else {}),
     }
+
+
+def promotion_to_dict(promotion: DesiredPromotion) -> dict[str, Any]:
+    source = promotion.source
+    return {"environment": source.environment, "image": source.image, "reference": source.reference,
+            "digest": source.digest}
 
 
 def rollout_to_dict(status: RolloutStatus) -> dict[str, Any]:

@@ -5,7 +5,9 @@ Semantics mirror Azure, so a plan means the same on every backend:
 * Models are versioned. New content registers a new version (the old one stays);
   description, tags and properties change in place on the current version.
 * Images are immutable. Their label is derived from their fingerprint; new inputs build a
-  new version. Old versions stay (devices may still run them).
+  new version. Old versions stay (devices may still run them). A promoted image
+  (``spec.promoteFrom``) is never built: the version its source environment built with the
+  same fingerprint is copied by digest, and the plan is refused while there is none.
 * Deployment content is immutable (IoT Hub). Target condition, priority, labels and
   metrics change in place; new content is a replace under a new id (name + content hash),
   created before the old deployment is deleted.
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from reconciler.core import adoption, manifest, rollout
 from reconciler.core.diff import describe, field_changes
+from reconciler.errors import SpecError
 from reconciler.hub.conditions import device_ids_condition
 from reconciler.hub.manifest import canonical_json, module_images
 from reconciler.model.diagnostics import Diagnostic
@@ -34,12 +37,13 @@ from reconciler.model.plan import (
     DesiredDeployment,
     DesiredImage,
     DesiredModel,
+    DesiredPromotion,
     FieldChange,
     Plan,
     RolloutStatus,
 )
-from reconciler.model.specs import DeploymentSpec, DesiredState, Fingerprints, Kind, ResourceKey
-from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, Snapshot
+from reconciler.model.specs import DeploymentSpec, DesiredState, Fingerprints, Kind, PromotedImageSpec, ResourceKey
+from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, PromotionSource, Snapshot
 
 IMAGE_LABEL_LENGTH = 12
 
@@ -66,13 +70,28 @@ def desired_images(desired: DesiredState, fingerprints: Fingerprints, registry: 
     return images
 
 
+def desired_promotions(desired: DesiredState, fingerprints: Fingerprints, registry: str,
+                       sources: Mapping[str, PromotionSource]) -> dict[str, DesiredPromotion]:
+    """The promoted images, each with what its source environment holds for its label (a source
+    that has not built it is recorded with ``digest`` None: ``_plan_promotions`` refuses it)."""
+    promotions = {}
+    for name, spec in sorted(desired.promotions.items()):
+        fingerprint = fingerprints.images[name]
+        label = image_label(fingerprint)
+        source = sources.get(name) or PromotionSource(spec.source.environment.name, spec.source_image, label, None,
+                                                       f"{spec.source_image}:{label}")
+        promotions[name] = DesiredPromotion(spec=spec, fingerprint=fingerprint, label=label,
+                                            reference=f"{registry}/{name}:{label}", source=source)
+    return promotions
+
+
 def target_condition(spec: DeploymentSpec) -> str:
     """The deployment's condition as the hub stores it (device ids become an OR chain)."""
     return spec.target_condition or device_ids_condition(spec.device_ids)
 
 
 def desired_deployments(
-    desired: DesiredState, images: dict[str, DesiredImage], snapshot: Snapshot
+    desired: DesiredState, images: Mapping[str, DesiredImage | DesiredPromotion], snapshot: Snapshot
 ) -> tuple[dict[str, DesiredDeployment], list[Diagnostic]]:
     references = {name: image.reference for name, image in images.items()}
     deployments, warnings = {}, []
@@ -102,12 +121,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, *, prune: bool = False,
-         now: datetime | None = None) -> Plan:
-    """``now`` is the time rollouts are judged at (soak times); without it, no ring has soaked."""
+         now: datetime | None = None, sources: Mapping[str, PromotionSource] | None = None) -> Plan:
+    """``now`` is the time rollouts are judged at (soak times); without it, no ring has soaked.
+    ``sources``: for each promoted image, what its source environment holds (read by the engine)."""
     environment = desired.environment.name
     models = desired_models(desired, fingerprints)
     images = desired_images(desired, fingerprints, snapshot.image_registry)
-    deployments, warnings = desired_deployments(desired, images, snapshot)
+    promotions = desired_promotions(desired, fingerprints, snapshot.image_registry, sources or {})
+    deployments, warnings = desired_deployments(desired, {**images, **promotions}, snapshot)
 
     changes: list[Change] = []
     unchanged: list[ResourceKey] = []
@@ -125,7 +146,9 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
     model_changes = list(_plan_models(models, _owned(snapshot.models, environment)))
     collect(model_changes)
     new_model_versions = {c.key.name for c in model_changes if isinstance(c, Change) and c.action is not Action.DELETE}
-    collect(_plan_images(images, _owned(snapshot.images, environment), new_model_versions))
+    owned_images = _owned(snapshot.images, environment)
+    collect(_plan_images(images, owned_images, new_model_versions, set(promotions)))
+    collect(_plan_promotions(promotions, owned_images))
     rollouts: list[RolloutStatus] = []
     adopted = adoption.candidates(deployments, snapshot)  # unmanaged deployments a spec takes over (spec.adopt)
     owned = adoption.with_adopted(_owned(snapshot.deployments, environment), adopted)
@@ -150,7 +173,7 @@ def plan(desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, 
         orphans=() if prune else tuple(sorted({c.key for c in orphans}, key=str)),
         unmanaged=tuple(unmanaged),
         state_fingerprint=snapshot.fingerprint(),
-        desired_fingerprint=desired_fingerprint(models, images, deployments),
+        desired_fingerprint=desired_fingerprint(models, images, deployments, promotions),
         prune=prune,
         warnings=tuple(warnings),
         rollouts=tuple(rollouts),
@@ -218,7 +241,7 @@ def _plan_models(models: dict[str, DesiredModel],
 
 
 def _plan_images(images: dict[str, DesiredImage], owned: dict[str, list[ImageVersion]],
-                 changed_models: set[str]) -> Iterable[Change | ResourceKey | Orphan]:
+                 changed_models: set[str], promoted: set[str]) -> Iterable[Change | ResourceKey | Orphan]:
     for name, image in images.items():
         key = ResourceKey(Kind.IMAGE, name)
         versions = sorted(owned.get(name, []), key=lambda v: (v.created, v.label))
@@ -236,9 +259,47 @@ def _plan_images(images: dict[str, DesiredImage], owned: dict[str, list[ImageVer
                else "entry script, conda file or source directory changed")
         yield Change(key, Action.NEW_VERSION, f"{why}: builds {name}:{image.label}",
                      (FieldChange("label", current.label, image.label),), desired=image, actual=current)
-    for name in sorted(set(owned) - set(images)):
+    for name in sorted(set(owned) - set(images) - promoted):
         for version in sorted(owned[name], key=lambda v: v.label):
             yield Orphan(Change(ResourceKey(Kind.IMAGE, name), Action.DELETE, ORPHAN_REASON, actual=version))
+
+
+def _plan_promotions(promotions: dict[str, DesiredPromotion],
+                     owned: dict[str, list[ImageVersion]]) -> Iterable[Change | ResourceKey]:
+    """A promoted image whose label is here already is unchanged (it was copied, or built, with these
+    inputs); otherwise its source environment's build of that label is copied, refused while there is
+    none: a promotion never builds."""
+    refused = []
+    for name, promotion in promotions.items():
+        key = ResourceKey(Kind.IMAGE, name)
+        versions = sorted(owned.get(name, []), key=lambda v: (v.created, v.label))
+        if any(v.label == promotion.label for v in versions):
+            yield key
+            continue
+        source, spec = promotion.source, promotion.spec
+        if source.digest is None or source.label != promotion.label:
+            refused.append(Diagnostic(spec.location, f"image/{name}", "spec.promoteFrom", (
+                f"environment {source.environment!r} has not built {source.image}:{promotion.label} (the version "
+                f"its specs give now), so there is nothing to promote: apply {display_folder(spec)} first, then "
+                "plan again; nothing was applied")))
+            continue
+        after = {"label": promotion.label, "digest": source.digest, "from": source.reference}
+        why = f"promoted from environment {source.environment}: copies {source.reference} ({source.digest}), no build"
+        if not versions:
+            yield Change(key, Action.CREATE, f"new image, {why}", field_changes({}, after), desired=promotion)
+            continue
+        current = versions[-1]
+        yield Change(key, Action.NEW_VERSION, why,
+                     (FieldChange("digest", None, source.digest), FieldChange("from", None, source.reference),
+                      FieldChange("label", current.label, promotion.label)),
+                     desired=promotion, actual=current)
+    if refused:
+        raise SpecError(refused)
+
+
+def display_folder(spec: PromotedImageSpec) -> str:
+    """``environments/dev`` for a promotion from ``dev`` beside ``environments/prod``: where to apply."""
+    return f"{spec.source_directory.parent.name}/{spec.source_directory.name}"
 
 
 def _mutable(target_condition: str, priority: int, labels: dict[str, str], metrics: dict[str, str]) -> dict[str, Any]:
@@ -303,13 +364,17 @@ def _foreign_model_warnings(models: dict[str, DesiredModel], versions: Iterable[
 
 
 def desired_fingerprint(models: dict[str, DesiredModel], images: dict[str, DesiredImage],
-                        deployments: dict[str, DesiredDeployment]) -> str:
-    """A digest of what the specs ask for (including file contents, via fingerprints)."""
+                        deployments: dict[str, DesiredDeployment],
+                        promotions: Mapping[str, DesiredPromotion] | None = None) -> str:
+    """A digest of what the specs ask for (including file contents, via fingerprints), and the digests
+    of the promoted images: a saved plan is refused once the source environment built again."""
     summary = {
         "models": {n: [m.fingerprint, m.spec.description, m.spec.tags, m.spec.properties] for n, m in models.items()},
         "images": {n: i.fingerprint for n, i in images.items()},
         "deployments": {n: [d.id, d.target_condition, d.spec.priority, d.spec.labels, d.metrics,
                             *([repr(d.spec.rollout)] if d.spec.rollout else [])]
                         for n, d in deployments.items()},
+        **({"promotions": {n: [p.fingerprint, p.source.digest] for n, p in promotions.items()}}
+           if promotions else {}),
     }
     return hashlib.sha256(canonical_json(summary).encode()).hexdigest()

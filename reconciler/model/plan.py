@@ -12,8 +12,8 @@ from enum import Enum
 
 from reconciler.model.behaviour import BehaviourReport
 from reconciler.model.diagnostics import Diagnostic
-from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, ResourceKey
-from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
+from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, PromotedImageSpec, ResourceKey
+from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, PromotionSource
 
 
 class Action(str, Enum):
@@ -67,6 +67,18 @@ class DesiredImage:
     # model name -> (registered name, version) for the models whose source is a registered version: that exact
     # version is packaged (the others: the newest version this environment owns with the fingerprint)
     registered_models: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DesiredPromotion:
+    """An image copied from another environment's registry, digest for digest, instead of built
+    (``spec.promoteFrom``): it gets the source's label, so its reference differs only by registry."""
+
+    spec: PromotedImageSpec
+    fingerprint: str  # the source image's: the same inputs
+    label: str
+    reference: str  # "<this registry>/<name>:<label>"
+    source: PromotionSource  # with the digest this environment will run
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,7 @@ class RolloutStatus:
         return max(0, self.soak_seconds - self.elapsed_seconds)
 
 
-Desired = DesiredModel | DesiredImage | DesiredDeployment
+Desired = DesiredModel | DesiredImage | DesiredPromotion | DesiredDeployment
 Actual = ModelVersion | ImageVersion | LiveDeployment
 
 
@@ -179,7 +191,7 @@ class Change:
             return self.desired.id
         if isinstance(self.actual, LiveDeployment):
             return self.actual.id
-        if isinstance(self.desired, DesiredImage):
+        if isinstance(self.desired, (DesiredImage, DesiredPromotion)):
             return f"{self.key.name}:{self.desired.label}"
         if isinstance(self.actual, ImageVersion):
             return f"{self.actual.name}:{self.actual.label}"

@@ -138,6 +138,28 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class PromotedImageSpec:
+    """An image this environment does not build: the image ``source_image`` of the environment in
+    ``source_directory`` (``spec.promoteFrom``), copied into this environment's registry by digest.
+
+    ``source`` is that environment's desired state, loaded with this one (its specs say which
+    fingerprint, hence which label, is promoted); the digest comes from its backend at plan time."""
+
+    name: str
+    source_environment: str  # the folder name, as written in promoteFrom.environment
+    source_image: str
+    source_directory: Path
+    source: DesiredState
+    description: str
+    tags: dict[str, str]
+    location: SourceLocation
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(Kind.IMAGE, self.name)
+
+
+@dataclass(frozen=True)
 class ModuleSpec:
     """One custom module of an edge deployment."""
 
@@ -259,6 +281,12 @@ class DesiredState:
     models: dict[str, ModelSpec]
     images: dict[str, ImageSpec]
     deployments: dict[str, DeploymentSpec]
+    promotions: dict[str, PromotedImageSpec] = field(default_factory=dict)  # images copied from another environment
+
+    @property
+    def image_names(self) -> set[str]:
+        """Every Image spec's name: built here or promoted."""
+        return set(self.images) | set(self.promotions)
 
 
 @dataclass(frozen=True)

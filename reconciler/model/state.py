@@ -54,6 +54,23 @@ class ImageVersion:
 
 
 @dataclass(frozen=True)
+class PromotionSource:
+    """The image a promotion copies (``spec.promoteFrom``), as the source environment's backend holds it.
+
+    Read by the engine from the source environment for the label that environment's specs give; the
+    planner promotes only a build that exists there (``digest`` set). ``locator`` is where the target
+    backend copies it from (provider-specific: an ACR resource id, a local state folder); it is never
+    shown, and is not part of what a plan compares."""
+
+    environment: str  # the source environment's name (metadata.name)
+    image: str  # its Image spec name (the repository there)
+    label: str
+    digest: str | None  # the manifest digest ("sha256:..."); None: that environment has not built this label
+    reference: str  # "<its registry>/<image>:<label>"
+    locator: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
 class DeploymentHealth:
     """Rollout figures of a deployment, as IoT Hub's system metrics report them."""
 

@@ -12,6 +12,7 @@ Every rule of *how* a change is carried out lives here, once:
   before they are registered or built;
 * **packaged models**: an image packages the newest owned version with the fingerprint its
   label stands for, or exactly the registered version a Model spec names (``source.registered``);
+* **promotions**: a promoted image is copied by digest from its source environment, never built;
 * **registry passwords**: each registry the content names has its placeholder, the password is
   fetched now and filled in, the credential version must still be the one the plan rendered,
   and no placeholder may be left; credentials no deployment embeds any more are released.
@@ -33,7 +34,15 @@ from reconciler.errors import PermanentProviderError
 from reconciler.hub import manifest
 from reconciler.hub.conditions import Condition, ConditionError, parse
 from reconciler.model import ownership
-from reconciler.model.plan import Action, Change, DesiredDeployment, DesiredImage, DesiredModel, StepKind
+from reconciler.model.plan import (
+    Action,
+    Change,
+    DesiredDeployment,
+    DesiredImage,
+    DesiredModel,
+    DesiredPromotion,
+    StepKind,
+)
 from reconciler.model.specs import EnvironmentSpec, Kind
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, RolloutMark
 from reconciler.providers.base import Adapters, Progress
@@ -166,10 +175,27 @@ class Executor:
             if current is not None:  # gone already: the plan's intent holds
                 self._refuse_foreign(current.owner, f"image/{current.name}:{current.label}")
                 self.images.delete(current)
+        elif change.action in (Action.CREATE, Action.NEW_VERSION) and isinstance(change.desired, DesiredPromotion):
+            self._promote(change.desired)
         elif change.action in (Action.CREATE, Action.NEW_VERSION):
             self._build(_expect(change.desired, DesiredImage, change))
         else:
             raise PermanentProviderError("images are immutable: only new versions are built", resource=str(change.key))
+
+    def _promote(self, promotion: DesiredPromotion) -> None:
+        spec, what = promotion.spec, f"image/{promotion.spec.name}:{promotion.label}"
+        existing = self.images.get(spec.name, promotion.label)
+        if existing is not None:
+            if existing.owner == self.name:
+                return  # copied already (an import whose answer was lost, or an interrupted apply)
+            whose = f"environment {existing.owner!r}" if existing.owner else "no environment (unmanaged)"
+            raise PermanentProviderError(f"this image exists already, owned by {whose}; images are immutable: "
+                                         "rename the Image spec", resource=what)
+        if promotion.source.digest is None:
+            raise PermanentProviderError(f"environment {promotion.source.environment!r} has not built it: nothing to "
+                                         "promote; run `reconciler plan` again", resource=what)
+        tags = {**spec.tags, **ownership.ownership_tags(self.name, spec.name, promotion.fingerprint)}
+        self.images.promote(promotion, tags, self.progress)
 
     def _build(self, image: DesiredImage) -> None:
         spec, what = image.spec, f"image/{image.spec.name}:{image.label}"

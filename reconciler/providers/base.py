@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from reconciler.model.plan import DesiredImage
+from reconciler.model.plan import DesiredImage, DesiredPromotion
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, ModelSpec, UriSource
 from reconciler.model.state import (
     DeviceModules,
     ImageVersion,
     LiveDeployment,
     ModelVersion,
+    PromotionSource,
     SimulatedDevice,
     Snapshot,
 )
@@ -113,6 +114,11 @@ class ImageStore(Protocol):
 
     def delete(self, version: ImageVersion) -> None:
         """Remove the image. Gone already: nothing to do."""
+
+    def promote(self, promotion: DesiredPromotion, tags: dict[str, str], progress: Progress) -> None:
+        """Copy the source environment's image (``promotion.source``: its locator and digest) into this
+        registry under ``promotion.label``, byte for byte: the same manifest digest, never a build. A source
+        that no longer has that digest is a ``PermanentProviderError`` (run the plan again)."""
 
 
 class DeploymentStore(Protocol):
@@ -271,6 +277,15 @@ class DeviceListing(Protocol):
 
     def device_ids(self, target_condition: str) -> list[str]:
         """The ids of the IoT Edge devices ``target_condition`` selects now, sorted: one query (plus paging)."""
+
+
+@runtime_checkable
+class PromotionSources(Protocol):
+    """A provider whose built images other environments of the same provider can promote (``promoteFrom``)."""
+
+    def promotable_image(self, name: str, label: str) -> PromotionSource:
+        """Image ``name:label`` as this environment holds it: its digest (None when it has not built that
+        label) and where another environment's backend copies it from. One read."""
 
 
 @runtime_checkable

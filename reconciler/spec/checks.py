@@ -52,7 +52,8 @@ def check_all(
         found += _model(item, boundary, provider)
     file_checks = FileChecks()
     for item in images:
-        found += _image(item, model_names, boundary, file_checks)
+        if isinstance(item.spec, ImageSpec):  # else promoted: spec.promotion checks it with its source
+            found += _image(item, model_names, boundary, file_checks)
     for item in deployments:
         found += _deployment(item, image_names, registry_names)
     found += _rollout_priorities(deployments)

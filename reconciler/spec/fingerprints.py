@@ -6,7 +6,9 @@ A model from a URI (``spec.source.uri``) is one file whose digest the spec pins:
 that of a folder holding that file alone, computed without reading it (``uri_fingerprint``), so the
 same bytes under the same name give the same fingerprint wherever they come from. A registered
 version (``spec.source.registered``) has the fingerprint the backend reports for it
-(``core.model_sources``): its files are not in the repository.
+(``core.model_sources``): its files are not in the repository. A promoted image
+(``spec.promoteFrom``) has the fingerprint of the image it is copied from, computed from its
+environment's specs: the same inputs, the same label, in both environments.
 Hashing a multi-gigabyte model on every plan would be slow, so file digests are cached by
 (path, size, mtime): an unchanged file is never read again. The cache is a plain value the
 engine loads from and saves to the environment's state folder.
@@ -21,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, ModelSpec
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, ModelSpec, PromotedImageSpec
 
 CHUNK = 1024 * 1024
 
@@ -135,13 +137,21 @@ def compute_fingerprints(
                 raise ValueError(f"model {name}: the fingerprint of registered version {spec.registered} is needed")
             fingerprint = registered[name]
         models[name] = fingerprint
-    images = {name: image_fingerprint(spec, models, cache) for name, spec in sorted(desired.images.items())}
-    return Fingerprints(models=models, images=images)
+    images = {name: image_fingerprint(spec, models, cache) for name, spec in desired.images.items()}
+    images.update({name: promoted_fingerprint(spec, cache, on_bytes) for name, spec in desired.promotions.items()})
+    return Fingerprints(models=models, images=dict(sorted(images.items())))
+
+
+def promoted_fingerprint(spec: PromotedImageSpec, cache: HashCache,
+                         on_bytes: Callable[[int], None] | None = None) -> str:
+    """The fingerprint of the image ``spec`` is copied from, from its environment's specs (which may
+    promote it in turn: the loader has refused cycles)."""
+    return compute_fingerprints(spec.source, cache, on_bytes).images[spec.source_image]
 
 
 def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
     """How many bytes ``compute_fingerprints`` will read (for a progress bar)."""
-    total = 0
+    total = sum(bytes_to_hash(spec.source, cache) for spec in desired.promotions.values())
     for spec in desired.models.values():
         if spec.path is None:
             continue

@@ -38,15 +38,17 @@ from reconciler.model.specs import (
     ModelSource,
     ModelSpec,
     ModuleSpec,
+    PromotedImageSpec,
     RegisteredSource,
     RegistrySpec,
     RingSpec,
     RolloutSpec,
     UriSource,
 )
-from reconciler.spec import checks
+from reconciler.spec import checks, promotion
 from reconciler.spec.cache import SpecCache, digest
 from reconciler.spec.paths import display_path, find_repository_root
+from reconciler.spec.promotion import PromotionRequest
 from reconciler.spec.schemas import dotted, subject_of, validate_document
 from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic, read_text
 
@@ -66,8 +68,11 @@ def spec_files(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.name != ENVIRONMENT_FILE, str(p.relative_to(directory))))
 
 
-def load_environment(directory: Path) -> DesiredState:
-    """Load and validate an environment folder. Raises ``SpecError`` with every problem."""
+def load_environment(directory: Path, *, promoting: tuple[Path, ...] = ()) -> DesiredState:
+    """Load and validate an environment folder. Raises ``SpecError`` with every problem.
+
+    The environments its images are promoted from (``spec.promoteFrom``) are loaded with it;
+    ``promoting`` holds the folders whose loading asked for this one, to refuse a cycle."""
     directory = Path(directory)
     display = display_path(directory)
     if not directory.is_dir():
@@ -117,21 +122,28 @@ def load_environment(directory: Path) -> DesiredState:
 
     environment = _environment(environment_docs[0], directory, root) if len(environment_docs) == 1 else None
     models = [Located(_model(d), d) for d in valid if d.data["kind"] == "Model"]
-    images = [Located(_image(d), d) for d in valid if d.data["kind"] == "Image"]
+    images = [Located(_image(d, directory), d) for d in valid if d.data["kind"] == "Image"]
     deployments = [Located(_deployment(d), d) for d in valid if d.data["kind"] == "Deployment"]
 
     # Names of documents that failed the schema still exist: references to them are not errors.
     checked = {id(d) for d in valid}
     declared = {subject_of(d.data) for d in documents if id(d) not in checked}
     diagnostics.extend(checks.check_all(environment, models, images, deployments, root, declared))
+    promoted = [item for item in images if isinstance(item.spec, PromotionRequest)]
+    resolved: dict[str, PromotedImageSpec] = {}
+    if promoted and environment is not None:
+        found, problems = promotion.resolve(environment, promoted, (*promoting, directory.resolve()))
+        resolved.update(found)
+        diagnostics.extend(problems)
     if diagnostics:
         raise SpecError(sorted(set(diagnostics)))
     assert environment is not None
     return DesiredState(
         environment=environment,
         models={item.spec.name: item.spec for item in models},
-        images={item.spec.name: item.spec for item in images},
+        images={item.spec.name: item.spec for item in images if isinstance(item.spec, ImageSpec)},
         deployments={item.spec.name: item.spec for item in deployments},
+        promotions=resolved,
     )
 
 
@@ -189,9 +201,14 @@ def _model_source(document: Document, source: dict[str, Any] | None) -> ModelSou
                      document.location(("spec", "source", "digest")))
 
 
-def _image(document: Document) -> ImageSpec:
+def _image(document: Document, directory: Path) -> ImageSpec | PromotionRequest:
     name, description, tags = _metadata(document)
     spec = document.data["spec"]
+    if "promoteFrom" in spec:
+        source = spec["promoteFrom"]
+        return PromotionRequest(name, source["environment"], source["image"],
+                                 directory.absolute().parent / source["environment"], description, tags,
+                                 document.location(()))
     source = _here(document) / spec["sourceDirectory"] if "sourceDirectory" in spec else None
     base = source if source is not None else _here(document)
     return ImageSpec(

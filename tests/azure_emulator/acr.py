@@ -19,15 +19,21 @@ the client exchanges an AAD token at ``POST /oauth2/exchange`` for an ACR refres
 repository-scoped token and one of its generated passwords) is accepted on the API directly and at
 ``GET /oauth2/token``; what a scope-map token may do is limited to its scope map's actions.
 
+``POST .../registries/{name}/importImage`` (``Registries_ImportImage``) copies an image from another emulated
+registry (``source.resourceId`` or ``source.registryUri``) by tag or digest: the manifest and the blobs it names
+are copied, so the digest is the same in both registries (see ``import_image``).
+
 State (``state.service("acr")``): ``registries`` (lower-case name -> ``RegistryRecord``), ``repositories``
 (lower-case registry name -> repository -> tag -> ``TagRecord``; the AML package builder pushes here through
-``push_image``), ``operations`` (async operation id -> status / result) and ``lro``.
+``push_image``), ``manifests`` and ``blobs`` (lower-case registry name -> digest -> bytes: what a pushed image
+is made of), ``operations`` (async operation id -> status / result) and ``lro``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json as _json
 import re
 import secrets
 import time
@@ -274,17 +280,54 @@ def set_lro_mode(state: EmulatorState, mode: str) -> None:
         state.service("acr")["lro"] = mode
 
 
-def _digest_for(registry: str, repository: str, tag: str) -> str:
-    seed = f"{registry}/{repository}:{tag}@{time.time_ns()}".encode()
-    return "sha256:" + hashlib.sha256(seed).hexdigest()
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+MEDIA_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _store(state: EmulatorState, kind: str, registry_name: str) -> dict[str, bytes]:
+    """``manifests`` or ``blobs`` of one registry: digest -> content (call with ``state.lock`` held)."""
+    stored: dict[str, bytes] = state.service("acr").setdefault(kind, {}).setdefault(registry_name.lower(), {})
+    return stored
+
+
+def _new_image(state: EmulatorState, registry_name: str, repository: str, tag: str) -> str:
+    """Store a small image (a config blob, one layer blob and the manifest naming them) whose content is
+    unique to this push; return the manifest's digest (the sha256 of its bytes, as a registry computes it)."""
+    seed = f"{registry_name}/{repository}:{tag}@{time.time_ns()}".encode()
+    config = b'{"architecture":"amd64","os":"linux","build":"' + hashlib.sha256(seed).hexdigest().encode() + b'"}'
+    layer = hashlib.sha512(seed).digest() * 16
+    manifest = ('{"schemaVersion":2,"mediaType":"' + MEDIA_MANIFEST + '",'
+                '"config":{"mediaType":"application/vnd.docker.container.image.v1+json",'
+                f'"size":{len(config)},"digest":"{_sha256(config)}"}},'
+                '"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip",'
+                f'"size":{len(layer)},"digest":"{_sha256(layer)}"}}]}}').encode()
+    blobs = _store(state, "blobs", registry_name)
+    blobs[_sha256(config)], blobs[_sha256(layer)] = config, layer
+    _store(state, "manifests", registry_name)[_sha256(manifest)] = manifest
+    return _sha256(manifest)
+
+
+def image_content(state: EmulatorState, registry_name: str, digest: str) -> tuple[bytes, dict[str, bytes]] | None:
+    """The manifest ``digest`` of a registry and the blobs it names (digest -> bytes), or None."""
+    with state.lock:
+        manifest = _store(state, "manifests", registry_name).get(digest)
+        if manifest is None:
+            return None
+        blobs = _store(state, "blobs", registry_name)
+        parsed = _json.loads(manifest)
+        names = [parsed["config"]["digest"], *(layer["digest"] for layer in parsed["layers"])]
+        return manifest, {name: blobs[name] for name in names if name in blobs}
 
 
 def push_image(state: EmulatorState, registry_name: str, repository: str, tag: str) -> TagRecord:
-    """Record ``<registry>.azurecr.io/<repository>:<tag>`` (a new digest; an existing tag is moved)."""
+    """Record ``<registry>.azurecr.io/<repository>:<tag>`` (a new image: a new digest; an existing tag is moved)."""
     with state.lock:
         repos = state.service("acr").setdefault("repositories", {}).setdefault(registry_name.lower(), {})
         tags: dict[str, TagRecord] = repos.setdefault(repository, {})
-        digest = _digest_for(registry_name, repository, tag)
+        digest = _new_image(state, registry_name, repository, tag)
         previous = tags.get(tag)
         record = TagRecord(tag, digest, created=previous.created if previous else now_iso())
         tags[tag] = record
@@ -642,6 +685,83 @@ def get_operation_result(request: Request, state: EmulatorState) -> Response:
         return found
     _, op = found
     return Response(200, op["result"]) if op["result"] is not None else Response(204)
+
+
+# -- importImage -------------------------------------------------------------------------------------------------
+
+# ImportImageParameters and ImportSource as the 2025-04-01 definition (azure-rest-api-specs, specification/
+# containerregistry/resource-manager/Microsoft.ContainerRegistry/Registry/stable/2025-04-01/containerregistry.json,
+# Registries_ImportImage) and azure-mgmt-containerregistry 14's models describe them: ``source`` {``resourceId`` |
+# ``registryUri``, ``credentials``, ``sourceImage``: "repository[:tag]" or "repository@digest"}, ``targetTags``,
+# ``untaggedTargetRepositories``, ``mode``: "NoForce" (default: "any existing target tags will fail the operation
+# before any copying begins") or "Force". The operation answers 200, or 202 + ``Location`` (long-running,
+# ``final-state-via: location``). ACR reports a failed import as ARM error code ``InvalidParameters`` with a
+# message naming what failed (Azure/acr#632: "Error copying blobs"); the exact texts are not published, the
+# ones below say what is wrong in the same shape.
+
+
+def _import_failed(message: str) -> Response:
+    return error(400, "InvalidParameters", message)
+
+
+def _source_registry(state: EmulatorState, source: dict[str, Any]) -> RegistryRecord | None:
+    resource_id = source.get("resourceId")
+    if isinstance(resource_id, str):
+        match = re.fullmatch(_REG, resource_id)
+        record = find_registry(state, match.group("registry")) if match else None
+        if record is None or match is None or record.arm_id.lower() != resource_id.lower():
+            return None
+        return record
+    uri = str(source.get("registryUri") or "").lower()
+    with state.lock:
+        registries: dict[str, RegistryRecord] = state.service("acr").get("registries", {})
+        return next((r for r in registries.values() if r.login_server == uri), None)
+
+
+def import_image(request: Request, state: EmulatorState) -> Response:
+    record = _registry_or_error(request, state)
+    if isinstance(record, Response):
+        return record
+    body = request.json() or {}
+    source = body.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("sourceImage"), str):
+        return error(400, "InvalidRequestContent", "The request content was invalid: 'source.sourceImage' is required.")
+    mode = str(body.get("mode") or "NoForce")
+    targets = [str(t) for t in body.get("targetTags") or []]
+    untagged = [str(r) for r in body.get("untaggedTargetRepositories") or []]
+    if not targets and not untagged:
+        return _import_failed("Specify at least one target tag or untagged target repository.")
+    origin = _source_registry(state, source)
+    image = source["sourceImage"]
+    if origin is None:
+        where = source.get("resourceId") or source.get("registryUri")
+        return _import_failed(f"The source registry '{where}' was not found.")
+    repository, _, digest = image.partition("@")
+    tag = None if digest else (repository.split(":", 1)[1] if ":" in repository else "latest")
+    repository = repository.split(":", 1)[0]
+    tags = _tags_of(state, origin, repository) or {}
+    if tag is not None:
+        digest = tags[tag].digest if tag in tags else ""
+    content = image_content(state, origin.name, digest) if digest else None
+    if content is None:
+        return _import_failed(f"Source image {origin.login_server}/{image} not found.")
+    with state.lock:
+        repos = _repositories(state, record.name)
+        for target in targets:
+            target_repository, _, target_tag = target.partition(":")
+            existing = repos.get(target_repository, {}).get(target_tag or "latest")
+            if existing is not None and mode != "Force":
+                return _import_failed(f"Target tag {target} already exists; use mode Force to overwrite it.")
+        manifest, blobs = content
+        _store(state, "manifests", record.name)[digest] = manifest
+        _store(state, "blobs", record.name).update(blobs)
+        for target in targets:
+            target_repository, _, target_tag = target.partition(":")
+            repo_tags: dict[str, TagRecord] = repos.setdefault(target_repository, {})
+            previous = repo_tags.get(target_tag or "latest")
+            repo_tags[target_tag or "latest"] = TagRecord(target_tag or "latest", digest,
+                                                          created=previous.created if previous else now_iso())
+    return _post_or_delete_response(request, state, record, None, 200)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1015,7 +1135,8 @@ def v2_manifest(request: Request, state: EmulatorState) -> Response:
     found = tags.get(reference) or next((t for t in tags.values() if t.digest == reference), None)
     if found is None:
         return _acr_error(404, "MANIFEST_UNKNOWN", "manifest unknown", {"Tag": reference})
-    return Response(200, _manifest(found), {
+    stored = image_content(state, record.name, found.digest)
+    return Response(200, stored[0] if stored is not None else _manifest(found), {
         "Content-Type": "application/vnd.docker.distribution.manifest.v2+json",
         "Docker-Content-Digest": found.digest,
         "Docker-Distribution-Api-Version": "registry/2.0",
@@ -1034,6 +1155,7 @@ ROUTES: list[Route] = [
     Route("POST", ARM_HOST, _REG + r"/listCredentials", list_credentials),
     Route("POST", ARM_HOST, _REG + r"/regenerateCredential", regenerate_credential),
     Route("POST", ARM_HOST, _REG + r"/generateCredentials", generate_credentials),
+    Route("POST", ARM_HOST, _REG + r"/importImage", import_image),
     Route("GET", ARM_HOST, _REG + r"/scopeMaps", list_scope_maps),
     Route("PUT", ARM_HOST, _REG + r"/scopeMaps/(?P<name>[^/]+)", put_scope_map),
     Route("PATCH", ARM_HOST, _REG + r"/scopeMaps/(?P<name>[^/]+)", put_scope_map),

@@ -221,11 +221,34 @@ def _template_regex(template: str, wide: frozenset[str], ignore_case: bool) -> t
     return re.compile(regex + "/?", re.IGNORECASE if ignore_case else 0), literal
 
 
+#: Operations of the published ACR management definition (2025-04-01, azure-rest-api-specs@2cba9e8, see
+#: specs/README.md) that the trimmed file under specs/ does not carry, declared here from it: path, method,
+#: operationId, the declared statuses with their headers, and the long-running-operation extension.
+#: ``Registries_ImportImage`` declares 200 (no body) and 202 with a ``Location`` header, no ``default`` (its
+#: errors are checked against the ARM common ErrorResponse, as for ARM_ERRORS_WITHOUT_DEFAULT), and
+#: ``x-ms-long-running-operation`` with ``final-state-via: location``.
+ACR_ARM_ADDED_OPERATIONS: dict[str, dict[str, Any]] = {
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/"
+    "registries/{registryName}/importImage": {
+        "post": {
+            "operationId": "Registries_ImportImage",
+            "responses": {"200": {}, "202": {"headers": {"Location": {"type": "string"}}}},
+            "x-ms-long-running-operation": True,
+            "x-ms-long-running-operation-options": {"final-state-via": "location"},
+        },
+    },
+}
+
+
 def _load(path: str) -> dict[str, Any]:
     if path == IOTHUB_DOC:
         return iothub_document()
     with open(SPECS / path, encoding="utf-8") as handle:
         document: dict[str, Any] = json.load(handle)
+    if path == ACR_ARM_DOC:
+        for template, item in ACR_ARM_ADDED_OPERATIONS.items():
+            assert template not in document["paths"], f"{template} is vendored now: drop it from the additions"
+            document["paths"][template] = copy.deepcopy(item)
     return document
 
 

@@ -8,6 +8,7 @@ is first imported (it caches discovery results under ``~/.azureml``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib
 import time
 from collections.abc import Iterator
@@ -373,6 +374,55 @@ def test_registry_admin_credentials(sdk: SimpleNamespace, emulator: AzureEmulato
                                                           RegenerateCredentialParameters(name="password"))
     assert regenerated.passwords[0].value != credentials.passwords[0].value
     assert regenerated.passwords[1].value == credentials.passwords[1].value
+
+
+@pytest.mark.parametrize("lro", ["async", "sync"])
+def test_import_image_copies_the_manifest_and_blobs_between_registries(sdk: SimpleNamespace, emulator: AzureEmulator,
+                                                                       lro: str) -> None:
+    """``Registries_ImportImage`` by digest into another registry: the same manifest bytes, the blobs it names,
+    the target tag; a second import onto that tag fails with ``NoForce`` and succeeds with ``Force``."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.containerregistry.models import ImportImageParameters, ImportSource
+
+    acr.set_lro_mode(emulator.state, lro)
+    source = acr.add_registry(emulator.state, SUB, "rg-dev", "devacr01")
+    acr.add_registry(emulator.state, SUB, RG, "prodacr01")
+    pushed = acr.push_image(emulator.state, "devacr01", "iris-scorer", "0123456789ab")
+    client = _acr_mgmt(sdk)
+    parameters = ImportImageParameters(
+        source=ImportSource(resource_id=source.arm_id, source_image=f"iris-scorer@{pushed.digest}"),
+        target_tags=["iris-scorer:0123456789ab"], mode="NoForce")
+
+    started = time.monotonic()
+    client.registries.begin_import_image(RG, "prodacr01", parameters).result()
+    assert time.monotonic() - started < FAST_S
+    imported = acr.list_tags(emulator.state, "prodacr01", "iris-scorer")["0123456789ab"]
+    assert imported.digest == pushed.digest
+    assert acr.image_content(emulator.state, "prodacr01", pushed.digest) == acr.image_content(
+        emulator.state, "devacr01", pushed.digest)
+    manifest, blobs = acr.image_content(emulator.state, "prodacr01", pushed.digest) or (b"", {})
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == pushed.digest and len(blobs) == 2
+    statuses = [c.status for c in emulator.calls("POST", path_contains="/importImage")]
+    assert statuses == [202 if lro == "async" else 200]
+
+    with pytest.raises(HttpResponseError) as refused:  # NoForce: the tag exists
+        client.registries.begin_import_image(RG, "prodacr01", parameters).result()
+    assert (refused.value.status_code, refused.value.error.code) == (400, "InvalidParameters")
+    parameters.mode = "Force"
+    client.registries.begin_import_image(RG, "prodacr01", parameters).result()
+
+    missing = ImportImageParameters(source=ImportSource(resource_id=source.arm_id, source_image="iris-scorer:nope"),
+                                    target_tags=["iris-scorer:nope"])
+    with pytest.raises(HttpResponseError) as refused:
+        client.registries.begin_import_image(RG, "prodacr01", missing).result()
+    assert refused.value.error.code == "InvalidParameters"
+    assert "Source image devacr01.azurecr.io/iris-scorer:nope not found" in refused.value.error.message
+    nowhere = ImportImageParameters(source=ImportSource(resource_id=source.arm_id.replace("devacr01", "gone01"),
+                                                        source_image="iris-scorer:0123456789ab"),
+                                    target_tags=["iris-scorer:x"])
+    with pytest.raises(HttpResponseError) as refused:
+        client.registries.begin_import_image(RG, "prodacr01", nowhere).result()
+    assert "source registry" in refused.value.error.message and "not found" in refused.value.error.message
 
 
 def test_unknown_registry_is_not_found(sdk: SimpleNamespace, emulator: AzureEmulator) -> None:

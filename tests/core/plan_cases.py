@@ -5,6 +5,7 @@ Used by ``test_plan_cases.py`` (the golden files) and by the unit tests that wan
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from reconciler.core import planner
 from reconciler.core.model_sources import registered_fingerprints
 from reconciler.model.plan import Plan
+from reconciler.model.state import PromotionSource
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
 from tests.core.snapshot_json import load_snapshot
@@ -89,7 +91,22 @@ def plan_case(name: str, cases: Path = CASES) -> Plan:
     desired = load_environment(cases / name / "env")
     snapshot = load_snapshot(cases / name / "actual.json")
     fingerprints = compute_fingerprints(desired, HashCache(), registered=registered_fingerprints(desired, snapshot))
-    return planner.plan(desired, fingerprints, snapshot, prune=case.prune, now=case.now)
+    return planner.plan(desired, fingerprints, snapshot, prune=case.prune, now=case.now,
+                        sources=read_sources(cases / name / "sources.json"))
+
+
+def read_sources(path: Path) -> dict[str, PromotionSource]:
+    """``sources.json`` (optional): for each promoted image of the case (``spec.promoteFrom``), what its
+    source environment's backend holds, as the engine reads it: a ``PromotionSource`` as JSON, every field
+    but ``locator`` (which plans never show)."""
+    if not path.is_file():
+        return {}
+    fields = {"environment", "image", "label", "digest", "reference"}
+    sources = {}
+    for name, raw in json.loads(path.read_text(encoding="utf-8")).items():
+        assert isinstance(raw, dict) and set(raw) == fields, f"{path}: {name} needs exactly {sorted(fields)}"
+        sources[name] = PromotionSource(**raw)
+    return sources
 
 
 def outline(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:

@@ -137,13 +137,14 @@ def converged(desired: DesiredState, fingerprints: Fingerprints, base: Snapshot 
     if base is None:
         base = empty_snapshot(environment, tuple(desired.environment.registries))
     images = planner.desired_images(desired, fingerprints, base.image_registry)
-    deployments, _ = planner.desired_deployments(desired, images, base)
+    promoted = planner.desired_promotions(desired, fingerprints, base.image_registry, {})  # copied, as if built
+    deployments, _ = planner.desired_deployments(desired, {**images, **promoted}, base)
     return dataclasses.replace(
         base,
         models=tuple(ModelVersion(n, 1, fingerprints.models[n], m.description, m.tags, m.properties, environment)
                      for n, m in desired.models.items()),
         images=tuple(ImageVersion(n, i.label, i.fingerprint, i.reference, environment, CREATED)
-                     for n, i in images.items()),
+                     for n, i in sorted({**images, **promoted}.items())),
         deployments=tuple(live(d, environment) for d in deployments.values()),
     )
 

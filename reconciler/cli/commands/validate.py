@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
             print_error(error, args.format)
             failed += 1
             continue
-        counts = (f"{len(desired.models)} model(s), {len(desired.images)} image(s), "
+        promoted = f" ({len(desired.promotions)} promoted)" if desired.promotions else ""
+        counts = (f"{len(desired.models)} model(s), {len(desired.image_names)} image(s){promoted}, "
                   f"{len(desired.deployments)} deployment(s)")
         print(f"{display_path(environment)}: valid ({desired.environment.provider} provider; {counts})")
     return exit_codes.ERROR if failed else exit_codes.OK

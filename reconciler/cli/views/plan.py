@@ -14,7 +14,7 @@ from typing import Any
 from reconciler.cli.views import behaviour as behaviour_view
 from reconciler.cli.views import rollouts
 from reconciler.core.plan_json import plan_to_dict
-from reconciler.model.plan import Action, Change, FieldChange, Plan
+from reconciler.model.plan import Action, Change, DesiredPromotion, FieldChange, Plan
 
 MAX_VALUE = 80
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
@@ -211,8 +211,20 @@ def _names(names: Sequence[str], at_most: int) -> str:
     return shown + (f" ... and {len(names) - at_most} more" if len(names) > at_most else "")
 
 
+def _promotion_lines(plan: Plan) -> list[str]:
+    """What a reviewer checks in a promotion: the digest this environment will run is the one built there."""
+    promoted = [c for c in plan.changes if isinstance(c.desired, DesiredPromotion)]
+    lines = []
+    for change in promoted:
+        assert isinstance(change.desired, DesiredPromotion)
+        source = change.desired.source
+        lines.append(f"- `{change.key}` runs `{source.digest}`, copied from `{source.reference}` (environment "
+                     f"`{source.environment}`): the same bytes, not rebuilt")
+    return ["", "**Promoted, not built:**", "", *lines] if lines else []
+
+
 def _markdown_notes(plan: Plan) -> list[str]:
-    lines = rollouts.markdown_lines(plan.rollouts)
+    lines = _promotion_lines(plan) + rollouts.markdown_lines(plan.rollouts)
     if plan.orphans:
         lines += ["", "**Kept, no longer in the specs** (apply with `--prune` to delete): "
                       + _names([str(key) for key in plan.orphans], MARKDOWN_NAMES)]

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from reconciler.core.planner import IMAGE_LABEL_LENGTH
 from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
 from reconciler.model import ownership
-from reconciler.model.plan import DesiredImage
+from reconciler.model.plan import DesiredImage, DesiredPromotion
 from reconciler.model.specs import ModelSpec, RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
@@ -448,6 +448,17 @@ class AzureMLImageBuilder:
     def get(self, name: str, label: str) -> ImageVersion | None:
         tag = next((t for t in self._tags(name) if t.name == label), None)
         return self._to_image(name, tag) if tag is not None and LABEL.fullmatch(label) else None
+
+    def digest(self, name: str, label: str) -> str | None:
+        """The manifest digest of ``name:label`` (what a promotion from this environment copies), or None."""
+        tag = next((t for t in self._tags(name) if t.name == label), None)
+        return str(tag.digest) if tag is not None and LABEL.fullmatch(label) else None
+
+    def promote(self, promotion: DesiredPromotion, tags: dict[str, str], progress: Progress) -> None:
+        """ACR's import (``promotion.import_image``); registry tags carry no labels (``tags`` are unused)."""
+        from reconciler.providers.azure.promotion import import_image
+
+        import_image(self._connection, promotion, progress, lambda: self.digest(promotion.spec.name, promotion.label))
 
     def _tags(self, repository: str) -> list[Any]:
         from azure.core.exceptions import ResourceNotFoundError

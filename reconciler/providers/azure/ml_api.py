@@ -65,5 +65,8 @@ class ImageBuilder(ImageStore, Protocol):
         """The images built under ``names`` (repositories that do not exist yet have none): one list call per
         name, plus paging. The fingerprint is unknown (None) for listed images: only its label survives."""
 
+    def digest(self, name: str, label: str) -> str | None:
+        """The manifest digest of image ``name:label``, or None when it was not built: one tag listing."""
+
     def close(self) -> None:
         """Release connections. Safe to call twice."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
 from reconciler.model.specs import DesiredState, EnvironmentSpec, UriSource
-from reconciler.model.state import ModelVersion, Snapshot
+from reconciler.model.state import ModelVersion, PromotionSource, Snapshot
 from reconciler.providers.azure import registry as acr
 from reconciler.providers.azure.auth import MANAGEMENT_SCOPE, azure_credential, hub_access
 from reconciler.providers.azure.blobs import read_blob
@@ -123,7 +123,7 @@ class AzureProvider:
             deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
                                  key=lambda d: d.id)
             registries = self.registries.read(embedded_tokens(configs, self.name))
-            images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.images)),
+            images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.image_names)),
                                                         key=lambda i: (i.name, i.label))
             models = [] if listed_models is None else sorted(listed_models.result(),
                                                              key=lambda m: (m.name, m.version))
@@ -191,6 +191,12 @@ class AzureProvider:
         from reconciler.providers.azure.doctor import diagnose
 
         return diagnose(self, write_probe=write_probe)
+
+    def promotable_image(self, name: str, label: str) -> PromotionSource:
+        """``PromotionSources``: the digest of ``name:label`` in the workspace registry (one tag listing) and the
+        registry's ARM id, which ACR's import in the promoting environment copies from."""
+        return PromotionSource(self.name, name, label, self.images.digest(name, label),
+                               f"{self.images.registry}/{name}:{label}", self.connection.registry_id)
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Start a rotation of a scoped-token registry: the next plan replaces every deployment that embeds

@@ -14,7 +14,7 @@ from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
 from reconciler.hub.manifest import redact_passwords
 from reconciler.model import ownership
-from reconciler.model.plan import DesiredImage
+from reconciler.model.plan import DesiredImage, DesiredPromotion
 from reconciler.model.specs import JSON, ModelSpec, UriSource
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion
 from reconciler.providers.base import Progress, PullCredential
@@ -156,6 +156,29 @@ class LocalImages:
 
     def _path(self, name: str, label: str) -> Path:
         return self._directory / "images" / name / label
+
+    def promote(self, promotion: DesiredPromotion, tags: dict[str, str], progress: Progress) -> None:
+        """Copy the source environment's OCI layout (its state folder is ``source.locator``). The image
+        packages the source's model versions, which this environment does not hold: it records none."""
+        source = promotion.source
+        name, label = promotion.spec.name, promotion.label
+        what = f"image/{name}:{label}"
+        origin = Path(source.locator)
+        if origin.resolve() == self._directory.resolve():
+            raise PermanentProviderError(f"environment {source.environment!r} keeps its state in this environment's "
+                                         f"state folder ({self._directory}); give each its own (spec.local.stateDir, "
+                                         "and no RECONCILER_STATE_DIR) to promote between them", resource=what)
+        progress.step(f"promoting image {name}:{label} from environment {source.environment} ({source.digest})")
+        try:
+            images.copy_image(origin / "images" / source.image / label / "oci", self._path(name, label),
+                              str(source.digest), promotion.reference, progress)
+        except FileNotFoundError as exc:
+            raise PermanentProviderError(f"environment {source.environment!r} no longer has {source.reference} "
+                                         f"({source.digest}): run `reconciler plan` again", resource=what) from exc
+        except ValueError as exc:
+            raise PermanentProviderError(str(exc), resource=what) from exc
+        self._store.add_image(ImageRow(name, label, promotion.fingerprint, promotion.reference, self._environment,
+                                       now(), {}, str(source.digest), tags))
 
     def delete(self, version: ImageVersion) -> None:
         self._store.delete_image(version.name, version.label)

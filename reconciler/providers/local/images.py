@@ -186,6 +186,12 @@ def write_oci_layout(oci: Path, context: Path, reference: str, entry: str, model
         "annotations": {"org.opencontainers.image.base.name": BASE_IMAGE},
     }
     manifest_digest, manifest_size = _put_json(blobs_dir, manifest)
+    write_index(oci, reference, manifest_digest, manifest_size)
+    return manifest_digest
+
+
+def write_index(oci: Path, reference: str, manifest_digest: str, manifest_size: int) -> None:
+    """``index.json`` (the one manifest, tagged ``reference``) and ``oci-layout``."""
     tag = reference.rsplit(":", 1)[-1]
     index = {
         "schemaVersion": 2, "mediaType": MEDIA_INDEX,
@@ -195,7 +201,53 @@ def write_oci_layout(oci: Path, context: Path, reference: str, entry: str, model
     }
     (oci / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     (oci / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}) + "\n")
-    return manifest_digest
+
+
+def _copy_blob(source: Path, destination: Path, digest: str, on_bytes: Callable[[int], None]) -> None:
+    """Copy one blob, checking its content against its digest on the way."""
+    sha = hashlib.sha256()
+    with source.open("rb") as reading, destination.open("wb") as writing:
+        while chunk := reading.read(1024 * 1024):
+            sha.update(chunk)
+            writing.write(chunk)
+            on_bytes(len(chunk))
+    if f"sha256:{sha.hexdigest()}" != digest:
+        raise ValueError(f"blob {digest} of the source image does not match its digest: the layout is damaged")
+
+
+def copy_image(source_oci: Path, directory: Path, digest: str, reference: str, progress: Progress) -> None:
+    """Promote: copy the manifest ``digest`` and the blobs it names from the OCI layout ``source_oci`` into
+    ``directory/oci`` (``images/<name>/<label>``), tagged ``reference``. The bytes are not rebuilt, so the
+    manifest digest is the source's. Written aside and renamed into place, like a build. Raises
+    ``FileNotFoundError`` when the source has no such manifest (``KeyError`` never escapes)."""
+    source_blobs = source_oci / "blobs" / "sha256"
+    manifest_file = source_blobs / digest.removeprefix("sha256:")
+    if not manifest_file.is_file():
+        raise FileNotFoundError(f"no manifest {digest} in {source_oci}")
+    manifest = json.loads(manifest_file.read_bytes())
+    blobs = [digest, manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    total = sum((source_blobs / blob.removeprefix("sha256:")).stat().st_size for blob in blobs)
+    building = directory.with_name(f".{directory.name}.building")
+    shutil.rmtree(building, ignore_errors=True)
+    blobs_dir = building / "oci" / "blobs" / "sha256"
+    blobs_dir.mkdir(parents=True)
+    done = 0
+
+    def on_bytes(count: int) -> None:
+        nonlocal done
+        done += count
+        progress.advance(done, total)
+
+    try:
+        for blob in blobs:
+            name = blob.removeprefix("sha256:")
+            _copy_blob(source_blobs / name, blobs_dir / name, blob, on_bytes)
+    except (OSError, ValueError):
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    write_index(building / "oci", reference, digest, manifest_file.stat().st_size)
+    shutil.rmtree(directory, ignore_errors=True)
+    building.rename(directory)
 
 
 def build(directory: Path, spec: ImageSpec, reference: str, models: Sequence[PackagedModel], blobs: BlobStore,

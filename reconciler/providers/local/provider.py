@@ -18,7 +18,7 @@ from reconciler.hub import limits
 from reconciler.hub.manifest import is_layered_content
 from reconciler.model import ownership
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, UriSource
-from reconciler.model.state import Snapshot
+from reconciler.model.state import PromotionSource, Snapshot
 from reconciler.providers.apply import checked_condition
 from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress
 from reconciler.providers.layout import PackagedModel
@@ -77,6 +77,14 @@ class LocalProvider:
     def model_uri_digest(self, source: UriSource, progress: Progress) -> str:
         """``ModelUris``: see ``adapters.uri_digest``."""
         return uri_digest(source, self.blobs, progress)
+
+    def promotable_image(self, name: str, label: str) -> PromotionSource:
+        """``PromotionSources``: the image row of this label (owned by this environment) and this state folder,
+        whose OCI layout the promoting environment copies."""
+        row = self.store.image(name, label)
+        owned = row is not None and row.owner == self.environment.name
+        return PromotionSource(self.environment.name, name, label, row.digest if row and owned else None,
+                               f"{snapshot.IMAGE_REGISTRY}/{name}:{label}", str(self.directory))
 
     def packaged_versions(self) -> dict[tuple[str, str], dict[str, int]]:
         return {(row.name, row.label): dict(row.models) for row in self.store.images()}
