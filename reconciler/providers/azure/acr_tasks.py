@@ -31,6 +31,7 @@ most ``build_slots`` at a time (the engine's ``ConcurrentBuilds``).
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import tempfile
@@ -63,6 +64,11 @@ _NOISE = re.compile(
     r"^\s*$|^\s*--->|^Removing intermediate container|^Sending build context|"
     r"^[0-9a-f]{6,64}: (Pulling fs layer|Waiting|Verifying Checksum|Download complete|Pull complete|"
     r"Already exists|Downloading|Extracting)|^\S+: Pulling from |^Digest: sha256:|^Status: Downloaded")
+
+
+def _copy_file(source: str, destination: Path) -> None:
+    """``layout.write_context``'s ``copy``: a model file's key is its path on this machine."""
+    shutil.copyfile(source, destination)
 
 
 def meaningful_tail(log: str, limit: int = LOG_TAIL) -> tuple[list[str], int]:
@@ -103,8 +109,7 @@ class AcrTasksImageBuilder(RegistryImages):
         with tempfile.TemporaryDirectory(prefix="reconciler-context-") as folder:
             context = Path(folder) / "context"
             context.mkdir()
-            layout.write_context(context, image.spec, f"{name}:{label}", packaged,
-                                 lambda key, destination: shutil.copyfile(key, destination))
+            layout.write_context(context, image.spec, f"{name}:{label}", packaged, _copy_file)
             archive = layout.context_archive(context)
         match = REGISTRY_ID.search(self._target.registry_id)
         if match is None:
@@ -162,7 +167,7 @@ class AcrTasksImageBuilder(RegistryImages):
                     f"the ACR Tasks run {run.run_id} is still {run.status} after {self._timeout:.0f} s; run "
                     "`reconciler plan` again later: a finished build shows up as unchanged", resource=what)
             time.sleep(self._poll_interval * scale)
-            run = retrier.call(lambda run_id=run.run_id: client.runs.get(group, registry, run_id),
+            run = retrier.call(functools.partial(client.runs.get, group, registry, run.run_id),
                                what=f"{what} (run {run.run_id})", write=False)
             polls += 1
             progress.advance(polls, None)
