@@ -161,3 +161,16 @@ def test_an_unknown_builder_is_refused_before_anything_is_contacted(azure_world:
     (problem,) = invalid.value.diagnostics
     assert "builder" in str(problem) and "environment.yaml" in str(problem)
     assert azure_world.emulator.calls() == []
+
+
+def test_lost_answers_of_the_upload_and_the_schedule_are_sent_again(azure_world: AzureWorld) -> None:
+    use_acr_tasks(azure_world)
+    faults = azure_world.emulator.faults
+    upload = faults.lose_answers(method="PUT", host=r".*\.blob\.core\.windows\.net", path="/source/", times=1)
+    schedule = faults.lose_answers(method="POST", path="scheduleRun$", times=1)
+    azure_world.apply()
+    assert (upload.injected, schedule.injected) == (1, 1)
+    runs = acr_tasks.runs_of(azure_world.emulator.state)
+    assert len(runs) == 2 and runs[0].request["imageNames"] == runs[1].request["imageNames"]  # the same build twice
+    assert len(acr.list_tags(azure_world.emulator.state, ACR, "iris-scorer")) == 1  # one image for the label
+    assert not azure_world.plan().has_changes
