@@ -160,10 +160,12 @@ class AzureBackend:
 
     name = "azure"
     environment = "prod"
+    ACR_TASKS = "    images:\n      builder: acr-tasks\n  registries:\n"  # under spec.azure in environment.yaml
 
-    def __init__(self, emulator: Any, tmp_path: Path):
+    def __init__(self, emulator: Any, tmp_path: Path, builder: str = "aml"):
         self.emulator = emulator
         self.tmp_path = tmp_path
+        self.builder = builder  # azure.images.builder: "aml" (the sample's default) or "acr-tasks"
 
     def prepare(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         from tests.azure import conftest as azure
@@ -178,7 +180,13 @@ class AzureBackend:
         monkeypatch.setenv("IOTHUB_CONNECTION_STRING", azure.CONNECTION_STRING)
         monkeypatch.setenv("RECONCILER_RETRY_SCALE", "0.001")
         monkeypatch.setenv("RECONCILER_CACHE_DIR", str(self.tmp_path / "cache"))
-        return copy_sample(root, "prod")
+        env_dir = copy_sample(root, "prod")
+        if self.builder == "acr-tasks":
+            environment = env_dir / "environment.yaml"
+            text = environment.read_text()
+            assert "  registries:\n" in text
+            environment.write_text(text.replace("  registries:\n", self.ACR_TASKS, 1))
+        return env_dir
 
     def add_devices(self, env_dir: Path, devices: dict[str, dict[str, str]]) -> None:
         from tests.azure import conftest as azure

@@ -11,7 +11,8 @@ import pytest
 from tests.e2e.backends import AzureBackend, Backend, LocalBackend
 from tests.e2e.helpers import Workspace
 
-BACKENDS = ["local", "azure"]
+# "azure-acr-tasks": the Azure scenarios again with ``azure.images.builder: acr-tasks`` (ACR Tasks builds the images).
+BACKENDS = ["local", "azure", "azure-acr-tasks"]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield LocalBackend(tmp_path / "state")
         return
     emulator = request.getfixturevalue("azure_emulator_for_e2e")
-    yield AzureBackend(emulator, tmp_path)
+    yield AzureBackend(emulator, tmp_path, builder="acr-tasks" if request.param == "azure-acr-tasks" else "aml")
     assert emulator.errors == [], emulator.errors[0] if emulator.errors else ""
     assert emulator.unmatched == [], [f"{r.method} {r.host}{r.path}" for r in emulator.unmatched]
 

@@ -27,12 +27,12 @@ from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.base import Progress
 
 if TYPE_CHECKING:
-    from reconciler.providers.azure.ml import WorkspaceConnection
+    from reconciler.providers.azure.registry_images import RegistryTarget
 
 IMPORT_MODE = "NoForce"
 
 
-def import_image(connection: WorkspaceConnection, promotion: DesiredPromotion, progress: Progress,
+def import_image(connection: RegistryTarget, promotion: DesiredPromotion, progress: Progress,
                  imported: Callable[[], str | None]) -> None:
     """Copy ``promotion.source`` into the workspace registry of ``connection`` as ``<name>:<label>``.
     ``imported()`` returns the digest the target tag has now, or None."""
@@ -44,7 +44,7 @@ def import_image(connection: WorkspaceConnection, promotion: DesiredPromotion, p
     target = REGISTRY_ID.search(connection.registry_id)
     if target is None:
         raise PermanentProviderError("the workspace has no container registry attached to import into",
-                                     resource=f"workspace {connection.workspace_name}")
+                                     resource=what)
     if REGISTRY_ID.search(source.locator) is None:
         raise PermanentProviderError(f"environment {source.environment!r} names no registry to import from "
                                      f"({source.locator!r}); run `reconciler plan` again", resource=what)

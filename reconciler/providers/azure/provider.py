@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from reconciler.providers.azure.ml import WorkspaceConnection
     from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry
 
+AML_BUILDER, ACR_TASKS_BUILDER = "aml", "acr-tasks"
+IMAGE_BUILDERS = (AML_BUILDER, ACR_TASKS_BUILDER)
+
+
 class AzureProvider:
     """One environment on Azure (see the module docstring)."""
 
@@ -51,9 +56,16 @@ class AzureProvider:
             self.workspace_name = str(settings["workspace"])
             self._iot_hub: dict[str, Any] = dict(settings["iotHub"])
             str(self._iot_hub["hostName"])
+            self.image_builder = str(dict(settings.get("images") or {}).get("builder", AML_BUILDER))
         except (KeyError, TypeError) as exc:
             raise PermanentProviderError(f"environment.yaml lacks the Azure setting {exc}; run `reconciler "
                                          "validate`", resource=f"environment {self.name}") from exc
+        if self.image_builder not in IMAGE_BUILDERS:
+            raise PermanentProviderError(f"azure.images.builder is {self.image_builder!r}; use one of "
+                                         f"{', '.join(IMAGE_BUILDERS)}", resource=f"environment {self.name}")
+        # Model spec name -> its path, from the desired state of the last snapshot: the files ACR Tasks builds
+        # images from (an apply always plans, so reads a snapshot, before it builds).
+        self._model_paths: dict[str, Path | None] = {}
         self.stats = CallStats()
         self.retrier = Retrier(retry_policy, self.stats)
         self._lock_ttl = lock_ttl
@@ -88,6 +100,12 @@ class AzureProvider:
 
     @cached_property
     def images(self) -> ImageBuilder:
+        """The builder ``azure.images.builder`` names: Azure ML's ``Model.package`` (``aml``, the default) or
+        ACR Tasks (``acr-tasks``). Both push ``<name>:<label>`` into the workspace's registry."""
+        if self.image_builder == ACR_TASKS_BUILDER:
+            from reconciler.providers.azure.acr_tasks import AcrTasksImageBuilder
+
+            return AcrTasksImageBuilder(self.connection, self.name, self._model_paths.get)
         from reconciler.providers.azure.ml import AzureMLImageBuilder
 
         return AzureMLImageBuilder(self.connection, self.name)
@@ -114,6 +132,7 @@ class AzureProvider:
         """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
         own), while the hub, the registries and the images are read here: one plan waits for the longer of
         the two instead of their sum. The AAD token both need is fetched first, once."""
+        self._model_paths.update({name: spec.path for name, spec in desired.models.items()})
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
