@@ -50,9 +50,8 @@ from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.acr_token import AcrTokens
-from reconciler.providers.azure.auth import registry_client
-from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.azure.retry import Retrier
+from reconciler.providers.azure.workspace import login_server
 from reconciler.providers.base import Progress
 
 if TYPE_CHECKING:
@@ -148,24 +147,10 @@ class WorkspaceConnection:
 
     @cached_property
     def registry(self) -> str:
-        """The login server of the workspace's container registry, where ``Model.package`` pushes images:
-        the registry's own ``properties.loginServer`` (``GET`` of the ARM resource, unless the provider read it
-        already). It is not always ``<name>.azurecr.io``: sovereign clouds (``.azurecr.cn``, ``.azurecr.us``)
-        and registries with a domain name label (``<name>-<hash>.azurecr.io``) have other hosts."""
-        match = REGISTRY_ID.search(self.registry_id)
-        if match is None:
-            raise PermanentProviderError(
-                "the workspace has no container registry attached; attach one (az ml workspace update "
-                "--container-registry <acr id>) so images can be built", resource=f"workspace {self.workspace_name}")
-        sub, group, name = match.group("sub"), match.group("rg"), match.group("name")
-        registry = self._registry_lookup(sub, group, name) if self._registry_lookup else None
-        if registry is None:
-            client = registry_client(self.credential, sub, self.retrier.stats)
-            try:
-                registry = self.call(lambda: client.registries.get(group, name), what=f"registry {name}", write=False)
-            finally:
-                client.close()
-        return str(registry.login_server)
+        """The login server of the workspace's container registry, where ``Model.package`` pushes images
+        (``workspace.login_server``)."""
+        return login_server(self.registry_id, self.workspace_name, self.credential, self.retrier,
+                            self._registry_lookup)
 
 
 # --------------------------------------------------------------------------------------------------------------

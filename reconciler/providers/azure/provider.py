@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from reconciler.providers.azure.ml import WorkspaceConnection
-    from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry
+    from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry, WorkspaceAccess
+
+SDK_V1, SDK_V2 = "v1", "v2"  # azure.ml.sdk
+BUILDER_AML, BUILDER_ACR_TASKS = "aml", "acr-tasks"  # azure.images.builder
 
 class AzureProvider:
     """One environment on Azure (see the module docstring)."""
@@ -53,6 +56,10 @@ class AzureProvider:
         except (KeyError, TypeError) as exc:
             raise PermanentProviderError(f"environment.yaml lacks the Azure setting {exc}; run `reconciler "
                                          "validate`", resource=f"environment {self.name}") from exc
+        ml, images = settings.get("ml") or {}, settings.get("images") or {}
+        # The schema allows only these values, and refuses the aml builder with SDK v2.
+        self.ml_sdk = str(ml.get("sdk", SDK_V1))
+        self.image_builder = str(images.get("builder") or (BUILDER_ACR_TASKS if self.ml_sdk == SDK_V2 else BUILDER_AML))
         self.stats = CallStats()
         self.retrier = Retrier(retry_policy, self.stats)
         self._lock_ttl = lock_ttl
@@ -73,7 +80,19 @@ class AzureProvider:
         return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name, budget)
 
     @cached_property
-    def connection(self) -> WorkspaceConnection:
+    def connection(self) -> WorkspaceAccess:
+        """The workspace through the SDK ``azure.ml.sdk`` names: azureml-core (v1, ``ml.py``) or azure-ai-ml
+        (v2, ``ml_v2.py``)."""
+        if self.ml_sdk == SDK_V2:
+            from reconciler.providers.azure.ml_v2 import MLClientConnection
+
+            return MLClientConnection(self.subscription_id, self.resource_group, self.workspace_name,
+                                      self.credential, retrier=self.retrier,
+                                      registry_lookup=self.registries.read_already)
+        return self._v1_connection
+
+    @cached_property
+    def _v1_connection(self) -> WorkspaceConnection:
         from reconciler.providers.azure.ml import WorkspaceConnection
 
         return WorkspaceConnection(self.subscription_id, self.resource_group, self.workspace_name, self.credential,
@@ -81,15 +100,25 @@ class AzureProvider:
 
     @cached_property
     def models(self) -> ModelRegistry:
+        if self.ml_sdk == SDK_V2:
+            from reconciler.providers.azure.ml_v2 import MLClientConnection, MLClientModelRegistry
+
+            connection = self.connection
+            assert isinstance(connection, MLClientConnection)
+            return MLClientModelRegistry(connection, self.name)
         from reconciler.providers.azure.ml import AzureMLModelRegistry
 
-        return AzureMLModelRegistry(self.connection, self.name)
+        return AzureMLModelRegistry(self._v1_connection, self.name)
 
     @cached_property
     def images(self) -> ImageBuilder:
-        from reconciler.providers.azure.ml import AzureMLImageBuilder
+        if self.image_builder == BUILDER_AML:
+            from reconciler.providers.azure.ml import AzureMLImageBuilder
 
-        return AzureMLImageBuilder(self.connection, self.name)
+            return AzureMLImageBuilder(self._v1_connection, self.name)
+        raise PermanentProviderError(f"the image builder {self.image_builder!r} is not available in this version; "
+                                     "set azure.images.builder: aml with azure.ml.sdk: v1",
+                                     resource=f"environment {self.name}")
 
     @cached_property
     def registries(self) -> acr.Registries:
