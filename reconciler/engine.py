@@ -13,7 +13,8 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,11 +31,12 @@ from reconciler.model.behaviour import ImageBehaviour
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.lineage import Lineage
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
-from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, Kind
 from reconciler.model.state import LiveDeployment, Snapshot
 from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
     Check,
+    ConcurrentBuilds,
     DeviceListing,
     DeviceSimulator,
     Diagnosable,
@@ -44,6 +46,7 @@ from reconciler.providers.base import (
     Progress,
     Provider,
     ProviderFactory,
+    SerializedProgress,
     SilentProgress,
     Simulated,
 )
@@ -260,18 +263,23 @@ class Engine:
                 return ApplyResult(plan, [], saved is not None)
             if confirm is not None and not confirm(plan):
                 raise Aborted("Apply cancelled: nothing was changed.")
-            executor = Executor(self.desired.environment, self.provider.adapters(), self.progress, self.clock)
+            adapters = self.provider.adapters()
+            slots = adapters.images.build_slots if isinstance(adapters.images, ConcurrentBuilds) else 1
+            progress = SerializedProgress(self.progress) if slots > 1 else self.progress
+            executor = Executor(self.desired.environment, adapters, progress, self.clock)
             applied: list[Change] = []
-            for change in plan.changes:
-                self.progress.step(f"{change.action.symbol} {change.key} ({change.target})")
+            for group in _concurrent_groups(plan.changes, slots):
+                for change in group:
+                    progress.step(f"{change.action.symbol} {change.key} ({change.target})")
                 try:
                     held.renew_if_needed()
-                    executor.apply(change)
+                    failure = _apply_group(executor, group, slots, applied)
                 except ProviderError as error:
-                    raise error.with_context(
+                    failure = error
+                if failure is not None:
+                    raise failure.with_context(
                         f"applied {len(applied)} of {len(plan.changes)} changes before this one; "
-                        "run `reconciler plan` to see what remains, then apply again") from error
-                applied.append(change)
+                        "run `reconciler plan` to see what remains, then apply again") from failure
             return ApplyResult(plan, applied, saved is not None)
 
     def _check_saved(self, saved: SavedPlan, plan: Plan) -> None:
@@ -400,3 +408,44 @@ class Engine:
             images.append(replace(image, deployments=tuple(reaches)))
         return replace(found, images=tuple(images))
 
+
+
+def _is_build(change: Change) -> bool:
+    return change.key.kind is Kind.IMAGE and change.action in (Action.CREATE, Action.NEW_VERSION)
+
+
+def _concurrent_groups(changes: Sequence[Change], slots: int) -> Iterator[list[Change]]:
+    """The plan's changes in order, one at a time, except consecutive image builds (the planner orders by
+    kind, so a plan's builds are consecutive) when the image store runs ``slots`` > 1 at once."""
+    group: list[Change] = []
+    for change in changes:
+        if slots > 1 and _is_build(change):
+            group.append(change)
+            continue
+        if group:
+            yield group
+            group = []
+        yield [change]
+    if group:
+        yield group
+
+
+def _apply_group(executor: Executor, group: list[Change], slots: int, applied: list[Change]) -> ProviderError | None:
+    """Apply ``group`` (up to ``slots`` at once), appending what succeeded to ``applied``; the first failure,
+    after every change of the group has finished (a build already started runs to its end)."""
+    if len(group) == 1:
+        executor.apply(group[0])
+        applied.append(group[0])
+        return None
+    with ThreadPoolExecutor(max_workers=min(slots, len(group)), thread_name_prefix="build") as pool:
+        futures = [pool.submit(executor.apply, change) for change in group]
+    first: ProviderError | None = None
+    for change, future in zip(group, futures, strict=True):
+        error = future.exception()
+        if error is None:
+            applied.append(change)
+        elif isinstance(error, ProviderError):
+            first = first or error
+        else:
+            raise error
+    return first

@@ -24,6 +24,7 @@ Failure semantics (every adapter must keep them):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -59,6 +60,22 @@ class SilentProgress:
 
     def advance(self, done: int, total: int | None) -> None:
         pass
+
+
+class SerializedProgress:
+    """A ``Progress`` that several threads may report to (concurrent image builds): one call at a time."""
+
+    def __init__(self, inner: Progress) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def step(self, message: str) -> None:
+        with self._lock:
+            self._inner.step(message)
+
+    def advance(self, done: int, total: int | None) -> None:
+        with self._lock:
+            self._inner.advance(done, total)
 
 
 @dataclass(frozen=True)
@@ -212,6 +229,16 @@ class Metered(Protocol):
 
     def query_usage(self) -> tuple[int, int]:
         """(spent, budget) so far in this run."""
+
+
+@runtime_checkable
+class ConcurrentBuilds(Protocol):
+    """An image store whose builds run remotely and may overlap (ACR Tasks): the engine runs up to
+    ``build_slots`` of a plan's consecutive image builds at once, so its ``build`` (and the reads the
+    apply path makes around it) must be thread-safe."""
+
+    @property
+    def build_slots(self) -> int: ...
 
 
 @runtime_checkable

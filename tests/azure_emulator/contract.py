@@ -48,6 +48,9 @@ BASE_URI = "https://specs.invalid/"
 IOTHUB_DOC = "iothub/2021-04-12/service.json"
 ACR_ARM_DOC = ("containerregistry/resource-manager/Microsoft.ContainerRegistry/Registry/stable/2025-04-01/"
                "containerregistry.json")
+ACR_TASKS_DOC = ("containerregistry/resource-manager/Microsoft.ContainerRegistry/preview/2019-06-01-preview/"
+                 "containerregistry_build.json")
+ACR_TASKS_API_VERSION = "2019-06-01-preview"
 ACR_DATA_DOC = "containerregistry/data-plane/Azure.ContainerRegistry/stable/2021-07-01/containerregistry.json"
 MMS_DOC = "machinelearningservices/data-plane/Microsoft.MachineLearningServices/preview/2019-09-30/modelManagement.json"
 COMMON_TYPES_DOC = "common-types/resource-management/v6/types.json"
@@ -203,11 +206,17 @@ def _acr_data_plane(request: Request) -> bool:
         request.path.startswith(("/acr/v1/", "/oauth2/exchange", "/oauth2/token", "/v2/")) or request.path == "/v2")
 
 
+def _acr_arm(request: Request) -> bool:
+    return request.host == "management.azure.com" and "/providers/microsoft.containerregistry/" in request.path.lower()
+
+
 SERVICES = (
     Service("IoT Hub", IOTHUB_DOC, lambda r: r.host.endswith(".azure-devices.net"), api_version="2021-04-12"),
-    Service("ACR management", ACR_ARM_DOC,
-            lambda r: r.host == "management.azure.com" and "/providers/microsoft.containerregistry/" in r.path.lower(),
-            api_version="2025-04-01", ignore_case=True),
+    # ACR Tasks (scheduleRun, runs, the source upload URL) at the api-version the product's builder sends: its
+    # own document (containerregistry_build.json), matched before the registry's 2025-04-01 one.
+    Service("ACR Tasks", ACR_TASKS_DOC, lambda r: _acr_arm(r) and r.q("api-version") == ACR_TASKS_API_VERSION,
+            api_version=ACR_TASKS_API_VERSION, ignore_case=True),
+    Service("ACR management", ACR_ARM_DOC, _acr_arm, api_version="2025-04-01", ignore_case=True),
     Service("ACR data plane", ACR_DATA_DOC, _acr_data_plane, wide_params=frozenset({"name"})),
     Service("Azure ML model management", MMS_DOC, lambda r: r.path.startswith("/modelmanagement/v1.0/")),
 )

@@ -165,8 +165,10 @@ def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: 
     ws.edit(MODEL_FILE, '"classes"', '"comment": "v1", "classes"')
     # The killed run cannot release its lock. The local lock is taken over at once (its
     # process is gone); a lock in Azure, shared by CI runners on other machines, only once
-    # it expires: a short lifetime keeps this test quick.
-    environ = {**os.environ, "RECONCILER_LOCK_TTL": "3"}
+    # it expires: a short lifetime keeps this test quick. It must outlast the second run's start up to its lock:
+    # on SDK v2 that includes importing azure-ai-ml (3-5 s on a loaded machine).
+    ttl = 10.0 if getattr(backend, "sdk", "v1") == "v2" else 3.0
+    environ = {**os.environ, "RECONCILER_LOCK_TTL": str(int(ttl))}
     process = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
     assert process.stderr is not None
     for line in process.stderr:
@@ -180,7 +182,7 @@ def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: 
         held = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
         _, err = held.communicate(timeout=120)
         assert held.returncode == 1 and "another apply holds the lock of environment prod" in err
-        time.sleep(3.5)
+        time.sleep(ttl + 0.5)
     resumed = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err

@@ -132,11 +132,13 @@ def iothub_managers(access: HubAccess, credential: TokenCredential | None, stats
     return configurations, registry
 
 
-def registry_client(credential: TokenCredential, subscription_id: str, stats: CallStats) -> Any:
-    """``ContainerRegistryManagementClient`` without azure-core retries, counting responses."""
+def registry_client(credential: TokenCredential, subscription_id: str, stats: CallStats,
+                    api_version: str | None = None) -> Any:
+    """``ContainerRegistryManagementClient`` without azure-core retries, counting responses; ``api_version``
+    pins every operation group to one version (default: the SDK's profile)."""
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
     return ContainerRegistryManagementClient(
-        credential, subscription_id, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
+        credential, subscription_id, api_version=api_version, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
         raw_response_hook=lambda response: stats.count_http("arm"),
     )

@@ -44,6 +44,8 @@ _PATTERNS = [
     (re.compile(r"(\\?\"password\\?\"\s*:\s*\\?\")(?:[^\"\\]|\\.)*?(\\?\")", re.IGNORECASE), r"\1" + REDACTED + r"\2"),
     (re.compile(r"(\bBearer\s+)[A-Za-z0-9\-_.~+/=]+"), r"\1" + REDACTED),
     (re.compile(r"(client_secret=)[^&\s]+", re.IGNORECASE), r"\1" + REDACTED),
+    # a password in a URL's user info (a package index in a build log: https://user:token@host/)
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(@)", re.IGNORECASE), r"\1" + REDACTED + r"\2"),
 ]
 
 

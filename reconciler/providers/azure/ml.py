@@ -31,25 +31,21 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timezone
 from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from reconciler.core.planner import IMAGE_LABEL_LENGTH
 from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
 from reconciler.model import ownership
 from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
-from reconciler.providers.azure.acr_token import AcrTokens
+from reconciler.providers.azure.registry_images import RegistryImages
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.azure.workspace import login_server
 from reconciler.providers.base import Progress
@@ -61,7 +57,6 @@ T = TypeVar("T")
 
 CLOUD = "AzureCloud"
 AZUREML_RETRIES_VARIABLE = "AZUREML_DEFAULT_RETRIES"
-LABEL = re.compile(rf"[0-9a-f]{{{IMAGE_LABEL_LENGTH}}}")
 BUILD_LOG_TAIL = 60  # lines of a failed build's log quoted in the error
 RUNNING = frozenset({"NotStarted", "Running"})
 
@@ -337,77 +332,23 @@ class AzureMLModelRegistry:
 # --------------------------------------------------------------------------------------------------------------
 
 
-class AzureMLImageBuilder:
-    """``ml_api.ImageBuilder``: ``Model.package`` builds, the registry's tags tell what was built.
+class AzureMLImageBuilder(RegistryImages):
+    """``ml_api.ImageBuilder``: ``Model.package`` builds; the registry's tags tell what was built
+    (``registry_images.RegistryImages``: listing, look-up and delete, shared with the ACR Tasks builder).
 
-    REST calls: ``list_owned`` one ACR token for all names (``POST /oauth2/exchange``, ``POST /oauth2/token``,
-    see ``acr_token``), then per name one ``GET /acr/v1/{name}/_tags`` (+ ``Link`` pages of 100), at most
-    ``LIST_WORKERS`` at a time; ``build`` one ``GET`` per model, two
+    REST calls: ``build`` one ``GET`` per model, two
     uploads (artifact batch ``POST``, blob ``PUT`` + ``HEAD``) for the generated driver and the entry script
-    or source folder, ``POST packages``, then ``GET operations/{id}`` per poll; ``delete`` one
-    ``DELETE /acr/v1/{name}/_tags/{label}`` (after the SDK's own token dance: deletes are rare).
+    or source folder, ``POST packages``, then ``GET operations/{id}`` per poll.
     """
-
-    LIST_WORKERS = 8  # tag listings in flight at once: a round trip each, and ACR's read limits are far above
 
     def __init__(self, connection: WorkspaceConnection, environment: str, *, poll_interval: float = 5.0,
                  timeout: float = 3600.0, lost_start_wait: float = 900.0) -> None:
+        super().__init__(connection, environment)
         self._connection = connection
-        self._environment = environment
         self._call = connection.call
         self._poll_interval = poll_interval
         self._timeout = timeout
         self._lost_start_wait = lost_start_wait
-
-    @property
-    def registry(self) -> str:
-        return self._connection.registry
-
-    @cached_property
-    def _client(self) -> Any:
-        from azure.containerregistry import ContainerRegistryClient
-
-        stats = self._connection.retrier.stats
-        return ContainerRegistryClient(f"https://{self.registry}", self._connection.credential, retry_total=0,
-                                       raw_response_hook=lambda response: stats.count_http("acr"))
-
-    @cached_property
-    def _tokens(self) -> AcrTokens:
-        return AcrTokens(self.registry, self._connection.credential, self._connection.retrier)
-
-    def list_owned(self, names: list[str]) -> list[ImageVersion]:
-        repositories = sorted(set(names))
-        if not repositories:
-            return []
-        self._tokens.authorization(repositories)  # one token for them all, and the client, before the pool starts
-        assert self._client is not None
-        with ThreadPoolExecutor(max_workers=self.LIST_WORKERS, thread_name_prefix="acr-tags") as pool:
-            listed = list(pool.map(self._tags, repositories))
-        return [self._to_image(name, tag) for name, tags in zip(repositories, listed, strict=True)
-                for tag in tags if LABEL.fullmatch(tag.name)]
-
-    def get(self, name: str, label: str) -> ImageVersion | None:
-        tag = next((t for t in self._tags(name) if t.name == label), None)
-        return self._to_image(name, tag) if tag is not None and LABEL.fullmatch(label) else None
-
-    def _tags(self, repository: str) -> list[Any]:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        def fetch() -> list[Any]:
-            try:
-                return list(self._client.list_tag_properties(repository,
-                                                             headers=self._tokens.authorization([repository])))
-            except ResourceNotFoundError:
-                return []  # nothing was ever built under this name
-
-        # Straight through the retrier, not ``WorkspaceConnection.call``: this runs in a pool, and that one swaps
-        # the process-wide ``sys.stdout`` (azure-containerregistry prints nothing).
-        return self._connection.retrier.call(fetch, what=f"image/{repository}", write=False)
-
-    def _to_image(self, name: str, tag: Any) -> ImageVersion:
-        built = tag.last_updated_on or tag.created_on  # a rebuilt label is pushed again
-        return ImageVersion(name=name, label=tag.name, fingerprint=None, reference=f"{self.registry}/{name}:{tag.name}",
-                            owner=self._environment, created=built.astimezone(timezone.utc).isoformat())
 
     def build(self, image: DesiredImage, models: list[ModelVersion], tags: dict[str, str],
               progress: Progress) -> None:
@@ -490,21 +431,3 @@ class AzureMLImageBuilder:
         lines = errors.scrub(log).splitlines()
         omitted = f" (last {BUILD_LOG_TAIL} of {len(lines)} lines)" if len(lines) > BUILD_LOG_TAIL else ""
         return f"{text}\nbuild log{omitted}:\n" + "\n".join(lines[-BUILD_LOG_TAIL:])
-
-    def delete(self, version: ImageVersion) -> None:
-        what = f"image/{version.name}:{version.label}"
-        if not LABEL.fullmatch(version.label):
-            raise PermanentProviderError("not an image label edge-reconciler builds: left in place", resource=what)
-        # Only the tag: its manifest may carry other tags, and untagged manifests are the registry's
-        # retention policy's business.
-        from azure.core.exceptions import ResourceNotFoundError
-
-        def delete() -> None:
-            with contextlib.suppress(ResourceNotFoundError):  # gone already: a repeat after a lost answer
-                self._client.delete_tag(version.name, version.label)
-
-        self._call(delete, what=what, write=True, repeatable=True)
-
-    def close(self) -> None:
-        if "_client" in self.__dict__:
-            self.__dict__.pop("_client").close()

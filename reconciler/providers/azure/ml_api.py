@@ -20,31 +20,10 @@ Failure semantics (both protocols, on top of ``providers.base``):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from reconciler.model.state import ImageVersion, ModelVersion
-from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.base import ImageStore, ModelStore
-
-if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
-
-
-class WorkspaceAccess(Protocol):
-    """One Azure ML workspace as either SDK opens it (``ml.WorkspaceConnection`` on azureml-core,
-    ``ml_v2.MLClientConnection`` on azure-ai-ml): what the provider, the image builders and ``doctor`` need
-    beyond the models."""
-
-    credential: TokenCredential
-    retrier: Retrier
-
-    @property
-    def registry_id(self) -> str:
-        """The ARM id of the workspace's container registry ('' when none is attached)."""
-
-    @property
-    def registry(self) -> str:
-        """The login server of that registry."""
 
 
 class ModelRegistry(ModelStore, Protocol):

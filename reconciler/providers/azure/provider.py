@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
@@ -33,10 +34,14 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from reconciler.providers.azure.ml import WorkspaceConnection
-    from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry, WorkspaceAccess
+    from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry
+    from reconciler.providers.azure.registry_images import RegistryTarget
 
 SDK_V1, SDK_V2 = "v1", "v2"  # azure.ml.sdk
-BUILDER_AML, BUILDER_ACR_TASKS = "aml", "acr-tasks"  # azure.images.builder
+ML_SDKS = (SDK_V1, SDK_V2)
+AML_BUILDER, ACR_TASKS_BUILDER = "aml", "acr-tasks"  # azure.images.builder
+IMAGE_BUILDERS = (AML_BUILDER, ACR_TASKS_BUILDER)
+
 
 class AzureProvider:
     """One environment on Azure (see the module docstring)."""
@@ -53,13 +58,25 @@ class AzureProvider:
             self.workspace_name = str(settings["workspace"])
             self._iot_hub: dict[str, Any] = dict(settings["iotHub"])
             str(self._iot_hub["hostName"])
+            self.ml_sdk = str(dict(settings.get("ml") or {}).get("sdk", SDK_V1))
+            # The default builder: Azure ML's on SDK v1, ACR Tasks on v2 (the only one there).
+            self.image_builder = str(dict(settings.get("images") or {}).get(
+                "builder", ACR_TASKS_BUILDER if self.ml_sdk == SDK_V2 else AML_BUILDER))
         except (KeyError, TypeError) as exc:
             raise PermanentProviderError(f"environment.yaml lacks the Azure setting {exc}; run `reconciler "
                                          "validate`", resource=f"environment {self.name}") from exc
-        ml, images = settings.get("ml") or {}, settings.get("images") or {}
-        # The schema allows only these values, and refuses the aml builder with SDK v2.
-        self.ml_sdk = str(ml.get("sdk", SDK_V1))
-        self.image_builder = str(images.get("builder") or (BUILDER_ACR_TASKS if self.ml_sdk == SDK_V2 else BUILDER_AML))
+        if self.ml_sdk not in ML_SDKS:
+            raise PermanentProviderError(f"azure.ml.sdk is {self.ml_sdk!r}; use one of {', '.join(ML_SDKS)}",
+                                         resource=f"environment {self.name}")
+        if self.image_builder not in IMAGE_BUILDERS:
+            raise PermanentProviderError(f"azure.images.builder is {self.image_builder!r}; use one of "
+                                         f"{', '.join(IMAGE_BUILDERS)}", resource=f"environment {self.name}")
+        if self.ml_sdk == SDK_V2 and self.image_builder == AML_BUILDER:  # the schema refuses it too
+            raise PermanentProviderError("azure.images.builder: aml needs azure.ml.sdk: v1 (SDK v2 has no image "
+                                         "build service); use acr-tasks", resource=f"environment {self.name}")
+        # Model spec name -> its path, from the desired state of the last snapshot: the files ACR Tasks builds
+        # images from (an apply always plans, so reads a snapshot, before it builds).
+        self._model_paths: dict[str, Path] = {}
         self.stats = CallStats()
         self.retrier = Retrier(retry_policy, self.stats)
         self._lock_ttl = lock_ttl
@@ -80,7 +97,7 @@ class AzureProvider:
         return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name, budget)
 
     @cached_property
-    def connection(self) -> WorkspaceAccess:
+    def connection(self) -> RegistryTarget:
         """The workspace through the SDK ``azure.ml.sdk`` names: azureml-core (v1, ``ml.py``) or azure-ai-ml
         (v2, ``ml_v2.py``)."""
         if self.ml_sdk == SDK_V2:
@@ -112,13 +129,16 @@ class AzureProvider:
 
     @cached_property
     def images(self) -> ImageBuilder:
-        if self.image_builder == BUILDER_AML:
-            from reconciler.providers.azure.ml import AzureMLImageBuilder
+        """The builder ``azure.images.builder`` names: Azure ML's ``Model.package`` (``aml``, the default on
+        SDK v1, which it needs) or ACR Tasks (``acr-tasks``, the default and only builder on SDK v2). Both push
+        ``<name>:<label>`` into the workspace's registry."""
+        if self.image_builder == ACR_TASKS_BUILDER:
+            from reconciler.providers.azure.acr_tasks import AcrTasksImageBuilder
 
-            return AzureMLImageBuilder(self._v1_connection, self.name)
-        raise PermanentProviderError(f"the image builder {self.image_builder!r} is not available in this version; "
-                                     "set azure.images.builder: aml with azure.ml.sdk: v1",
-                                     resource=f"environment {self.name}")
+            return AcrTasksImageBuilder(self.connection, self.name, self._model_paths.get)
+        from reconciler.providers.azure.ml import AzureMLImageBuilder
+
+        return AzureMLImageBuilder(self._v1_connection, self.name)
 
     @cached_property
     def registries(self) -> acr.Registries:
@@ -142,6 +162,7 @@ class AzureProvider:
         """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
         own), while the hub, the registries and the images are read here: one plan waits for the longer of
         the two instead of their sum. The AAD token both need is fetched first, once."""
+        self._model_paths.update({name: spec.path for name, spec in desired.models.items()})
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:

@@ -1,0 +1,146 @@
+"""The ACR Tasks image builder (``azure.images.builder: acr-tasks``) against the emulator, with the real SDKs."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from reconciler.core import planner
+from reconciler.errors import PermanentProviderError
+from reconciler.model.specs import Kind
+from reconciler.providers import layout
+from reconciler.providers.azure.acr_tasks import API_VERSION, meaningful_tail
+from reconciler.providers.local.provider import LocalProvider
+from reconciler.spec.fingerprints import HashCache, compute_fingerprints
+from reconciler.spec.loader import load_environment
+from tests.azure.conftest import ACR, CLIENT_SECRET, HUB_KEY, AzureWorld
+from tests.azure_emulator import acr, acr_tasks
+from tests.azure_emulator.server import Call
+from tests.conftest import apply_change, copy_sample
+
+ACR_TASKS = "    images:\n      builder: acr-tasks\n  registries:\n"
+
+
+def use_acr_tasks(world: AzureWorld) -> None:
+    world.edit("environment.yaml", "  registries:\n", ACR_TASKS)
+
+
+def files_of(archive: bytes) -> dict[str, str]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive))) as tar:
+        return {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
+                for m in tar.getmembers() if m.isfile()}
+
+
+def local_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Apply the local sample (the same Model and Image specs as prod) on the local backend; its build context."""
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "state"))
+    env_dir = copy_sample(tmp_path / "local-repo", "local")
+    desired = load_environment(env_dir)
+    provider = LocalProvider(desired.environment)
+    try:
+        plan = planner.plan(desired, compute_fingerprints(desired, HashCache()), provider.read_snapshot(desired))
+        for change in plan.changes:
+            if change.key.kind is not Kind.DEPLOYMENT:
+                apply_change(provider, change, desired.environment)
+        (image,) = provider.read_snapshot(desired).images
+    finally:
+        provider.close()
+    return tmp_path / "state" / "images" / image.name / image.label / "context"
+
+
+def test_the_uploaded_context_is_the_local_backends_byte_for_byte(
+        azure_world: AzureWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_acr_tasks(azure_world)
+    plan = azure_world.apply()
+    state = azure_world.emulator.state
+    (run,) = acr_tasks.runs_of(state)
+    (image,) = [c.desired for c in plan.changes if c.key.kind is Kind.IMAGE]
+    assert run.request["imageNames"] == [f"iris-scorer:{image.label}"]  # type: ignore[union-attr]
+    assert run.request["isPushEnabled"] is True
+    assert run.request["platform"] == {"os": "Linux", "architecture": "amd64"}
+    assert run.request["dockerFilePath"] == "Dockerfile"
+    uploaded = acr_tasks.uploaded_archive(state, run)
+    assert uploaded is not None
+    context = local_context(tmp_path, monkeypatch)
+    assert context.name == "context" and context.parent.name == image.label  # type: ignore[union-attr]
+    local_files = {p.relative_to(context).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                   for p in context.rglob("*") if p.is_file()}
+    assert files_of(uploaded) == local_files
+    assert "models/iris-classifier/1/model.json" in local_files or any(f.startswith("models/") for f in local_files)
+    assert hashlib.sha256(uploaded).hexdigest() == hashlib.sha256(layout.context_archive(context)).hexdigest()
+    # pushed like every other build: the registry's tags list it, and the next plan has nothing to do
+    assert image.label in acr.list_tags(state, ACR, "iris-scorer")  # type: ignore[union-attr]
+    assert not azure_world.plan().has_changes
+
+
+def test_a_build_costs_these_requests(azure_world: AzureWorld) -> None:
+    use_acr_tasks(azure_world)
+    azure_world.apply(kinds=frozenset({Kind.MODEL}))
+    azure_world.emulator.reset_log()
+    azure_world.apply(kinds=frozenset({Kind.IMAGE}))
+    tasks = [c for c in azure_world.emulator.calls() if f"api-version={API_VERSION}" in _query(c)
+             or c.host.endswith(".blob.core.windows.net")]
+    assert [(c.method, c.path.rsplit("/", 1)[-1] if "/runs/" not in c.path else "runs/{id}") for c in tasks] == [
+        ("POST", "listBuildSourceUploadUrl"), ("PUT", tasks[1].path.rsplit("/", 1)[-1]), ("POST", "scheduleRun"),
+        ("GET", "runs/{id}")]
+
+
+def _query(call: Call) -> str:
+    return "&".join(f"{k}={v[0]}" for k, v in call.query.items())
+
+
+def test_switching_from_aml_to_acr_tasks_rebuilds_nothing(azure_world: AzureWorld) -> None:
+    first = azure_world.apply()
+    (built,) = [c.desired for c in first.changes if c.key.kind is Kind.IMAGE]
+    use_acr_tasks(azure_world)
+    provider = azure_world.provider()
+    plan = azure_world.plan(provider)
+    assert not plan.has_changes
+    assert [i.label for i in provider.read_snapshot(azure_world.desired()).images] == [built.label]  # type: ignore[union-attr]
+    assert acr_tasks.runs_of(azure_world.emulator.state) == []
+
+
+def test_a_failed_build_shows_the_end_of_its_log_without_secrets(azure_world: AzureWorld) -> None:
+    use_acr_tasks(azure_world)
+    noise = [" ---> 3f2a1b4c5d6e", "", "Removing intermediate container 1234abcd"]
+    log = [f"step {n}" for n in range(60)] + noise + [
+        f"pip install failed: https://u:{CLIENT_SECRET}@pypi.example/simple", f"key {HUB_KEY}",
+        "ERROR: No matching distribution"]
+    acr_tasks.fail_next_run(azure_world.emulator.state, "failed during run, err: exit status 1", log)
+    azure_world.apply(kinds=frozenset({Kind.MODEL}))
+    with pytest.raises(PermanentProviderError) as failure:
+        azure_world.apply(kinds=frozenset({Kind.IMAGE}))
+    message = str(failure.value)
+    assert "the ACR Tasks run ca1 ended Failed: failed during run, err: exit status 1" in message
+    assert "ERROR: No matching distribution" in message and "Run ID: ca1 failed after" in message
+    assert CLIENT_SECRET not in message and HUB_KEY not in message
+    assert "https://u:***@pypi.example/simple" in message
+    assert "Removing intermediate container" not in message and " ---> " not in message
+    assert "build log (last 40 of " in message and "step 5\n" not in message
+    assert acr.list_tags(azure_world.emulator.state, ACR, "iris-scorer") == {}
+
+
+def test_throttled_and_slow_builds_are_waited_for(azure_world: AzureWorld) -> None:
+    use_acr_tasks(azure_world)
+    throttle = azure_world.emulator.faults.throttle(retry_after=1, method="POST", path="scheduleRun$", times=1)
+    acr_tasks.set_run_duration(azure_world.emulator.state, 0.3)
+    provider = azure_world.provider()
+    azure_world.apply(provider)
+    assert throttle.injected == 1
+    assert provider.stats.retries >= 1
+    polls = [c for c in azure_world.emulator.calls("GET", "management.azure.com") if "/runs/" in c.path]
+    assert len(polls) >= 2  # Running, then Succeeded
+    assert len(acr.list_tags(azure_world.emulator.state, ACR, "iris-scorer")) == 1
+
+
+def test_the_log_tail_keeps_the_last_meaningful_lines() -> None:
+    log = "\n".join(["Step 1/3 : FROM x", " ---> abc123def456", "", "a1b2c3d4e5f6: Pull complete",
+                     "password: \"hunter2hunter2\"", "boom"])
+    lines, total = meaningful_tail(log, limit=2)
+    assert lines == ['password: "***"', "boom"] or lines[-1] == "boom"
+    assert total == 3
