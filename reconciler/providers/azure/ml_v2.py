@@ -76,8 +76,11 @@ def _to_version(model: Any, name: str | None = None) -> ModelVersion:
 
 class MLClientConnection:
     """One workspace through ``azure.ai.ml.MLClient``, built on first use; every SDK call goes through the
-    provider's ``Retrier``. The client is built with azure-core's retries off (the ``Retrier`` alone
-    repeats, and only what is safe to repeat) and a hook counting responses (``CallStats.http["aml"]``)."""
+    provider's ``Retrier``. The client is built with azure-core's retries off (``MLClient`` hands its keyword
+    arguments to every ARM client it builds: the ``Retrier`` alone repeats, and only what is safe to repeat), the
+    one ARM scope every other client uses, and a hook counting responses (``CallStats.http["aml"]``). The blob
+    uploads keep azure-storage-blob's own retries: the SDK builds that client itself, with no supported setting
+    (as azureml-core's artifact uploads in v1); a repeated blob ``PUT`` of the same content is harmless."""
 
     def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
                  credential: TokenCredential, retrier: Retrier | None = None,
