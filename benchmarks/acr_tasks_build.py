@@ -73,8 +73,8 @@ def main() -> int:
             from reconciler.engine import Engine
             from reconciler.model.specs import Kind
 
+            (env / "images.yaml").rename(env / "images.off")
             with Engine(env) as engine:  # the model first: not part of the figures
-                (env / "images.yaml").rename(env / "images.off")
                 engine.apply()
             (env / "images.off").rename(env / "images.yaml")
             acr_tasks.set_run_duration(emulator.state, args.run_seconds)

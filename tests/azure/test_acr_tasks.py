@@ -6,15 +6,17 @@ import gzip
 import hashlib
 import io
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reconciler.core import planner
-from reconciler.errors import PermanentProviderError
+from reconciler.errors import PermanentProviderError, SpecError
 from reconciler.model.specs import Kind
 from reconciler.providers import layout
 from reconciler.providers.azure.acr_tasks import API_VERSION, meaningful_tail
+from reconciler.providers.azure.provider import AzureProvider
 from reconciler.providers.local.provider import LocalProvider
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
@@ -97,10 +99,12 @@ def _query(call: Call) -> str:
 def test_switching_from_aml_to_acr_tasks_rebuilds_nothing(azure_world: AzureWorld) -> None:
     first = azure_world.apply()
     (built,) = [c.desired for c in first.changes if c.key.kind is Kind.IMAGE]
+    before = azure_world.plan()
     use_acr_tasks(azure_world)
     provider = azure_world.provider()
     plan = azure_world.plan(provider)
     assert not plan.has_changes
+    assert (plan.desired_fingerprint, plan.state_fingerprint) == (before.desired_fingerprint, before.state_fingerprint)
     assert [i.label for i in provider.read_snapshot(azure_world.desired()).images] == [built.label]  # type: ignore[union-attr]
     assert acr_tasks.runs_of(azure_world.emulator.state) == []
 
@@ -144,3 +148,29 @@ def test_the_log_tail_keeps_the_last_meaningful_lines() -> None:
     lines, total = meaningful_tail(log, limit=2)
     assert lines == ['password: "***"', "boom"] or lines[-1] == "boom"
     assert total == 3
+
+
+def test_an_unknown_builder_is_refused_before_anything_is_contacted(azure_world: AzureWorld) -> None:
+    environment = azure_world.desired().environment
+    settings = {**environment.settings, "images": {"builder": "docker"}}
+    with pytest.raises(PermanentProviderError, match="azure.images.builder is 'docker'; use one of aml, acr-tasks"):
+        AzureProvider(replace(environment, settings=settings))
+    azure_world.edit("environment.yaml", "  registries:\n", "    images:\n      builder: docker\n  registries:\n")
+    with pytest.raises(SpecError) as invalid:  # `reconciler validate` says so first (the schema)
+        azure_world.desired()
+    (problem,) = invalid.value.diagnostics
+    assert "builder" in str(problem) and "environment.yaml" in str(problem)
+    assert azure_world.emulator.calls() == []
+
+
+def test_lost_answers_of_the_upload_and_the_schedule_are_sent_again(azure_world: AzureWorld) -> None:
+    use_acr_tasks(azure_world)
+    faults = azure_world.emulator.faults
+    upload = faults.lose_answers(method="PUT", host=r".*\.blob\.core\.windows\.net", path="/source/", times=1)
+    schedule = faults.lose_answers(method="POST", path="scheduleRun$", times=1)
+    azure_world.apply()
+    assert (upload.injected, schedule.injected) == (1, 1)
+    runs = acr_tasks.runs_of(azure_world.emulator.state)
+    assert len(runs) == 2 and runs[0].request["imageNames"] == runs[1].request["imageNames"]  # the same build twice
+    assert len(acr.list_tags(azure_world.emulator.state, ACR, "iris-scorer")) == 1  # one image for the label
+    assert not azure_world.plan().has_changes

@@ -25,6 +25,7 @@ from reconciler.errors import LockHeld, PermanentProviderError
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan
 from reconciler.model.specs import DesiredState, Kind, ResourceKey
 from reconciler.model.state import LiveDeployment, Snapshot
+from reconciler.providers import layout
 from reconciler.providers.base import SilentProgress
 from reconciler.providers.layout import PackagedModel
 from reconciler.providers.local import images
@@ -597,3 +598,20 @@ def test_damaged_state_is_reported_with_what_to_do(repo: Repo) -> None:
         db.execute("UPDATE models SET tags = '{oops'")
     with pytest.raises(PermanentProviderError, match="cannot be used.*move the folder"):
         repo.snapshot()
+
+
+def test_the_context_archive_is_deterministic_and_holds_the_context(repo: Repo, tmp_path: Path) -> None:
+    repo.apply()
+    image = repo.snapshot().images[0]
+    context = repo.state / "images" / "scorer" / image.label / "context"
+    first = layout.context_archive(context)
+    for path in context.rglob("*"):
+        os.utime(path, (12345, 12345))  # mtimes do not matter
+    assert layout.context_archive(context) == first
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as tar:
+        members = tar.getmembers()
+        files = {m.name: tar.extractfile(m).read() for m in members if m.isfile()}  # type: ignore[union-attr]
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert {(m.mtime, m.uid, m.gid) for m in members} == {(0, 0, 0)}
+    assert files == {p.relative_to(context).as_posix(): p.read_bytes() for p in context.rglob("*") if p.is_file()}
+    assert gzip.decompress(first) and first[4:8] == b"\x00\x00\x00\x00"  # no gzip timestamp
