@@ -14,8 +14,11 @@ request log, the HTTP requests per service of:
 and the wall time of each plan, optionally with a latency injected into every request the plans make
 (``--latency 0.05``: 50 ms per request, a round trip to Azure from a CI runner).
 
+``--sdk v2`` runs the same with ``azure.ml.sdk: v2`` (models through azure-ai-ml, images by ACR Tasks); its model
+requests are ARM requests under the workspace (``{ws}/models``, ``{ws}/datastores``), counted as ``aml-models``.
+
 Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N] [--rolling N]
-       [--latency S]
+       [--latency S] [--sdk v1|v2]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ ROLLOUT = """  rollout:
 """
 
 
-def generate(repo: Path, models: int, images: int, deployments: int, azure: object) -> Path:
+def generate(repo: Path, models: int, images: int, deployments: int, azure: object, sdk: str = "v1") -> Path:
     (repo / ".git").mkdir(parents=True)
     env = repo / "environments" / "bench"
     env.mkdir(parents=True)
@@ -62,6 +65,7 @@ spec:
     iotHub:
       hostName: {azure.HUB}
       connectionString: {{fromEnv: IOTHUB_CONNECTION_STRING}}
+    ml: {{sdk: {sdk}}}
   registries:
     workspace: {{acr: {azure.ACR}, credentials: scopedToken}}
 """)  # type: ignore[attr-defined]
@@ -103,7 +107,12 @@ def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
             if host.endswith(suffix):
                 return name
         return host
-    return Counter(service(call.host) for call in calls)
+    def of(call: object) -> str:
+        path = str(call.path)  # type: ignore[attr-defined]
+        if "/workspaces/" in path and ("/models" in path or "/datastores" in path):
+            return "aml-models"  # SDK v2: the workspace's model and datastore resources, on ARM
+        return service(call.host)  # type: ignore[attr-defined]
+    return Counter(of(call) for call in calls)
 
 
 def plan_calls(env: Path, emulator: object, hub: str) -> tuple[float, int, Counter[str]]:
@@ -146,6 +155,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request of the plans")
     parser.add_argument("--rolling", type=int, default=10, help="deployments in a staged rollout")
+    parser.add_argument("--sdk", choices=["v1", "v2"], default="v1", help="azure.ml.sdk of the environment")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +175,7 @@ def main() -> int:
                                                                    **({"ring": "canary"} if i % 10 == 0 else {})})
                                                  for i in range(args.devices)], hub=azure.HUB)
             repo = Path(tmp) / "repo"
-            env = generate(repo, args.models, args.images, args.deployments, azure)
+            env = generate(repo, args.models, args.images, args.deployments, azure, args.sdk)
 
             from reconciler.engine import Engine
 
@@ -196,7 +206,8 @@ def main() -> int:
             rollout = rollout_calls(env, emulator)
 
     print(f"environment: {args.models} models, {args.images} images, {args.deployments} deployments, "
-          f"{args.devices} devices (Azure emulator, real SDKs, {args.latency * 1000:.0f} ms per request)")
+          f"{args.devices} devices (Azure emulator, real SDKs, {args.latency * 1000:.0f} ms per request, "
+          f"Azure ML SDK {args.sdk})")
     print(f"setup: first apply of {len(result.applied)} changes in {apply_seconds:.1f} s, {apply_calls} HTTP requests")
     services = sorted(set(noop[2]) | set(delta[2]) | set(rollout[2]))
     print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'requests':>9}  " + " ".join(f"{s:>13}" for s in services))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli.main import main
-from tests.azure.conftest import ACR, HUB, RESOURCE_GROUP, SUBSCRIPTION, AzureWorld
+from tests.azure.conftest import ACR, HUB, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, AzureWorld
 from tests.azure_emulator import arm
 
 
@@ -212,3 +212,17 @@ def test_the_tier_sets_the_quotas_and_the_slots(azure_world: AzureWorld, capsys:
     assert code == 1
     assert ("    → the Basic tier has no IoT Edge deployments: move the hub to a Standard tier"
             in lines(out))
+
+
+def test_on_sdk_v2_the_models_are_listed_through_azure_ai_ml(world: AzureWorld,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    world.edit("environment.yaml", "  registries:\n", "    ml:\n      sdk: v2\n  registries:\n")
+    world.emulator.reset_log()
+    code, out, err = doctor(capsys, world.env_dir)
+    assert code == 0, out + err
+    assert any(line.startswith("✓ Azure ML workspace mlw-edge-prod: register models: 0 model versions")
+               for line in lines(out))
+    assert any(line.startswith("· api-version: Azure ML models (SDK v2): 2023-08-01-preview (azure-ai-ml 1.")
+               for line in lines(out))
+    assert not world.emulator.calls(host=r".*\.modelmanagement\.azureml\.net")  # nothing through SDK v1
+    assert world.emulator.calls("GET", "management.azure.com", f"/workspaces/{WORKSPACE}/models")

@@ -137,6 +137,7 @@ def discovery(request: Request, state: EmulatorState) -> Response:
 class BlobRecord:
     data: bytes
     content_type: str
+    metadata: dict[str, str] = field(default_factory=dict)  # x-ms-meta-* (SDK v2 marks finished uploads)
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     modified: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -163,6 +164,7 @@ class BlobRecord:
             "x-ms-access-tier": "Hot",
             "x-ms-access-tier-inferred": "true",
             "x-ms-version": "2019-07-07",
+            **{f"x-ms-meta-{key}": value for key, value in self.metadata.items()},
         }
 
 
@@ -179,6 +181,18 @@ def sas_url(account: str, container: str, blob: str, permissions: str = "rcw") -
     query = urlencode({"sv": "2019-07-07", "sr": "b", "sp": permissions, "se": expiry,
                        "sig": _signature(account, container, blob)})
     return f"https://{account}.blob.core.windows.net/{container}/{quote(blob)}?{query}"
+
+
+def _container_signature(account: str, container: str) -> str:
+    digest = hmac.new(_SAS_KEY, f"/{account}/{container}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def container_sas_token(account: str, container: str, permissions: str = "racwl") -> str:
+    """A container SAS (``sr=c``): what ``Datastores_ListSecrets`` hands SDK v2 for its uploads (``aml_v2.py``)."""
+    expiry = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return urlencode({"sv": "2019-07-07", "sr": "c", "sp": permissions, "se": expiry,
+                      "sig": _container_signature(account, container)})
 
 
 def put_blob_object(state: EmulatorState, key: BlobKey, data: bytes, content_type: str = "text/plain") -> None:
@@ -222,19 +236,35 @@ def _blob_key(request: Request) -> BlobKey:
 
 def _check_sas(request: Request) -> Response | None:
     account, container, blob = _blob_key(request)
-    if not hmac.compare_digest(request.q("sig", "") or "", _signature(account, container, blob)):
+    container_wide = request.q("sr") == "c"  # a container SAS (aml_v2's listSecrets) covers every blob in it
+    signed = _container_signature(account, container) if container_wide else _signature(account, container, blob)
+    if not hmac.compare_digest(request.q("sig", "") or "", signed):
         return blob_error(403, "AuthenticationFailed",
                           "Server failed to authenticate the request. Make sure the value of Authorization header "
                           "is formed correctly including the signature.")
     return None
 
 
+def _metadata(request: Request) -> dict[str, str]:
+    return {k[len("x-ms-meta-"):]: v for k, v in request.headers.items() if k.startswith("x-ms-meta-")}
+
+
 def put_blob(request: Request, state: EmulatorState) -> Response:
-    """Put Blob, Put Block (``comp=block``) and Put Block List (``comp=blocklist``)."""
+    """Put Blob, Put Block (``comp=block``), Put Block List (``comp=blocklist``) and Set Blob Metadata
+    (``comp=metadata``: replaces the ``x-ms-meta-*`` pairs; azure-ai-ml marks a finished upload so)."""
     if (failure := _check_sas(request)) is not None:
         return failure
     key = _blob_key(request)
     comp = request.q("comp")
+    if comp == "metadata":
+        with state.lock:
+            existing = get_blob_object(state, key)
+            if existing is None:
+                return blob_error(404, "BlobNotFound", "The specified blob does not exist.")
+            existing.metadata = _metadata(request)
+            existing.modified = datetime.now(timezone.utc)
+        return Response(200, None, {"ETag": existing.etag, "Last-Modified": existing.headers()["Last-Modified"],
+                                    "x-ms-request-server-encrypted": "true", "x-ms-version": "2019-07-07"})
     if comp == "block":
         with state.lock:
             _aml(state).setdefault("blocks", {}).setdefault(key, {})[request.q("blockid", "")] = request.body
@@ -261,6 +291,7 @@ def put_blob(request: Request, state: EmulatorState) -> Response:
     put_blob_object(state, key, data, content_type)
     blob = get_blob_object(state, key)
     assert blob is not None
+    blob.metadata = _metadata(request)
     return Response(201, None, {"ETag": blob.etag, "Last-Modified": blob.headers()["Last-Modified"],
                                 "Content-MD5": blob.md5, "x-ms-request-server-encrypted": "true",
                                 "x-ms-version": "2019-07-07", "x-ms-request-id": str(uuid.uuid4())})
@@ -389,6 +420,7 @@ class ModelRecord:
     sample_input_data: str | None = None
     sample_output_data: str | None = None
     resource_requirements: Any = None
+    archived: bool = False  # SDK v2's isArchived (``aml_v2.py``); v1 has no such state
     created: str = field(default_factory=now_iso)
     modified: str = field(default_factory=now_iso)
 

@@ -15,6 +15,9 @@ Swagger is not JSON Schema; two readings are applied to every definition and sai
 * A property may be ``null`` unless it says ``x-nullable: false``. Azure services send nulls for
   unset optional properties (MMS: ``"runId": null``) and every AutoRest client accepts them.
 * ``type: file`` (binary bodies) is not checked.
+* ``additionalProperties: false`` is not enforced. Azure ML's definitions close every object, bases of an
+  ``allOf`` chain included; draft 4 would apply a base's closure to the derived object alone and refuse
+  every property the derived definition adds, which no AutoRest client does.
 
 Known-wrong published definitions are in ``ALLOWED`` below, each with its reason. A response that
 matches no vendored operation is counted as *unvalidated*, by service, and listed in the summary.
@@ -54,6 +57,10 @@ ACR_TASKS_API_VERSION = "2019-06-01-preview"
 ACR_DATA_DOC = "containerregistry/data-plane/Azure.ContainerRegistry/stable/2021-07-01/containerregistry.json"
 MMS_DOC = "machinelearningservices/data-plane/Microsoft.MachineLearningServices/preview/2019-09-30/modelManagement.json"
 COMMON_TYPES_DOC = "common-types/resource-management/v6/types.json"
+COMMON_TYPES_V3_DOC = "common-types/resource-management/v3/types.json"  # what Azure ML's mfe.json refers to
+AML_V2_DOC = ("machinelearningservices/resource-manager/Microsoft.MachineLearningServices/preview/2023-08-01-preview/"
+              "mfe.json")
+AML_V2_API_VERSION = "2023-08-01-preview"  # azure-ai-ml 1.35's, for model containers and versions
 ARM_ERROR_REF = COMMON_TYPES_DOC + "#/definitions/ErrorResponse"
 
 
@@ -152,6 +159,8 @@ def _swagger_to_draft4(document: dict[str, Any]) -> dict[str, Any]:
 def _schema(node: dict[str, Any]) -> dict[str, Any]:
     if node.get("type") == "file":
         node.pop("type")
+    if node.get("additionalProperties") is False:
+        node.pop("additionalProperties")
     for name, sub in list(node.get("properties", {}).items()):
         node["properties"][name] = _nullable(_schema(sub))
     if isinstance(node.get("additionalProperties"), dict):
@@ -219,6 +228,10 @@ SERVICES = (
     Service("ACR management", ACR_ARM_DOC, _acr_arm, api_version="2025-04-01", ignore_case=True),
     Service("ACR data plane", ACR_DATA_DOC, _acr_data_plane, wide_params=frozenset({"name"})),
     Service("Azure ML model management", MMS_DOC, lambda r: r.path.startswith("/modelmanagement/v1.0/")),
+    # SDK v2's model containers and versions: ARM resources under the workspace (aml_v2.py).
+    Service("Azure ML models (v2)", AML_V2_DOC,
+            lambda r: r.host == "management.azure.com" and "/workspaces/" in r.path.lower()
+            and "/models" in r.path.lower(), api_version=AML_V2_API_VERSION, ignore_case=True),
 )
 
 
@@ -317,7 +330,7 @@ class ContractChecker:
         if self._operations is not None:
             return self._operations
         documents = {path: _swagger_to_draft4(copy.deepcopy(_load(path)))
-                     for path in {*(s.document for s in SERVICES), COMMON_TYPES_DOC}}
+                     for path in {*(s.document for s in SERVICES), COMMON_TYPES_DOC, COMMON_TYPES_V3_DOC}}
         self._registry = Registry().with_resources(
             (BASE_URI + path, Resource(contents=doc, specification=DRAFT4)) for path, doc in documents.items())
         operations: dict[str, list[Operation]] = {}

@@ -51,7 +51,7 @@ from .framework import EmulatorState, Request, Response, Route, error, response_
 from .service_errors import service_error
 
 #: Service modules loaded by default (each may be absent: another helper writes some of them).
-DEFAULT_SERVICE_MODULES = ("iothub", "arm", "acr", "aml", "acr_tasks")
+DEFAULT_SERVICE_MODULES = ("iothub", "arm", "acr", "aml", "aml_v2", "acr_tasks")
 
 #: Idle time after which a keep-alive connection is closed by the server.
 IDLE_TIMEOUT_S = 60.0

@@ -111,3 +111,23 @@ def test_other_api_versions_and_routes_are_counted_not_validated(checker: Contra
     assert checker.check(request("GET", "login.microsoftonline.com", "/x/v2.0/.well-known"), Response(200, {})) is None
     assert checker.unvalidated["ACR management: api-version 2019-05-01 (vendored: 2025-04-01)"] >= 1
     assert checker.unvalidated["login.microsoftonline.com: no vendored definition"] >= 1
+
+
+AML_WS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+
+
+def test_sdk_v2_model_versions_are_checked_against_the_2023_08_01_preview_definition(checker: ContractChecker) -> None:
+    req = request("PUT", ARM, AML_WS + "/models/m/versions/1", "2023-08-01-preview")
+    version = {"id": AML_WS + "/models/m/versions/1", "name": "1", "type": "x",
+               "properties": {"description": None, "tags": {"a": "b"}, "properties": {}, "isArchived": False,
+                              "isAnonymous": False, "modelType": "custom_model", "modelUri": "azureml://x",
+                              "flavors": {}, "jobName": None, "provisioningState": "Succeeded",
+                              "stage": "Development"}}
+    assert checker.check(req, Response(201, version)) is None
+    assert checker.checked["Azure ML models (v2) ModelVersions_CreateOrUpdate 201"] >= 1
+    broken = {**version, "properties": {**version["properties"], "isArchived": "no"}}
+    problem = checker.check(req, Response(200, broken))
+    assert problem is not None and "ModelVersions_CreateOrUpdate" in problem and "isArchived" in problem
+    assert checker.check(request("GET", ARM, AML_WS + "/models", "2023-08-01-preview"),
+                         Response(200, {"value": [{"name": "m", "properties": {"tags": None, "latestVersion": "1",
+                                                                                "provisioningState": "Bogus"}}]}))

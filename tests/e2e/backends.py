@@ -160,12 +160,14 @@ class AzureBackend:
 
     name = "azure"
     environment = "prod"
-    ACR_TASKS = "    images:\n      builder: acr-tasks\n  registries:\n"  # under spec.azure in environment.yaml
+    ACR_TASKS = "    images:\n      builder: acr-tasks\n"  # under spec.azure in environment.yaml
+    SDK_V2 = "    ml:\n      sdk: v2\n"  # its builder is acr-tasks by default, the only one on v2
 
-    def __init__(self, emulator: Any, tmp_path: Path, builder: str = "aml"):
+    def __init__(self, emulator: Any, tmp_path: Path, builder: str = "aml", sdk: str = "v1"):
         self.emulator = emulator
         self.tmp_path = tmp_path
         self.builder = builder  # azure.images.builder: "aml" (the sample's default) or "acr-tasks"
+        self.sdk = sdk  # azure.ml.sdk: "v1" (the sample's default) or "v2"
 
     def prepare(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         from tests.azure import conftest as azure
@@ -181,11 +183,12 @@ class AzureBackend:
         monkeypatch.setenv("RECONCILER_RETRY_SCALE", "0.001")
         monkeypatch.setenv("RECONCILER_CACHE_DIR", str(self.tmp_path / "cache"))
         env_dir = copy_sample(root, "prod")
-        if self.builder == "acr-tasks":
+        settings = (self.SDK_V2 if self.sdk == "v2" else "") + (self.ACR_TASKS if self.builder == "acr-tasks" else "")
+        if settings:
             environment = env_dir / "environment.yaml"
             text = environment.read_text()
             assert "  registries:\n" in text
-            environment.write_text(text.replace("  registries:\n", self.ACR_TASKS, 1))
+            environment.write_text(text.replace("  registries:\n", settings + "  registries:\n", 1))
         return env_dir
 
     def add_devices(self, env_dir: Path, devices: dict[str, dict[str, str]]) -> None:

@@ -11,8 +11,9 @@ import pytest
 from tests.e2e.backends import AzureBackend, Backend, LocalBackend
 from tests.e2e.helpers import Workspace
 
-# "azure-acr-tasks": the Azure scenarios again with ``azure.images.builder: acr-tasks`` (ACR Tasks builds the images).
-BACKENDS = ["local", "azure", "azure-acr-tasks"]
+# "azure-acr-tasks": the Azure scenarios again with ``azure.images.builder: acr-tasks`` (ACR Tasks builds the images);
+# "azure-v2": again with ``azure.ml.sdk: v2`` (models through azure-ai-ml, images by ACR Tasks, v2's only builder).
+BACKENDS = ["local", "azure", "azure-acr-tasks", "azure-v2"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield LocalBackend(tmp_path / "state")
         return
     emulator = request.getfixturevalue("azure_emulator_for_e2e")
-    yield AzureBackend(emulator, tmp_path, builder="acr-tasks" if request.param == "azure-acr-tasks" else "aml")
+    if request.param == "azure-v2":
+        yield AzureBackend(emulator, tmp_path, builder="acr-tasks", sdk="v2")
+    else:
+        yield AzureBackend(emulator, tmp_path, builder="acr-tasks" if request.param == "azure-acr-tasks" else "aml")
     assert emulator.errors == [], emulator.errors[0] if emulator.errors else ""
     assert emulator.unmatched == [], [f"{r.method} {r.host}{r.path}" for r in emulator.unmatched]
 

@@ -166,7 +166,8 @@ def test_apply_killed_halfway_converges_on_the_next_run(ws: Workspace, backend: 
     # The killed run cannot release its lock. The local lock is taken over at once (its
     # process is gone); a lock in Azure, shared by CI runners on other machines, only once
     # it expires: a short lifetime keeps this test quick, and long enough that the run which
-    # finds it held starts within it on a loaded machine (3 s was not).
+    # finds it held starts within it on a loaded machine (3 s was not; azure-ai-ml's import alone
+    # takes 3-5 s there on SDK v2).
     ttl = 12.0
     environ = {**os.environ, "RECONCILER_LOCK_TTL": str(ttl)}
     process = ws.subprocess("apply", ws.env, "--auto-approve", env=environ)

@@ -132,8 +132,8 @@ class AcrTasksImageBuilder(RegistryImages):
         path = self._model_files(model.name)
         if path is None or not path.exists():
             raise PermanentProviderError("no Model spec of this name with files on this machine; ACR Tasks builds "
-                                         "the image from the spec's files (models named by spec.source, a "
-                                         "registered version or a URI, need the aml builder for now): run "
+                                         "the image from the spec's files (a registered version named by "
+                                         "spec.source.registered needs the aml builder for now): run "
                                          "`reconciler plan` again", resource=resource)
         if tree_digest(path, HashCache()) != model.fingerprint:
             raise PermanentProviderError("the model files changed since this version was registered; run "

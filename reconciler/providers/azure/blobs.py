@@ -19,10 +19,14 @@ settings as every other Azure call.
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
+from reconciler.model.specs import ModelSpec
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.base import Progress
@@ -82,3 +86,22 @@ def read_blob(uri: str, credential: TokenCredential, retrier: Retrier, progress:
         raise
     finally:
         client.close()
+
+
+@contextmanager
+def downloaded_model(spec: ModelSpec, credential: TokenCredential, retrier: Retrier,
+                     progress: Progress) -> Iterator[Path]:
+    """The file of a model from a blob (``spec.source.uri``), downloaded once into a temporary folder of its own
+    and checked against the pinned digest; the folder (what is registered or packaged) is removed afterwards.
+    Every SDK path that needs the bytes (v1 and v2 registration, ACR Tasks builds) takes them from here."""
+    source = spec.uri
+    assert source is not None
+    with tempfile.TemporaryDirectory(prefix="reconciler-model-") as folder:
+        path = Path(folder) / source.file_name
+        progress.step(f"downloading model {spec.name} from {source.uri}")
+        digest = read_blob(source.uri, credential, retrier, progress, path)
+        if digest != source.sha256:
+            raise PermanentProviderError(f"the blob at {source.uri} has digest sha256:{digest}, not the pinned "
+                                         f"{source.digest}: nothing was registered; run `reconciler plan` again",
+                                         resource=f"model/{spec.name}")
+        yield path

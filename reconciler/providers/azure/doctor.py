@@ -75,7 +75,7 @@ def diagnose(provider: AzureProvider, *, write_probe: bool = False) -> list[Chec
         _slots(provider, configurations, sku, checks)
     login_server = _registries(provider, checks, signed_in)
     _workspace(provider, checks, signed_in)
-    _api_versions(checks)
+    _api_versions(checks, provider.ml_sdk)
     if write_probe:
         if configurations is None:
             checks.append(Check("write probe", Check.FAIL, "not run: the hub's configurations cannot be listed",
@@ -334,7 +334,10 @@ def _workspace(provider: AzureProvider, checks: list[Check], signed_in: bool) ->
         checks.append(Check("Azure ML: image registry", Check.OK, f"images are built into {server}"))
 
 
-def _api_versions(checks: list[Check]) -> None:
+AML_V2_API_VERSION = "2023-08-01-preview"  # azure-ai-ml 1.35's for model containers and versions (its client's)
+
+
+def _api_versions(checks: list[Check], ml_sdk: str) -> None:
     from azure.iot.hub.protocol.version import VERSION as IOTHUB_API_VERSION
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
@@ -344,7 +347,8 @@ def _api_versions(checks: list[Check]) -> None:
         ("IoT Hub resource (SKU)", IOTHUB_ARM_API_VERSION, "edge-reconciler doctor"),
         ("ACR management", acr_api, "azure-mgmt-containerregistry"),
         ("ACR data plane", ACR_DATA_PLANE_API_VERSION, "azure-containerregistry"),
-        ("Azure ML model management", MMS_ROUTE, "azureml-core"),
+        ("Azure ML model management", MMS_ROUTE, "azureml-core") if ml_sdk == "v1"
+        else ("Azure ML models (SDK v2)", AML_V2_API_VERSION, "azure-ai-ml"),
     ]
     for service, version, package in lines:
         source = package if package.startswith("edge-") else f"{package} {_version(package)}"

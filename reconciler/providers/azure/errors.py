@@ -201,14 +201,15 @@ def _http_failure(exc: BaseException) -> Failure | None:
                    parse_retry_after(headers))
 
 
-_NOT_SENT = {"ServiceRequestError", "ConnectTimeout", "ConnectTimeoutError", "NewConnectionError",
+_NOT_SENT = {"ConnectTimeout", "ConnectTimeoutError", "NewConnectionError",
              "ConnectionRefusedError", "NameResolutionError", "gaierror"}
 _NO_ANSWER = {"ServiceResponseError", "ReadTimeout", "ReadTimeoutError", "RemoteDisconnected", "IncompleteRead",
               "ConnectionResetError", "ChunkedEncodingError", "ProtocolError", "BrokenPipeError"}
 # Wrappers that say little by themselves: requests' ConnectionError covers refused connects too, and urllib3
-# reports a connection reset inside an HTTPS proxy tunnel, after the request was sent, as a ProxyError.
+# reports a connection reset inside an HTTPS proxy tunnel, after the request was sent, as a ProxyError, which
+# azure-core wraps in a ServiceRequestError ("not sent"): a RemoteDisconnected under it says otherwise.
 _WRAPPERS = {"ConnectionError": NO_ANSWER, "ClientRequestError": NO_ANSWER, "Timeout": NO_ANSWER,
-             "TimeoutError": NO_ANSWER, "ProxyError": NOT_SENT}
+             "TimeoutError": NO_ANSWER, "ProxyError": NOT_SENT, "ServiceRequestError": NOT_SENT}
 
 
 def _transport_kind(chain: list[BaseException]) -> str | None:

@@ -29,11 +29,8 @@ Traps of the SDK that shape this module (see also the wire notes in the docstrin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,11 +45,10 @@ from reconciler.model.plan import DesiredImage
 from reconciler.model.specs import ModelSpec, RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
-from reconciler.providers.azure.auth import registry_client
-from reconciler.providers.azure.blobs import read_blob
-from reconciler.providers.azure.registry import REGISTRY_ID
+from reconciler.providers.azure.blobs import downloaded_model
 from reconciler.providers.azure.registry_images import RegistryImages
 from reconciler.providers.azure.retry import Retrier
+from reconciler.providers.azure.workspace import identity_fingerprint, login_server
 from reconciler.providers.base import Progress
 
 if TYPE_CHECKING:
@@ -147,24 +143,10 @@ class WorkspaceConnection:
 
     @cached_property
     def registry(self) -> str:
-        """The login server of the workspace's container registry, where ``Model.package`` pushes images:
-        the registry's own ``properties.loginServer`` (``GET`` of the ARM resource, unless the provider read it
-        already). It is not always ``<name>.azurecr.io``: sovereign clouds (``.azurecr.cn``, ``.azurecr.us``)
-        and registries with a domain name label (``<name>-<hash>.azurecr.io``) have other hosts."""
-        match = REGISTRY_ID.search(self.registry_id)
-        if match is None:
-            raise PermanentProviderError(
-                "the workspace has no container registry attached; attach one (az ml workspace update "
-                "--container-registry <acr id>) so images can be built", resource=f"workspace {self.workspace_name}")
-        sub, group, name = match.group("sub"), match.group("rg"), match.group("name")
-        registry = self._registry_lookup(sub, group, name) if self._registry_lookup else None
-        if registry is None:
-            client = registry_client(self.credential, sub, self.retrier.stats)
-            try:
-                registry = self.call(lambda: client.registries.get(group, name), what=f"registry {name}", write=False)
-            finally:
-                client.close()
-        return str(registry.login_server)
+        """The login server of the workspace's container registry, where ``Model.package`` pushes images
+        (``workspace.login_server``)."""
+        return login_server(self.registry_id, self.workspace_name, self.credential, self.retrier,
+                            self._registry_lookup)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -185,20 +167,12 @@ def _has(model: Any, fingerprint: str, properties: dict[str, str]) -> bool:
         registered.get(k) == v for k, v in properties.items())
 
 
-def identity_fingerprint(model: Any) -> str:
-    """The fingerprint of a version registered by another tool (``spec.source.registered``), which records no
-    digest of its files: a digest of its identity (the workspace's ``name:version`` and the asset it points
-    at). Azure ML never changes a version's files and never reuses a version number, so the identity stands
-    for the content; unlike a file digest, the same bytes registered twice give two fingerprints."""
-    identity = {"model": f"{model.name}:{model.version}", "asset": str(getattr(model, "url", "") or "")}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
 def _to_version(model: Any, *, referenced: bool = False) -> ModelVersion:
     """``referenced``: a version a spec names as its source, which has a fingerprint even when no reconciler
     registered it."""
     tags, properties = dict(model.tags or {}), dict(model.properties or {})
-    fingerprint = properties.get(ownership.FINGERPRINT) or (identity_fingerprint(model) if referenced else None)
+    fingerprint = properties.get(ownership.FINGERPRINT) or (
+        identity_fingerprint(model.name, int(model.version)) if referenced else None)
     return ModelVersion(
         name=model.name, version=int(model.version), fingerprint=fingerprint,
         description=model.description or "", tags=ownership.user_tags(tags),
@@ -312,15 +286,7 @@ class AzureMLModelRegistry:
             self._register(spec, spec.path, fingerprint, tags, progress)
             return
         # A model from a blob: downloaded once, checked, and that very file uploaded (see ``blobs``).
-        source = spec.uri
-        with tempfile.TemporaryDirectory(prefix="reconciler-model-") as folder:
-            path = Path(folder) / source.file_name
-            progress.step(f"downloading model {spec.name} from {source.uri}")
-            digest = read_blob(source.uri, self._connection.credential, self._connection.retrier, progress, path)
-            if digest != source.sha256:
-                raise PermanentProviderError(f"the blob at {source.uri} has digest sha256:{digest}, not the pinned "
-                                             f"{source.digest}: nothing was registered; run `reconciler plan` again",
-                                             resource=f"model/{spec.name}")
+        with downloaded_model(spec, self._connection.credential, self._connection.retrier, progress) as path:
             self._register(spec, path, fingerprint, tags, progress)
 
     def _register(self, spec: ModelSpec, model_path: Path, fingerprint: str, tags: dict[str, str],

@@ -41,7 +41,7 @@ class ModelRegistry(ModelStore, Protocol):
 
     def referenced(self, sources: list[RegisteredSource]) -> list[ModelVersion]:
         """The versions specs name as their source (``spec.source.registered``), whoever owns them, each with a
-        fingerprint (for one no reconciler registered: see ``ml.identity_fingerprint``); those that do not
+        fingerprint (for one no reconciler registered: see ``workspace.identity_fingerprint``); those that do not
         exist are left out. One read per source: specs name few."""
 
 

@@ -11,33 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager, ExitStack, suppress
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
-from reconciler.model.specs import DesiredState, EnvironmentSpec, UriSource
+from reconciler.model.specs import DesiredState, EnvironmentSpec, ModelSpec, UriSource
 from reconciler.model.state import ModelVersion, PromotionSource, Snapshot
 from reconciler.providers.azure import registry as acr
 from reconciler.providers.azure.auth import MANAGEMENT_SCOPE, azure_credential, hub_access
-from reconciler.providers.azure.blobs import read_blob
+from reconciler.providers.azure.blobs import downloaded_model, read_blob
 from reconciler.providers.azure.deployments import AcrCredentials, HubDeployments, embedded_tokens
 from reconciler.providers.azure.iothub import IoTHub, is_edge_deployment
 from reconciler.providers.azure.lock import HubLock, hold
 from reconciler.providers.azure.password_store import HubPasswordStore
 from reconciler.providers.azure.queries import DEFAULT_BUDGET
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
-from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress
+from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress, SilentProgress
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from reconciler.providers.azure.ml import WorkspaceConnection
     from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry
+    from reconciler.providers.azure.registry_images import RegistryTarget
 
-AML_BUILDER, ACR_TASKS_BUILDER = "aml", "acr-tasks"
+SDK_V1, SDK_V2 = "v1", "v2"  # azure.ml.sdk
+ML_SDKS = (SDK_V1, SDK_V2)
+AML_BUILDER, ACR_TASKS_BUILDER = "aml", "acr-tasks"  # azure.images.builder
 IMAGE_BUILDERS = (AML_BUILDER, ACR_TASKS_BUILDER)
 
 
@@ -56,16 +59,27 @@ class AzureProvider:
             self.workspace_name = str(settings["workspace"])
             self._iot_hub: dict[str, Any] = dict(settings["iotHub"])
             str(self._iot_hub["hostName"])
-            self.image_builder = str(dict(settings.get("images") or {}).get("builder", AML_BUILDER))
+            self.ml_sdk = str(dict(settings.get("ml") or {}).get("sdk", SDK_V1))
+            # The default builder: Azure ML's on SDK v1, ACR Tasks on v2 (the only one there).
+            self.image_builder = str(dict(settings.get("images") or {}).get(
+                "builder", ACR_TASKS_BUILDER if self.ml_sdk == SDK_V2 else AML_BUILDER))
         except (KeyError, TypeError) as exc:
             raise PermanentProviderError(f"environment.yaml lacks the Azure setting {exc}; run `reconciler "
                                          "validate`", resource=f"environment {self.name}") from exc
+        if self.ml_sdk not in ML_SDKS:
+            raise PermanentProviderError(f"azure.ml.sdk is {self.ml_sdk!r}; use one of {', '.join(ML_SDKS)}",
+                                         resource=f"environment {self.name}")
         if self.image_builder not in IMAGE_BUILDERS:
             raise PermanentProviderError(f"azure.images.builder is {self.image_builder!r}; use one of "
                                          f"{', '.join(IMAGE_BUILDERS)}", resource=f"environment {self.name}")
+        if self.ml_sdk == SDK_V2 and self.image_builder == AML_BUILDER:  # the schema refuses it too
+            raise PermanentProviderError("azure.images.builder: aml needs azure.ml.sdk: v1 (SDK v2 has no image "
+                                         "build service); use acr-tasks", resource=f"environment {self.name}")
         # Model spec name -> its path, from the desired state of the last snapshot: the files ACR Tasks builds
         # images from (an apply always plans, so reads a snapshot, before it builds).
-        self._model_paths: dict[str, Path | None] = {}
+        self._model_specs: dict[str, ModelSpec] = {}
+        self._downloads = ExitStack()  # models from blobs an ACR Tasks build packaged: removed on close
+        self._downloaded: dict[str, Path] = {}
         self.stats = CallStats()
         self.retrier = Retrier(retry_policy, self.stats)
         self._lock_ttl = lock_ttl
@@ -86,7 +100,19 @@ class AzureProvider:
         return IoTHub(hub_access(self._iot_hub), lambda: self.credential, self.retrier, self.name, budget)
 
     @cached_property
-    def connection(self) -> WorkspaceConnection:
+    def connection(self) -> RegistryTarget:
+        """The workspace through the SDK ``azure.ml.sdk`` names: azureml-core (v1, ``ml.py``) or azure-ai-ml
+        (v2, ``ml_v2.py``)."""
+        if self.ml_sdk == SDK_V2:
+            from reconciler.providers.azure.ml_v2 import MLClientConnection
+
+            return MLClientConnection(self.subscription_id, self.resource_group, self.workspace_name,
+                                      self.credential, retrier=self.retrier,
+                                      registry_lookup=self.registries.read_already)
+        return self._v1_connection
+
+    @cached_property
+    def _v1_connection(self) -> WorkspaceConnection:
         from reconciler.providers.azure.ml import WorkspaceConnection
 
         return WorkspaceConnection(self.subscription_id, self.resource_group, self.workspace_name, self.credential,
@@ -94,21 +120,41 @@ class AzureProvider:
 
     @cached_property
     def models(self) -> ModelRegistry:
+        if self.ml_sdk == SDK_V2:
+            from reconciler.providers.azure.ml_v2 import MLClientConnection, MLClientModelRegistry
+
+            connection = self.connection
+            assert isinstance(connection, MLClientConnection)
+            return MLClientModelRegistry(connection, self.name)
         from reconciler.providers.azure.ml import AzureMLModelRegistry
 
-        return AzureMLModelRegistry(self.connection, self.name)
+        return AzureMLModelRegistry(self._v1_connection, self.name)
+
+    def _model_files(self, name: str) -> Path | None:
+        """The files of Model spec ``name`` on this machine, for an ACR Tasks build: its folder in the repository,
+        or, for a model from a blob (``spec.source.uri``), a folder holding that one file, downloaded and checked
+        once per run; None for a registered version (``spec.source.registered``: its files are in Azure ML)."""
+        spec = self._model_specs.get(name)
+        if spec is None or spec.uri is None:
+            return spec.path if spec is not None else None
+        if name not in self._downloaded:
+            file = self._downloads.enter_context(
+                downloaded_model(spec, self.credential, self.connection.retrier, SilentProgress()))
+            self._downloaded[name] = file.parent
+        return self._downloaded[name]
 
     @cached_property
     def images(self) -> ImageBuilder:
-        """The builder ``azure.images.builder`` names: Azure ML's ``Model.package`` (``aml``, the default) or
-        ACR Tasks (``acr-tasks``). Both push ``<name>:<label>`` into the workspace's registry."""
+        """The builder ``azure.images.builder`` names: Azure ML's ``Model.package`` (``aml``, the default on
+        SDK v1, which it needs) or ACR Tasks (``acr-tasks``, the default and only builder on SDK v2). Both push
+        ``<name>:<label>`` into the workspace's registry."""
         if self.image_builder == ACR_TASKS_BUILDER:
             from reconciler.providers.azure.acr_tasks import AcrTasksImageBuilder
 
-            return AcrTasksImageBuilder(self.connection, self.name, self._model_paths.get)
+            return AcrTasksImageBuilder(self.connection, self.name, self._model_files)
         from reconciler.providers.azure.ml import AzureMLImageBuilder
 
-        return AzureMLImageBuilder(self.connection, self.name)
+        return AzureMLImageBuilder(self._v1_connection, self.name)
 
     @cached_property
     def registries(self) -> acr.Registries:
@@ -132,7 +178,7 @@ class AzureProvider:
         """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
         own), while the hub, the registries and the images are read here: one plan waits for the longer of
         the two instead of their sum. The AAD token both need is fetched first, once."""
-        self._model_paths.update({name: spec.path for name, spec in desired.models.items()})
+        self._model_specs.update(desired.models)
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
@@ -188,6 +234,8 @@ class AzureProvider:
 
     def close(self) -> None:
         """Close what was opened; safe to call twice."""
+        self._downloads.close()
+        self._downloaded.clear()
         images = self.__dict__.pop("images", None)
         if images is not None:
             images.close()

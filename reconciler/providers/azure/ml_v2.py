@@ -1,0 +1,261 @@
+"""The ``ml_api.ModelRegistry`` protocol on azure-ai-ml (Azure ML SDK v2, ``azure.ml.sdk: v2``).
+
+The same semantics as the azureml-core adapter in ``ml.py`` (which this module does not import, nor it this
+one: an import-linter contract keeps the two SDKs apart):
+
+* versions by content: the fingerprint of the files is an (immutable) property of each version; a version
+  is registered only when the plan says the files changed, numbered by the service's ``nextVersion``;
+* tags are replaced in place, properties only added (Azure ML never changes one);
+* ownership: the ``model.ownership`` keys in the tags, the fingerprint in the properties;
+* one model registry per workspace: versions registered through SDK v1 are listed here with the same name,
+  number, tags and properties, so switching an environment's SDK registers nothing again.
+
+REST calls (ARM, ``management.azure.com``; the emulator's ``aml_v2.py`` serves exactly what azure-ai-ml 1.35
+sends): ``list_owned`` ``GET {ws}/models`` (the containers, + ``nextLink`` pages), then per container
+``GET {ws}/models/{name}/versions`` (+ pages), 8 at a time: SDK v2 has no workspace-wide listing of
+versions filtered by tags (``ModelVersions_List`` is per container), so this is one list per model name
+where v1 makes one list in all. ``register``: ``GET versions?$top=1`` and ``GET models/{name}`` (the SDK's
+evaluator check and next version number), ``GET datastores/workspaceblobstore``, ``POST .../listSecrets``
+(a SAS for the workspace's blob container), blob ``HEAD``/``PUT``/``PUT ?comp=metadata`` per file under
+``LocalUpload/<content hash>/`` (the upload is skipped when those files were uploaded before), then
+``PUT {ws}/models/{name}/versions/{n}``. ``update``: ``GET`` + ``PUT`` of the version. ``delete_owned``:
+SDK v2 cannot delete a model version (``MLClient.models`` has ``archive`` only): the versions are archived,
+which hides them from listings and from the next plan; they can be restored in Azure ML studio.
+
+SDK imports are lazy (inside functions), like ``ml.py``'s. azure-ai-ml prints upload progress on stderr and
+notices on stdout; every SDK call that may print runs with both captured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from reconciler.errors import PermanentProviderError
+from reconciler.model import ownership
+from reconciler.model.specs import ModelSpec, RegisteredSource
+from reconciler.model.state import ModelVersion
+from reconciler.providers.azure import errors
+from reconciler.providers.azure.auth import MANAGEMENT_SCOPE
+from reconciler.providers.azure.blobs import downloaded_model
+from reconciler.providers.azure.retry import Retrier
+from reconciler.providers.azure.workspace import RegistryLookup, identity_fingerprint, login_server
+from reconciler.providers.base import Progress
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+T = TypeVar("T")
+
+LIST_WORKERS = 8  # version listings in flight at once, as the ACR tag listings
+
+
+def _mutable_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The fingerprint goes into the (immutable) properties, everything else into the tags (as in v1)."""
+    return {k: v for k, v in tags.items() if k != ownership.FINGERPRINT}
+
+
+def _has(model: Any, fingerprint: str, properties: dict[str, str]) -> bool:
+    registered = dict(model.properties or {})
+    return registered.get(ownership.FINGERPRINT) == fingerprint and all(
+        registered.get(k) == v for k, v in properties.items())
+
+
+def _to_version(model: Any, name: str | None = None, *, referenced: bool = False) -> ModelVersion:
+    """``referenced``: a version a spec names as its source, which has a fingerprint even when no reconciler
+    registered it (the same one v1 gives it: ``workspace.identity_fingerprint``)."""
+    tags, properties = dict(model.tags or {}), dict(model.properties or {})
+    name = name or model.name
+    fingerprint = properties.get(ownership.FINGERPRINT) or (
+        identity_fingerprint(name, int(model.version)) if referenced else None)
+    return ModelVersion(
+        name=name, version=int(model.version), fingerprint=fingerprint,
+        description=model.description or "", tags=ownership.user_tags(tags),
+        properties=ownership.user_tags(properties), owner=ownership.owner_of(tags),
+    )
+
+
+class MLClientConnection:
+    """One workspace through ``azure.ai.ml.MLClient``, built on first use; every SDK call goes through the
+    provider's ``Retrier``. The client is built with azure-core's retries off (``MLClient`` hands its keyword
+    arguments to every ARM client it builds: the ``Retrier`` alone repeats, and only what is safe to repeat), the
+    one ARM scope every other client uses, and a hook counting responses (``CallStats.http["aml"]``). The blob
+    uploads keep azure-storage-blob's own retries: the SDK builds that client itself, with no supported setting
+    (as azureml-core's artifact uploads in v1); a repeated blob ``PUT`` of the same content is harmless."""
+
+    def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
+                 credential: TokenCredential, retrier: Retrier | None = None,
+                 registry_lookup: RegistryLookup | None = None) -> None:
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.workspace_name = workspace_name
+        self.credential = credential
+        self.retrier = retrier or Retrier()
+        self._registry_lookup = registry_lookup
+        # Writes swap the process-wide stdout/stderr (the SDK prints): one at a time.
+        self._quiet = threading.Lock()
+
+    @cached_property
+    def client(self) -> Any:
+        from azure.ai.ml import MLClient
+
+        stats = self.retrier.stats
+        return MLClient(self.credential, self.subscription_id, self.resource_group, self.workspace_name,
+                        show_progress=False, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
+                        raw_response_hook=lambda response: stats.count_http("aml"))
+
+    @cached_property
+    def registry_id(self) -> str:
+        """The ARM id of the workspace's container registry ('' when none is attached): ``MLClient.workspaces
+        .get`` (``GET {ws}``), the one read of the workspace; model calls never need it."""
+        workspace = self.call(lambda: self.client.workspaces.get(self.workspace_name),
+                              what=f"workspace {self.workspace_name}", write=False)
+        return str(workspace.container_registry or "")
+
+    @cached_property
+    def registry(self) -> str:
+        """The login server of the workspace's registry (``workspace.login_server``)."""
+        return login_server(self.registry_id, self.workspace_name, self.credential, self.retrier,
+                            self._registry_lookup)
+
+    def call(self, fn: Callable[[], T], *, what: str, write: bool, repeatable: bool = False,
+             recover: Callable[[], T | None] | None = None, quiet: bool = False) -> T:
+        """One SDK call through the retrier; ``quiet`` keeps its prints off the CLI's stdout and stderr."""
+
+        def run() -> T:
+            if not quiet:
+                return fn()
+            with self._quiet, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                return fn()
+
+        return self.retrier.call(run, what=what, write=write, repeatable=repeatable, recover=recover)
+
+
+class MLClientModelRegistry:
+    """``ml_api.ModelRegistry`` on ``MLClient.models`` (see the module docstring)."""
+
+    def __init__(self, connection: MLClientConnection, environment: str) -> None:
+        self._connection = connection
+        self._environment = environment
+        self._call = connection.call
+
+    @property
+    def _models(self) -> Any:
+        return self._connection.client.models
+
+    def _versions(self, name: str) -> list[Any]:
+        """Every active version of ``name`` (SDK ``Model`` objects), any owner: one list, + pages."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def fetch() -> list[Any]:
+            try:
+                return list(self._models.list(name=name))
+            except ResourceNotFoundError:
+                return []
+
+        return self._call(fetch, what=f"model/{name}", write=False)
+
+    def _owned(self, name: str) -> list[Any]:
+        return [m for m in self._versions(name) if ownership.owner_of(dict(m.tags or {})) == self._environment]
+
+    def list_owned(self) -> list[ModelVersion]:
+        containers = self._call(lambda: [c.name for c in self._models.list()], what="models", write=False)
+        with ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="aml-versions") as pool:
+            listed = list(pool.map(self._owned, sorted(containers)))
+        return [_to_version(m, name) for name, versions in zip(sorted(containers), listed, strict=True)
+                for m in versions]
+
+    def _get(self, name: str, version: int) -> Any | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def fetch() -> Any | None:
+            try:
+                return self._models.get(name=name, version=str(version))
+            except ResourceNotFoundError:
+                return None
+
+        return self._call(fetch, what=f"model/{name}:{version}", write=False)
+
+    def version(self, name: str, version: int) -> ModelVersion | None:
+        model = self._get(name, version)
+        return _to_version(model, name) if model is not None else None
+
+    def referenced(self, sources: list[RegisteredSource]) -> list[ModelVersion]:
+        """The versions specs name as their source, whoever owns them: one ``GET`` each (missing: left out)."""
+        found = []
+        for source in sources:
+            model = self._get(source.name, source.version)
+            if model is not None:
+                found.append(_to_version(model, source.name, referenced=True))
+        return found
+
+    def newest(self, name: str, fingerprint: str) -> ModelVersion | None:
+        matching = [_to_version(m, name) for m in self._owned(name) if _has(m, fingerprint, {})]
+        return max(matching, key=lambda m: m.version, default=None)
+
+    def register(self, spec: ModelSpec, fingerprint: str, tags: dict[str, str], progress: Progress) -> None:
+        if spec.uri is None:
+            assert spec.path is not None
+            self._register(spec, spec.path, fingerprint, tags, progress)
+            return
+        # A model from a blob: downloaded once, checked, and that very file uploaded (see ``blobs``).
+        connection = self._connection
+        with downloaded_model(spec, connection.credential, connection.retrier, progress) as path:
+            self._register(spec, path, fingerprint, tags, progress)
+
+    def _register(self, spec: ModelSpec, path: Path, fingerprint: str, tags: dict[str, str],
+                  progress: Progress) -> None:
+        from azure.ai.ml.entities import Model
+
+        progress.step(f"registering model {spec.name}")
+        known = {int(m.version) for m in self._versions(spec.name)}
+
+        def register() -> Any:
+            # version=None: the SDK takes the container's nextVersion, as v1's service numbers versions.
+            return self._models.create_or_update(Model(
+                path=str(path), name=spec.name, type="custom_model", description=spec.description or None,
+                tags=_mutable_tags(tags), properties={**spec.properties, ownership.FINGERPRINT: fingerprint}))
+
+        def registered() -> Any | None:
+            """What this register created, after a lost answer: a new owned version with these files. A
+            repeated ``PUT`` of a version number updates that version, so there are no twins to remove."""
+            new = [m for m in self._owned(spec.name) if int(m.version) not in known
+                   and _has(m, fingerprint, spec.properties)]
+            return min(new, key=lambda m: int(m.version)) if new else None
+
+        self._call(register, what=f"model/{spec.name}", write=True, recover=registered, quiet=True)
+
+    def update(self, version: ModelVersion, description: str, tags: dict[str, str],
+               added_properties: dict[str, str]) -> None:
+        """One ``PUT`` of the version: the SDK sends tags and the description whole, and the properties
+        (the existing ones, which the service keeps as they are, plus the added ones)."""
+        what = f"model/{version.name}:{version.version}"
+        model = self._get(version.name, version.version)
+        if model is None:
+            raise PermanentProviderError("this version no longer exists; run `reconciler plan` again", resource=what)
+        model.tags = _mutable_tags(tags)
+        model.description = description or None
+        model.properties = {**dict(model.properties or {}), **added_properties}
+        # The same values again after a lost answer change nothing: a repeat is safe.
+        self._call(lambda: self._models.create_or_update(model), what=what, write=True, repeatable=True,
+                   quiet=True)
+
+    def delete_owned(self, name: str) -> None:
+        """Archive every owned version (SDK v2 has no delete; see the module docstring)."""
+        for model in self._owned(name):
+            what = f"model/{name}:{model.version}"
+
+            def archive(version: str = str(model.version)) -> None:
+                try:
+                    self._models.archive(name=name, version=version)
+                except Exception as exc:
+                    if errors.describe(exc).status != 404:  # gone already
+                        raise
+
+            self._call(archive, what=what, write=True, repeatable=True, quiet=True)
