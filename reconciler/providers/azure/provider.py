@@ -17,7 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import PermanentProviderError
+from reconciler.errors import PermanentProviderError, SpecError
+from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import DesiredState, EnvironmentSpec, ModelSpec, UriSource
 from reconciler.model.state import ModelVersion, PromotionSource, Snapshot
 from reconciler.providers.azure import registry as acr
@@ -130,6 +131,22 @@ class AzureProvider:
 
         return AzureMLModelRegistry(self._v1_connection, self.name)
 
+    def _refuse_unbuildable(self, desired: DesiredState) -> None:
+        """ACR Tasks builds from files on this machine: a registered version (``spec.source.registered``) that an
+        image packages has its files in Azure ML only. Refused before any change, at the spec's field."""
+        if self.image_builder != ACR_TASKS_BUILDER:
+            return
+        packaged = {name for image in desired.images.values() for name in image.models}
+        problems = [Diagnostic(spec.registered.location, f"Model/{name}", "spec.source.registered",
+                               f"images built by ACR Tasks (azure.images.builder: {ACR_TASKS_BUILDER}, the builder of "
+                               "SDK v2) package model files from this machine, and a registered version's files are "
+                               "in Azure ML only; name the files (spec.path or spec.source.uri), or build with "
+                               "azure.images.builder: aml on azure.ml.sdk: v1")
+                    for name, spec in sorted(desired.models.items())
+                    if spec.registered is not None and name in packaged]
+        if problems:
+            raise SpecError(problems)
+
     def _model_files(self, name: str) -> Path | None:
         """The files of Model spec ``name`` on this machine, for an ACR Tasks build: its folder in the repository,
         or, for a model from a blob (``spec.source.uri``), a folder holding that one file, downloaded and checked
@@ -179,6 +196,7 @@ class AzureProvider:
         own), while the hub, the registries and the images are read here: one plan waits for the longer of
         the two instead of their sum. The AAD token both need is fetched first, once."""
         self._model_specs.update(desired.models)
+        self._refuse_unbuildable(desired)
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
