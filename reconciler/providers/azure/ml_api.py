@@ -20,10 +20,11 @@ Failure semantics (both protocols, on top of ``providers.base``):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from reconciler.model.state import ImageVersion, ModelVersion
-from reconciler.providers.base import ImageStore, ModelStore
+from reconciler.providers.base import BuiltImage, ImageStore, ModelStore
 
 
 class ModelRegistry(ModelStore, Protocol):
@@ -61,3 +62,8 @@ class ImageBuilder(ImageStore, Protocol):
 
     def close(self) -> None:
         """Release connections. Safe to call twice."""
+
+    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
+        """``providers.base.BuiltImageFiles`` for an image this builder built: what ``build`` recorded of its
+        inputs (the application, the conda file, the model versions), written under ``destination``. None
+        when nothing was recorded for this label; the model files are fetched only when ``copy`` is called."""

@@ -89,7 +89,7 @@ class LocalImages:
                                        {m.name: m.version for m in packaged}, digest, tags))
 
     def _path(self, name: str, label: str) -> Path:
-        return self._directory / "images" / name / label
+        return images.image_directory(self._directory, name, label)
 
     def delete(self, version: ImageVersion) -> None:
         self._store.delete_image(version.name, version.label)
