@@ -8,6 +8,7 @@ runs nothing. A run that failed is not cached.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.behaviour import gc, runner
-from reconciler.behaviour.venv import ScoringPython, cache_root, scoring_python, touch, user_python
+from reconciler.behaviour.venv import ScoringPython, cache_root, override_note, scoring_python, touch, user_python
 from reconciler.core.behaviour import run_from_dict, run_to_dict
 from reconciler.errors import BehaviourError
 from reconciler.model.behaviour import RunResult, Sample
@@ -75,7 +76,7 @@ class Behaviour:
             key = self.python_override
             if key not in self._pythons:
                 self._pythons[key] = user_python(self.python_override)
-            return self._pythons[key]
+            return dataclasses.replace(self._pythons[key], note=override_note(spec.conda_file, self._pythons[key]))
         if spec.conda_file not in self._pythons:
             self._pythons[spec.conda_file] = scoring_python(spec.conda_file, self.progress)
         return self._pythons[spec.conda_file]

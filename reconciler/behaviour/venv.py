@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import BehaviourError
+from reconciler.errors import BehaviourError, ReconcilerError
 from reconciler.providers.base import Progress
 from reconciler.spec.conda import read_conda
 from reconciler.spec.paths import display_path
@@ -54,7 +54,8 @@ class ScoringPython:
     key: str
     built: bool
     seconds: float
-    note: str = ""  # e.g. the conda file asks for another Python version
+    note: str = ""  # --python runs another version than the conda file pins
+    version: str = ""  # X.Y.Z, when known
 
 
 def cache_root() -> Path:
@@ -128,7 +129,19 @@ def user_python(path: Path) -> ScoringPython:
     if code != 0:
         raise BehaviourError(f"--python {path}: it cannot import {SERVER_MODULE} (Azure ML's inference server); "
                              f"install it there with `{path} -m pip install '{SERVER_REQUIREMENT}'`")
-    return ScoringPython(path, "user", built=False, seconds=time.monotonic() - started)
+    return ScoringPython(path, "user", built=False, seconds=time.monotonic() - started, version=_version(str(path)))
+
+
+def override_note(conda_file: Path, python: ScoringPython) -> str:
+    """What a plan says when ``--python`` runs another Python than the conda file pins ('' when it does not)."""
+    try:
+        wanted = read_conda(conda_file).python
+    except ReconcilerError:
+        return ""
+    version = python.version or _version(str(python.python))
+    if wanted is None or version == wanted or version.startswith(f"{wanted}."):
+        return ""
+    return f"{display_path(conda_file)} asks for Python {wanted}; --python ran Python {version}"
 
 
 def environment_key(conda_bytes: bytes, python_version: str) -> str:
@@ -140,17 +153,17 @@ def environment_key(conda_bytes: bytes, python_version: str) -> str:
 def _interpreter(wanted: str | None, conda_file: Path, uv: str | None, base_python: str | None) -> tuple[str, str]:
     """The interpreter to make the virtualenv from, and the version that goes into the cache key.
 
-    No ``python=`` in the conda file: this interpreter (its full version). A pinned ``X.Y``: with uv, the
-    request ``X.Y`` itself (``uv venv --python X.Y`` finds it, or fetches it); without uv, this interpreter
-    if it is ``X.Y``, else a clear error: venv + pip cannot make an environment of another Python."""
+    No ``python=`` in the conda file: this interpreter (its full version). A pinned ``X.Y``: this interpreter
+    if it is ``X.Y``; else, with uv, the request ``X.Y`` itself (``uv venv --python X.Y`` finds it, or fetches
+    it); without uv a clear error: venv + pip cannot make an environment of another Python."""
     base = base_python or sys.executable
     if wanted is None:
         return base, _version(base)
-    if uv:
-        return wanted, wanted
     version = _version(base)
     if version == wanted or version.startswith(f"{wanted}."):
-        return base, wanted
+        return base, wanted  # this interpreter is the one asked for: nothing to look for, nothing to fetch
+    if uv:
+        return wanted, wanted
     raise BehaviourError(
         f"{display_path(conda_file)} asks for Python {wanted}, and this is Python {version} without uv: install uv "
         f"(`pip install uv`; it finds or fetches Python {wanted}), run the reconciler on Python {wanted}, or pass "

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.azure.conftest import AzureWorld, azure_emulator, azure_world  # noqa: F401 - fixtures
+from tests.azure import conftest as azure_fixtures
+from tests.azure.conftest import AzureWorld
 from tests.behaviour.conftest import pin_running_python
 from tests.behaviour.test_behaviour import flip_versicolor_and_virginica
 from tests.e2e.helpers import Workspace
+
+# The Azure tests' fixtures (a fresh emulated Azure per test, one emulator per module), shared here.
+azure_emulator = azure_fixtures.azure_emulator
+azure_world = azure_fixtures.azure_world
 
 SAMPLES = """  samples:
     path: ../../models/iris-samples
