@@ -16,7 +16,7 @@ from pathlib import Path
 from reconciler.behaviour.runner import ImageVersionFiles, copy_file
 from reconciler.behaviour.service import Behaviour
 from reconciler.core.behaviour import evaluate
-from reconciler.errors import ProviderError
+from reconciler.errors import PermanentProviderError
 from reconciler.model.behaviour import BehaviourReport, ImageBehaviour
 from reconciler.model.plan import Action, Change, DesiredImage, Plan
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, Kind
@@ -50,8 +50,8 @@ def _deployed(provider: Provider, spec: ImageSpec, actual: ImageVersion, snapsho
         return "the deployed side is not compared: this backend cannot hand out what a built image runs"
     try:
         built = provider.built_image_files(actual.name, actual.label, work)
-    except ProviderError as exc:
-        return f"the deployed side is not compared: {actual.name}:{actual.label}: {exc}"
+    except PermanentProviderError as exc:  # a transient failure fails the plan: a gate cannot be judged half
+        return f"the deployed side is not compared: {exc}"
     if built is None:
         return f"the deployed side is not compared: {actual.name}:{actual.label} is gone from the backend"
     if sorted(m.name for m in built.models) != sorted(spec.models):

@@ -68,3 +68,24 @@ def test_a_change_of_score_py_alone_shows_changed_outputs_on_azure(iris_on_azure
     assert '  ~ setosa-typical: ["setosa"] -> ["SETOSA"]' in text.out, text.out
     assert "  ! 6 of 6 outputs changed; gates.maxChangedOutputs allows 0" in text.out
     assert "not compared" not in text.out
+
+
+def test_an_image_built_without_a_record_of_its_inputs_gets_a_note_not_a_guess(
+        iris_on_azure: Workspace, azure_world: AzureWorld) -> None:
+    state = azure_world.emulator.state
+    with state.lock:  # as if an older edge-reconciler (or another tool) had built the image
+        artifacts = state.service("aml")["artifacts"]
+        recorded = [key for key in artifacts if key.startswith("LocalUpload/edge-reconciler.iris-scorer.")]
+        assert recorded
+        for key in recorded:
+            del artifacts[key]
+    flip_versicolor_and_virginica(iris_on_azure)
+    data = iris_on_azure.run("plan", iris_on_azure.env, "--format", "json")
+    assert data.code == 1, data.err  # the new version's answers still differ from the expected ones
+    [image] = json.loads(data.out)["behaviour"]["images"]
+    label = recorded[0].split("/")[1].rsplit(".", 1)[1]
+    assert image["note"] == (
+        f"the deployed side is not compared: image/iris-scorer:{label}: nothing is recorded of what it was built "
+        "from (it was built before edge-reconciler recorded build inputs, or by another tool); its next build "
+        "records them")
+    assert image["changed"] is None and image["unexpected"] == 4  # no deployed side: nothing to compare

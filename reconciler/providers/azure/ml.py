@@ -537,7 +537,7 @@ class AzureMLImageBuilder:
                                                         names=names)),
                        what=f"{what} (recording its inputs)", write=True, repeatable=True)
 
-    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
+    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage:
         """The recorded inputs of ``name:label`` under ``destination`` (``app/``, ``environment/conda.yaml``), and
         the model versions it packages; their files are fetched by ``copy`` with ``Model.download`` (the asset
         ``GET``, the artifact prefix listing, a blob ``GET`` per file), only when a run needs them.
@@ -547,7 +547,9 @@ class AzureMLImageBuilder:
 
         recorded = self._recorded(name, label)
         if not recorded:
-            return None
+            raise PermanentProviderError(
+                "nothing is recorded of what it was built from (it was built before edge-reconciler recorded "
+                "build inputs, or by another tool); its next build records them", resource=f"image/{name}:{label}")
         client = self._artifacts()
         root = destination.resolve()
         start = f"{RECORD_PREFIX}/"

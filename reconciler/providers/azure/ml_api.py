@@ -63,7 +63,8 @@ class ImageBuilder(ImageStore, Protocol):
     def close(self) -> None:
         """Release connections. Safe to call twice."""
 
-    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
+    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage:
         """``providers.base.BuiltImageFiles`` for an image this builder built: what ``build`` recorded of its
-        inputs (the application, the conda file, the model versions), written under ``destination``. None
-        when nothing was recorded for this label; the model files are fetched only when ``copy`` is called."""
+        inputs (the application, the conda file, the model versions), written under ``destination``; the model
+        files are fetched only when ``copy`` is called. ``PermanentProviderError`` when nothing was recorded for
+        this label (an image built before builds recorded their inputs, or by another tool)."""
