@@ -20,8 +20,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.behaviour.venv import BUILD_TIMEOUT, COMPLETE
-
 KEEP_VENVS = 5  # one or two conda files per repository, a few repositories
 KEEP_RESULTS = 200  # a few KB each: every image's last few versions, both sides
 KEEP_VENVS_VARIABLE = "RECONCILER_KEEP_VENVS"
@@ -56,6 +54,8 @@ def _size(path: Path) -> int:
 
 
 def _last_use(folder: Path) -> float:
+    from reconciler.behaviour.venv import COMPLETE
+
     try:
         return (folder / COMPLETE).stat().st_mtime
     except OSError:
@@ -65,6 +65,8 @@ def _last_use(folder: Path) -> float:
 def prune_venvs(root: Path, keep: int, in_use: Collection[str] = ()) -> tuple[int, int]:
     """Remove all but the ``keep`` virtualenvs used last under ``root`` (and stale half-built ones);
     return (count, bytes) removed."""
+    from reconciler.behaviour.venv import BUILD_TIMEOUT, COMPLETE  # not at import: `reconciler --help` stays light
+
     if not root.is_dir():
         return 0, 0
     complete, debris = [], []
