@@ -181,8 +181,8 @@ def scoring_python(conda_file: Path, progress: Progress, base_python: str | None
             f"{display_path(conda_file)} lists packages only conda installs: {names}. Behaviour runs build a "
             "virtualenv from the `pip:` list: move them there (with their pip names), or make an interpreter "
             f"with them and {SERVER_PACKAGE} yourself and pass --python PATH")
-    uv = find_uv()
-    base, version = _interpreter(conda.python, conda_file, uv, base_python)
+    # A pinned version is the key as it is: a cached environment is used whatever would build it now.
+    version = conda.python or _version(base_python or sys.executable)
     key = environment_key(conda_file.read_bytes(), version)
     root = cache_root()
     folder = root / key
@@ -190,6 +190,8 @@ def scoring_python(conda_file: Path, progress: Progress, base_python: str | None
     if (folder / COMPLETE).is_file() and python.exists():
         touch(folder / COMPLETE)
         return ScoringPython(python, key, built=False, seconds=time.monotonic() - started)
+    uv = find_uv()
+    base, version = _interpreter(conda.python, conda_file, uv, base_python)
     requirements = [*conda.pip, SERVER_REQUIREMENT]
     progress.step(f"building the scoring environment of {display_path(conda_file)} "
                   f"(Python {version}, {'uv' if uv else 'venv + pip'}; once per conda file): {', '.join(requirements)}")
