@@ -1,6 +1,8 @@
 """Behaviour runs: what the samples of a model cost, on Azure ML's real inference server.
 
-In a temporary copy of the sample repository (iris, its real conda file), measures:
+In a temporary copy of the sample repository (iris, its real conda file, but pinned to the Python
+running this script: the environment is made on the pinned Python, and fetching an interpreter is
+not what is measured), measures:
 
 * the scoring environment: built from the conda file (the virtualenv cache cold: a fresh
   ``RECONCILER_VENV_CACHE``; uv's own download cache is whatever this machine has), then
@@ -52,6 +54,9 @@ def copy_repository(repo: Path) -> Path:
         rows = [[round(rng.uniform(4.3, 7.9), 1), round(rng.uniform(2.0, 4.4), 1), round(rng.uniform(1.0, 6.9), 1),
                  round(rng.uniform(0.1, 2.5), 1)] for _ in range(3)]
         (samples / f"sample-{i:02d}.json").write_text(json.dumps({"data": rows}) + "\n")
+    conda = repo / "models" / "iris" / "conda.yaml"
+    conda.write_text(conda.read_text().replace("  - python=3.10\n",
+                                               f"  - python={sys.version_info.major}.{sys.version_info.minor}\n"))
     images = repo / "environments" / "local" / "images.yaml"
     images.write_text(images.read_text().replace("maxChangedOutputs: 0 ", 'maxChangedOutputs: "100%"')
                       .replace("maxLatencyP95Ms: 500", "maxLatencyP95Ms: 10000"))

@@ -389,6 +389,7 @@ class Engine:
         runs = Behaviour(cache_directory(self.desired), self.progress, options.python)
         found = behaviour_versions.report(plan, self.desired, self.fingerprints(), snapshot, self.provider, runs,
                                           skip=options.skip)
+        runs.prune()
         return replace(plan, behaviour=found) if found is not None else plan
 
     def _image_spec(self, name: str) -> ImageSpec:
@@ -419,6 +420,7 @@ class Engine:
                                use_cache=False)
             note = outcome.python.note if outcome.python else ""
             results.append(evaluate(spec.name, spec.name, samples, outcome.result, None, spec.gates, note=note))
+        runs.prune()
         return results
 
     def serve(self, name: str, port: int | None = None, python: Path | None = None) -> None:

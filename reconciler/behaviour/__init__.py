@@ -4,7 +4,9 @@
     launcher.py  run inside that environment: azmlinfsrv on 127.0.0.1, no other network, dies with us
     server.py    one server subprocess: start, readiness, requests, always stopped; the user's traceback
     runner.py    lay out a version as the image does (providers.layout), run its samples
-    cache.py     results by (image fingerprint, samples digest), so a re-plan or apply runs nothing
+    service.py   what the engine asks: a version's run, cached by (image fingerprint, samples digest)
+    versions.py  which versions a plan compares: the repository's, and what the deployed image runs
+    gc.py        least-recently-used pruning of the virtualenv and result caches (``reconciler gc``)
 
 The comparison of two runs and the gates are pure: ``core.behaviour``.
 """

@@ -8,6 +8,7 @@ runs nothing. A run that failed is not cached.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.behaviour import runner
-from reconciler.behaviour.venv import ScoringPython, scoring_python, user_python
+from reconciler.behaviour import gc, runner
+from reconciler.behaviour.venv import ScoringPython, cache_root, override_note, scoring_python, touch, user_python
 from reconciler.core.behaviour import run_from_dict, run_to_dict
 from reconciler.errors import BehaviourError
 from reconciler.model.behaviour import RunResult, Sample
@@ -59,6 +60,7 @@ class Behaviour:
         self.progress = progress
         self.python_override = python
         self._pythons: dict[Path, ScoringPython] = {}
+        self._results_used: set[str] = set()
 
     def samples(self, spec: ImageSpec) -> list[Sample]:
         if spec.samples is None:
@@ -74,7 +76,7 @@ class Behaviour:
             key = self.python_override
             if key not in self._pythons:
                 self._pythons[key] = user_python(self.python_override)
-            return self._pythons[key]
+            return dataclasses.replace(self._pythons[key], note=override_note(spec.conda_file, self._pythons[key]))
         if spec.conda_file not in self._pythons:
             self._pythons[spec.conda_file] = scoring_python(spec.conda_file, self.progress)
         return self._pythons[spec.conda_file]
@@ -91,9 +93,12 @@ class Behaviour:
         python = self.python_for(spec)
         key = self._key(fingerprint, samples, spec, python)
         cached = self.cache_dir / f"{key}.json"
+        self._results_used.add(key)
         if use_cache and cached.is_file():
             try:
-                return Outcome(run_from_dict(json.loads(cached.read_text())), cached=True, python=python)
+                result = run_from_dict(json.loads(cached.read_text()))
+                touch(cached)
+                return Outcome(result, cached=True, python=python)
             except (ValueError, KeyError, TypeError):
                 cached.unlink(missing_ok=True)  # a damaged entry is run again
         self.progress.step(f"running {len(samples)} sample(s) on {label}")
@@ -106,6 +111,13 @@ class Behaviour:
             os.replace(partial.name, cached)
         return Outcome(result, cached=False, environment_seconds=python.seconds if python.built else 0.0,
                        startup_seconds=startup, python=python)
+
+    def prune(self) -> gc.Pruned:
+        """The caches' LRU pruning (``behaviour.gc``), after a command that ran samples: what it used stays."""
+        return gc.prune(cache_root(), self.cache_dir,
+                        keep_venvs=gc.limit(gc.KEEP_VENVS_VARIABLE, gc.KEEP_VENVS),
+                        keep_results=gc.limit(gc.KEEP_RESULTS_VARIABLE, gc.KEEP_RESULTS),
+                        venvs_in_use={p.key for p in self._pythons.values()}, results_in_use=self._results_used)
 
     def serve(self, version: runner.ImageVersionFiles, port: int | None) -> None:
         """The scoring server in the foreground, its log on this terminal, until Ctrl-C."""

@@ -5,14 +5,21 @@ environment is a virtualenv with the file's ``pip:`` packages plus Azure ML's in
 server. A conda file that needs conda itself (any dependency other than ``python`` and
 ``pip``) is refused by name; ``--python PATH`` then runs an interpreter the team manages.
 
+The environment runs the Python the conda file pins (``python=X.Y``): uv makes it with ``uv venv
+--python X.Y``, which finds that version or fetches it (``UV_PYTHON_DOWNLOADS`` as the user set it);
+without uv only this interpreter can be used, so it must be ``X.Y``. Either way a mismatch is a clear
+error naming the version and ``--python PATH``, never an environment on another Python.
+
 Cache: ``$RECONCILER_VENV_CACHE``, else ``$XDG_CACHE_HOME/edge-reconciler/venvs``, else
 ``~/.cache/edge-reconciler/venvs``; one folder per key, the SHA-256 of the conda file, the
-interpreter's version and the server requirement. A folder is complete only once renamed into
-place, so an interrupted build is never reused.
+Python version (the pinned ``X.Y``, else this interpreter's) and the server requirement. A folder
+is complete only once renamed into place, so an interrupted build is never reused. Each use stamps
+its ``environment.json``; ``behaviour.gc`` prunes the ones used least recently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import BehaviourError
+from reconciler.errors import BehaviourError, ReconcilerError
 from reconciler.providers.base import Progress
 from reconciler.spec.conda import read_conda
 from reconciler.spec.paths import display_path
@@ -47,7 +54,8 @@ class ScoringPython:
     key: str
     built: bool
     seconds: float
-    note: str = ""  # e.g. the conda file asks for another Python version
+    note: str = ""  # --python runs another version than the conda file pins
+    version: str = ""  # X.Y.Z, when known
 
 
 def cache_root() -> Path:
@@ -58,8 +66,23 @@ def cache_root() -> Path:
     return Path(base) / "edge-reconciler" / "venvs"
 
 
+def touch(path: Path) -> None:
+    """Stamp a cache entry as used now (its mtime is its last use)."""
+    with contextlib.suppress(OSError):  # a read-only cache still works; it is pruned by creation time then
+        os.utime(path)
+
+
+UV_VARIABLE = "RECONCILER_UV"
+
+
 def find_uv() -> str | None:
-    """``uv`` on PATH, or installed beside this interpreter (``pip install uv`` in a venv)."""
+    """``$RECONCILER_UV`` (a path to uv, or ``none``: build with venv + pip), else ``uv`` on PATH, or
+    installed beside this interpreter (``pip install uv`` in a venv)."""
+    chosen = os.environ.get(UV_VARIABLE, "").strip()
+    if chosen.lower() == "none":
+        return None
+    if chosen:
+        return chosen
     found = shutil.which("uv")
     if found:
         return found
@@ -106,7 +129,19 @@ def user_python(path: Path) -> ScoringPython:
     if code != 0:
         raise BehaviourError(f"--python {path}: it cannot import {SERVER_MODULE} (Azure ML's inference server); "
                              f"install it there with `{path} -m pip install '{SERVER_REQUIREMENT}'`")
-    return ScoringPython(path, "user", built=False, seconds=time.monotonic() - started)
+    return ScoringPython(path, "user", built=False, seconds=time.monotonic() - started, version=_version(str(path)))
+
+
+def override_note(conda_file: Path, python: ScoringPython) -> str:
+    """What a plan says when ``--python`` runs another Python than the conda file pins ('' when it does not)."""
+    try:
+        wanted = read_conda(conda_file).python
+    except ReconcilerError:
+        return ""
+    version = python.version or _version(str(python.python))
+    if wanted is None or version == wanted or version.startswith(f"{wanted}."):
+        return ""
+    return f"{display_path(conda_file)} asks for Python {wanted}; --python ran Python {version}"
 
 
 def environment_key(conda_bytes: bytes, python_version: str) -> str:
@@ -115,8 +150,29 @@ def environment_key(conda_bytes: bytes, python_version: str) -> str:
     return sha.hexdigest()[:20]
 
 
+def _interpreter(wanted: str | None, conda_file: Path, uv: str | None, base_python: str | None) -> tuple[str, str]:
+    """The interpreter to make the virtualenv from, and the version that goes into the cache key.
+
+    No ``python=`` in the conda file: this interpreter (its full version). A pinned ``X.Y``: this interpreter
+    if it is ``X.Y``; else, with uv, the request ``X.Y`` itself (``uv venv --python X.Y`` finds it, or fetches
+    it); without uv a clear error: venv + pip cannot make an environment of another Python."""
+    base = base_python or sys.executable
+    if wanted is None:
+        return base, _version(base)
+    version = _version(base)
+    if version == wanted or version.startswith(f"{wanted}."):
+        return base, wanted  # this interpreter is the one asked for: nothing to look for, nothing to fetch
+    if uv:
+        return wanted, wanted
+    raise BehaviourError(
+        f"{display_path(conda_file)} asks for Python {wanted}, and this is Python {version} without uv: install uv "
+        f"(`pip install uv`; it finds or fetches Python {wanted}), run the reconciler on Python {wanted}, or pass "
+        f"--python PATH (a Python {wanted} with {SERVER_PACKAGE})")
+
+
 def scoring_python(conda_file: Path, progress: Progress, base_python: str | None = None) -> ScoringPython:
-    """The cached environment for ``conda_file``, built if missing (with uv when available)."""
+    """The cached environment for ``conda_file``, built if missing (with uv when available), on the Python
+    the conda file pins (``python=X.Y``), else on this interpreter's version."""
     started = time.monotonic()
     conda = read_conda(conda_file)
     if conda.conda_only:
@@ -125,28 +181,27 @@ def scoring_python(conda_file: Path, progress: Progress, base_python: str | None
             f"{display_path(conda_file)} lists packages only conda installs: {names}. Behaviour runs build a "
             "virtualenv from the `pip:` list: move them there (with their pip names), or make an interpreter "
             f"with them and {SERVER_PACKAGE} yourself and pass --python PATH")
-    base = base_python or sys.executable
-    version = _version(base)
-    note = ""
-    if conda.python and not version.startswith(f"{conda.python}.") and version != conda.python:
-        note = f"{display_path(conda_file)} asks for Python {conda.python}; the samples ran on Python {version}"
+    # A pinned version is the key as it is: a cached environment is used whatever would build it now.
+    version = conda.python or _version(base_python or sys.executable)
     key = environment_key(conda_file.read_bytes(), version)
     root = cache_root()
     folder = root / key
     python = folder / "bin" / "python"
     if (folder / COMPLETE).is_file() and python.exists():
-        return ScoringPython(python, key, built=False, seconds=time.monotonic() - started, note=note)
-    requirements = [*conda.pip, SERVER_REQUIREMENT]
+        touch(folder / COMPLETE)
+        return ScoringPython(python, key, built=False, seconds=time.monotonic() - started)
     uv = find_uv()
+    base, version = _interpreter(conda.python, conda_file, uv, base_python)
+    requirements = [*conda.pip, SERVER_REQUIREMENT]
     progress.step(f"building the scoring environment of {display_path(conda_file)} "
-                  f"({'uv' if uv else 'venv + pip'}; once per conda file): {', '.join(requirements)}")
+                  f"(Python {version}, {'uv' if uv else 'venv + pip'}; once per conda file): {', '.join(requirements)}")
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
-        _build(building, base, requirements, uv)
+        _build(building, base, requirements, uv, conda_file)
         (building / COMPLETE).write_text(json.dumps({
-            "conda_file": str(conda_file), "python": version, "requirements": requirements,
-            "installer": "uv" if uv else "pip"}, indent=2) + "\n")
+            "conda_file": str(conda_file), "python": _version(str(building / "bin" / "python")),
+            "requirements": requirements, "installer": "uv" if uv else "pip"}, indent=2) + "\n")
         try:
             building.rename(folder)
         except OSError:  # another run finished the same environment first: use theirs
@@ -154,16 +209,22 @@ def scoring_python(conda_file: Path, progress: Progress, base_python: str | None
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    return ScoringPython(python, key, built=True, seconds=time.monotonic() - started, note=note)
+    touch(folder / COMPLETE)
+    return ScoringPython(python, key, built=True, seconds=time.monotonic() - started)
 
 
-def _build(folder: Path, base: str, requirements: list[str], uv: str | None) -> None:
+def _build(folder: Path, base: str, requirements: list[str], uv: str | None, conda_file: Path) -> None:
     python = folder / "bin" / "python"
-    # The interpreter is never downloaded: only package registries are reached.
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # uv may fetch the interpreter the conda file pins (UV_PYTHON_DOWNLOADS, as the user set it, decides).
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     if uv:
-        steps = [[uv, "venv", "--quiet", "--python", base, str(folder)],
-                 [uv, "pip", "install", "--quiet", "--python", str(python), *requirements]]
+        code, output = run_bounded([uv, "venv", "--quiet", "--python", base, str(folder)], BUILD_TIMEOUT, env=env)
+        if code != 0:
+            raise BehaviourError(
+                f"{display_path(conda_file)} asks for Python {base}, and uv can neither find nor fetch it "
+                f"(`uv venv --python {base}` exited with {code}): install it (`uv python install {base}`), or pass "
+                f"--python PATH (a Python {base} with {SERVER_PACKAGE})", detail=output.strip())
+        steps = [[uv, "pip", "install", "--quiet", "--python", str(python), *requirements]]
     else:
         steps = [[base, "-m", "venv", str(folder)],
                  [str(python), "-m", "pip", "install", "--quiet", *requirements]]
@@ -173,4 +234,5 @@ def _build(folder: Path, base: str, requirements: list[str], uv: str | None) -> 
             raise BehaviourError(
                 f"building the scoring environment failed: `{' '.join(command[:3])} ...` exited with {code}; "
                 "check the `pip:` packages of the conda file (names, versions, Python "
-                f"{_version(base)}) and that the package index is reachable", detail=output.strip())
+                f"{_version(str(python) if python.exists() else base)}) and that the package index is reachable",
+                detail=output.strip())

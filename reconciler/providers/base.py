@@ -371,12 +371,25 @@ class Provider(Protocol):
 ProviderFactory = Callable[[EnvironmentSpec], Provider]
 
 
+@dataclass(frozen=True)
+class BuiltImage:
+    """What a built image runs, read back from the backend: its entry script (path in the app folder), the
+    model versions it packages, and ``copy(key, destination)`` that writes one of their files (keys as in
+    ``PackagedModel.files``). ``copy`` may fetch lazily: a behaviour run found in the cache calls it never."""
+
+    entry: str
+    models: tuple[PackagedModel, ...]
+    copy: Callable[[str, Path], None]
+
 
 @runtime_checkable
-class ImageModelFiles(Protocol):
-    """A provider that can hand out the model files a built image packages: the deployed side of
-    a plan's behaviour diff. Providers without it get a diff without the deployed side."""
+class BuiltImageFiles(Protocol):
+    """A provider that can hand out what a built image runs: the deployed side of a plan's behaviour diff
+    (its own score.py, conda file and model files, not the repository's). Providers without it get a diff
+    without the deployed side."""
 
-    def image_models(self, name: str, label: str) -> tuple[list[PackagedModel], Callable[[str, Path], None]] | None:
-        """The model versions image ``name:label`` packages and ``copy(key, destination)`` that writes
-        one of their files (keys as in ``PackagedModel.files``); None when the image is unknown."""
+    def built_image_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
+        """Write the application image ``name:label`` was built with under ``destination`` as
+        ``providers.layout`` lays it out (``app/...``, ``environment/conda.yaml``) and return what it runs;
+        None when the image is unknown. ``PermanentProviderError`` (saying why) when the image exists but
+        what it was built from cannot be read back."""

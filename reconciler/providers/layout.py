@@ -44,10 +44,15 @@ PORT = 5001
 FIXED_MTIME = 0  # 1970-01-01: the same bytes whenever the inputs are the same
 
 
+WHOLE_VERSION = ""  # a ``PackagedModel.files`` path: one ``copy`` writes every file of the version
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     """A registered model version to put in the image: relative path -> blob digest (or, for
-    files not registered yet, any key the writer's ``copy`` understands)."""
+    files not registered yet, any key the writer's ``copy`` understands). A backend that fetches a
+    version's files at once (Azure ML's ``Model.download``) lists one path, ``WHOLE_VERSION``: its
+    ``copy`` gets the version's folder as the destination."""
 
     name: str
     version: int
@@ -110,7 +115,7 @@ def write_models(context: Path, models: Sequence[PackagedModel], copy: Callable[
     for model in models:
         for relative, key in sorted(model.files.items()):
             destination = context / MODELS / model.name / str(model.version) / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            (destination if relative == WHOLE_VERSION else destination.parent).mkdir(parents=True, exist_ok=True)
             copy(key, destination)
 
 

@@ -4,7 +4,8 @@ Hosts (``<region>`` is the workspace location, e.g. ``westeurope``; all reached 
 
 * ``<region>.api.azureml.ms``: ``GET /discovery`` -> the service base URLs (no auth, as live).
 * ``<region>.experiments.azureml.net``: ``POST /artifact/v2.0{ws}/artifacts/batch/metadata/{origin}/{container}``
-  -> SAS ``contentUri``\\ s in the workspace storage account.
+  -> SAS ``contentUri``\\ s in the workspace storage account; ``GET .../artifacts/prefix/contentinfo/{origin}/
+  {container}/{path}`` -> the artifacts under a prefix with read SAS URIs (``Model.download``).
 * ``<account>.blob.core.windows.net``: blob ``PUT`` (single shot, or ``comp=block`` + ``comp=blocklist``),
   ``HEAD`` and ``GET`` (with ``Range``), each checked against the SAS signature handed out; reads also with a
   Microsoft Entra ID bearer token (``spec.source.uri`` models in any storage account: ``put_blob_object``).
@@ -228,6 +229,26 @@ def batch_create_artifacts(request: Request, state: EmulatorState) -> Response:
         content[path] = {"contentUri": sas_url(ws.storage_account, BLOB_CONTAINER, blob), "origin": origin,
                          "container": container, "path": path}
     return Response(200, {"artifacts": artifacts, "artifactContentInformation": content, "errors": {}})
+
+
+def list_artifacts_by_prefix(request: Request, state: EmulatorState) -> Response:
+    """The artifacts of a container whose path starts with ``path``, each with a read SAS ``contentUri``
+    (``PaginatedArtifactContentInformationDto``: ``value`` + ``continuationToken``). The route and the shapes are
+    the artifact service's ``Artifact_ListSasByPrefix`` (azure-rest-api-specs
+    ``specification/machinelearningservices/data-plane/Microsoft.MachineLearningServices/preview/2019-08-01/artifact.json``,
+    as azureml-core 1.61 calls it: ``_restclient/operations/artifact_operations.py: list_sas_by_prefix``);
+    ``Model.download`` lists a model asset's prefix with it. One page: the emulator holds few artifacts."""
+    ws = _workspace(request, state)
+    if isinstance(ws, Response):
+        return ws
+    origin, container, prefix = request.params["origin"], request.params["container"], request.params["path"]
+    start = f"{origin}/{container}/"
+    with state.lock:
+        found = sorted((a_id[len(start):], record) for a_id, record in _aml(state).get("artifacts", {}).items()
+                       if a_id.startswith(start + prefix) and record["workspace"] == ws.key)
+    value = [{"contentUri": sas_url(*record["blob"], permissions="r"), "origin": origin, "container": container,
+              "path": path} for path, record in found]
+    return Response(200, {"value": value, "continuationToken": None})
 
 
 def _blob_key(request: Request) -> BlobKey:
@@ -872,6 +893,9 @@ ROUTES: list[Route] = [
     Route("GET", DISCOVERY_HOST, r"/discovery", discovery),
     Route("POST", HISTORY_HOST, _ARTIFACTS + r"/artifacts/batch/metadata/(?P<origin>[^/]+)/(?P<container>[^/]+)",
           batch_create_artifacts),
+    Route("GET", HISTORY_HOST,
+          _ARTIFACTS + r"/artifacts/prefix/contentinfo/(?P<origin>[^/]+)/(?P<container>[^/]+)/(?P<path>.*)",
+          list_artifacts_by_prefix),
     Route("PUT", BLOB_HOST, r"/(?P<container>[^/]+)/(?P<blob>.+)", put_blob),
     Route("HEAD", BLOB_HOST, r"/(?P<container>[^/]+)/(?P<blob>.+)", get_blob),
     Route("GET", BLOB_HOST, r"/(?P<container>[^/]+)/(?P<blob>.+)", get_blob),

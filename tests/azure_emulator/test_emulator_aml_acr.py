@@ -181,6 +181,27 @@ def test_register_uploads_and_counts_versions(sdk: SimpleNamespace, ws: Any, emu
     assert not any(r.headers.get("authorization") for r in emulator.log.requests(host=r"westeurope\.api\.azureml\.ms"))
 
 
+def test_model_download_lists_the_asset_prefix_and_reads_each_blob(sdk: SimpleNamespace, ws: Any,
+                                                                   emulator: AzureEmulator, model_dir: Path) -> None:
+    first, second = _register(sdk, ws), _register(sdk, ws, "other-model")
+    (model_dir / "model.pkl").write_bytes(b"changed")  # what was uploaded is downloaded, not the file now
+    emulator.reset_log()
+    target = model_dir / "downloaded"
+    path = first.download(target_dir=str(target))
+
+    assert Path(path) == target / "model.pkl" and Path(path).read_bytes() == b"\x80\x04model-bytes"
+    assert [p.name for p in target.iterdir()] == ["model.pkl"]  # nothing of the other model's prefix
+    calls = emulator.calls()
+    assert [(c.method, c.host.split(".")[1]) for c in calls] == [
+        ("GET", "modelmanagement"),  # the model's asset
+        ("GET", "experiments"),  # the asset's artifact prefix -> read SAS urls
+        ("GET", "blob"),  # one per file
+    ]
+    assert "/assets/" in calls[0].path
+    assert "/artifacts/prefix/contentinfo/LocalUpload/" in calls[1].path and calls[1].path.endswith("/model.pkl")
+    assert second.version == 1
+
+
 def test_get_by_version_and_latest(sdk: SimpleNamespace, ws: Any, model_dir: Path) -> None:
     for _ in range(3):
         _register(sdk, ws)

@@ -5,6 +5,7 @@ for it (seconds with uv, a few minutes with venv + pip)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,4 +28,17 @@ def iris(tmp_path: Path, venv_cache: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("RECONCILER_VENV_CACHE", str(venv_cache))
     root = tmp_path / "repo"
     env_dir = copy_sample(root, "local", behaviour=True)
+    pin_running_python(root / "models" / "iris" / "conda.yaml")
     return Workspace(root, env_dir, capsys)
+
+
+RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def pin_running_python(conda_file: Path) -> None:
+    """The iris conda file pins Python 3.10, and the scoring environment is made on the Python it pins.
+    A test machine may have no 3.10 that uv can find, nor reach the interpreter downloads: the copy asks for
+    the Python running the tests, which uv (or venv) always finds without a network."""
+    text = conda_file.read_text()
+    assert "  - python=3.10\n" in text
+    conda_file.write_text(text.replace("  - python=3.10\n", f"  - python={RUNNING_PYTHON}\n"))

@@ -238,3 +238,17 @@ def test_a_server_that_never_answers_is_one_line_and_is_stopped(iris: Workspace)
         + " within 3 s: init() may still be loading or may hang; make it faster, raise "
         "spec.samples.startTimeoutSeconds, or watch it start with `reconciler serve`"]
     assert not server_processes(os.getpid())
+
+
+def test_a_change_of_score_py_alone_shows_changed_outputs_the_deployed_side_runs_its_own_script(
+        iris: Workspace) -> None:
+    created = iris.run("apply", iris.env, "--auto-approve")
+    assert created.code == 0, created.err
+    iris.edit("models/iris/score.py", "    return predict(_rows(input_data))",
+              "    return [name.upper() for name in predict(_rows(input_data))]")
+
+    text = iris.run("plan", iris.env)
+    assert text.code == 1
+    assert '  ~ setosa-typical: ["setosa"] -> ["SETOSA"]' in text.out, text.out
+    assert "  ! 6 of 6 outputs changed; gates.maxChangedOutputs allows 0" in text.out
+    assert "not compared" not in text.out

@@ -5,6 +5,7 @@ from reconciler.cli.commands import (
     device,
     doctor,
     drift,
+    gc,
     importing,
     plan,
     rollout,
@@ -18,4 +19,4 @@ from reconciler.cli.commands import (
 )
 
 COMMANDS = [validate, plan, apply, rollout, drift, where, importing, rotate, unlock, doctor, device, schema, test,
-            serve]
+            serve, gc]

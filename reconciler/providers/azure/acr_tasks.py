@@ -48,7 +48,7 @@ from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import registry_client
 from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.azure.registry_images import RegistryImages, RegistryTarget
-from reconciler.providers.base import Progress
+from reconciler.providers.base import BuiltImage, Progress
 from reconciler.spec.fingerprints import HashCache, tree_digest
 
 API_VERSION = "2019-06-01-preview"
@@ -95,6 +95,12 @@ class AcrTasksImageBuilder(RegistryImages):
     def build_slots(self) -> int:
         """``base.ConcurrentBuilds``: builds the engine may run at once."""
         return self._slots
+
+    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage:
+        """``ml_api.ImageBuilder``: ACR Tasks builds record nothing to read back yet (Azure ML's builds record their
+        inputs as workspace artifacts), so a plan's behaviour diff runs the new version only and says why."""
+        raise PermanentProviderError("images built by ACR Tasks do not record their inputs yet, so what this version "
+                                     "runs cannot be read back", resource=f"image/{name}:{label}")
 
     def build(self, image: DesiredImage, models: list[ModelVersion], tags: dict[str, str],
               progress: Progress) -> None:

@@ -20,11 +20,12 @@ Failure semantics (both protocols, on top of ``providers.base``):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from reconciler.model.specs import RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
-from reconciler.providers.base import ImageStore, ModelStore
+from reconciler.providers.base import BuiltImage, ImageStore, ModelStore
 
 
 class ModelRegistry(ModelStore, Protocol):
@@ -70,3 +71,9 @@ class ImageBuilder(ImageStore, Protocol):
 
     def close(self) -> None:
         """Release connections. Safe to call twice."""
+
+    def built_files(self, name: str, label: str, destination: Path) -> BuiltImage:
+        """``providers.base.BuiltImageFiles`` for an image this builder built: what ``build`` recorded of its
+        inputs (the application, the conda file, the model versions), written under ``destination``; the model
+        files are fetched only when ``copy`` is called. ``PermanentProviderError`` when nothing was recorded for
+        this label (an image built before builds recorded their inputs, or by another tool)."""

@@ -30,7 +30,7 @@ from reconciler.providers.azure.lock import HubLock, hold
 from reconciler.providers.azure.password_store import HubPasswordStore
 from reconciler.providers.azure.queries import DEFAULT_BUDGET
 from reconciler.providers.azure.retry import CallStats, Retrier, RetryPolicy
-from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress, SilentProgress
+from reconciler.providers.base import Adapters, BuiltImage, Check, HeldLock, LockInfo, Progress, SilentProgress
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -270,6 +270,10 @@ class AzureProvider:
             credential.close()
 
     # --- beyond the protocol --------------------------------------------------------
+
+    def built_image_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
+        """``BuiltImageFiles``: what the image builder recorded of ``name:label``'s inputs when it built it."""
+        return self.images.built_files(name, label, destination)
 
     def diagnose(self, *, write_probe: bool = False) -> list[Check]:
         """``reconciler doctor``: see ``doctor``."""

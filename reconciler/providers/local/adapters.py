@@ -155,7 +155,7 @@ class LocalImages:
                                        {m.name: m.version for m in packaged}, digest, tags))
 
     def _path(self, name: str, label: str) -> Path:
-        return self._directory / "images" / name / label
+        return images.image_directory(self._directory, name, label)
 
     def promote(self, promotion: DesiredPromotion, tags: dict[str, str], progress: Progress) -> None:
         """Copy the source environment's OCI layout (its state folder is ``source.locator``). The image

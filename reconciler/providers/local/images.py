@@ -33,6 +33,7 @@ from reconciler.model.specs import ImageSpec
 from reconciler.providers import layout
 from reconciler.providers.base import Progress
 from reconciler.providers.layout import (
+    APP,
     APP_ROOT,
     BASE_IMAGE,
     CONTEXT_TO_IMAGE,
@@ -206,6 +207,26 @@ def copy_image(source_oci: Path, directory: Path, digest: str, reference: str, p
     write_index(building / "oci", reference, digest, manifest_file.stat().st_size)
     shutil.rmtree(directory, ignore_errors=True)
     building.rename(directory)
+
+
+def image_directory(state: Path, name: str, label: str) -> Path:
+    """Where a build of ``name:label`` lives in the state folder."""
+    return state / "images" / name / label
+
+
+def built_entry(directory: Path) -> str | None:
+    """The entry script (path in the app folder) a finished build runs, read from its image config's
+    ``AZUREML_ENTRY_SCRIPT`` (index -> manifest -> config); None when the build is gone or incomplete."""
+    blobs_dir = directory / "oci" / "blobs" / "sha256"
+    try:
+        index = json.loads((directory / "oci" / "index.json").read_text())
+        manifest = json.loads((blobs_dir / index["manifests"][0]["digest"].split(":", 1)[1]).read_text())
+        config = json.loads((blobs_dir / manifest["config"]["digest"].split(":", 1)[1]).read_text())
+        variables = dict(item.split("=", 1) for item in config["config"]["Env"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    entry = variables.get("AZUREML_ENTRY_SCRIPT")
+    return entry if entry and (directory / "context" / APP / entry).is_file() else None
 
 
 def build(directory: Path, spec: ImageSpec, reference: str, models: Sequence[PackagedModel], blobs: BlobStore,

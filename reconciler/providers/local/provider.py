@@ -9,7 +9,8 @@ rules come from ``reconciler.hub``. Beyond the protocol: the simulated devices
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from reconciler.model import ownership
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, UriSource
 from reconciler.model.state import PromotionSource, Snapshot
 from reconciler.providers.apply import checked_condition
-from reconciler.providers.base import Adapters, Check, HeldLock, LockInfo, Progress
-from reconciler.providers.layout import PackagedModel
+from reconciler.providers.base import Adapters, BuiltImage, Check, HeldLock, LockInfo, Progress
+from reconciler.providers.layout import APP, ENVIRONMENT, PackagedModel
+from reconciler.providers.local import images as builds
 from reconciler.providers.local import lock, snapshot
 from reconciler.providers.local.adapters import (
     LocalCredentials,
@@ -136,11 +138,20 @@ class LocalProvider:
 
     # --- beyond the protocol: registries, devices, unmanaged deployments --------------
 
-    def image_models(self, name: str, label: str) -> tuple[list[PackagedModel], Callable[[str, Path], None]] | None:
-        """``ImageModelFiles``: the model versions an image was built with, their files from the blobs."""
+    def built_image_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
+        """``BuiltImageFiles``: the app and conda file from the image's build context
+        (``images/<name>/<label>/context``), the model versions it packages, their files from the blobs."""
         image = self.store.image(name, label)
         if image is None:
             return None
+        directory = builds.image_directory(self.directory, name, label)
+        entry = builds.built_entry(directory)
+        if entry is None:
+            raise PermanentProviderError(f"its build ({directory}) is gone or incomplete",
+                                         resource=f"image/{name}:{label}")
+        context = directory / "context"
+        for folder in (APP, ENVIRONMENT):
+            shutil.copytree(context / folder, destination / folder, dirs_exist_ok=True)
         packaged = []
         for model, version in sorted(image.models.items()):
             row = self.store.model(model, version)
@@ -148,7 +159,7 @@ class LocalProvider:
                 raise PermanentProviderError(f"the image packages {model}:{version}, which no longer exists",
                                              resource=f"image/{name}:{label}")
             packaged.append(PackagedModel(row.name, row.version, row.files))
-        return packaged, self.blobs.copy_to
+        return BuiltImage(entry, tuple(packaged), self.blobs.copy_to)
 
     def rotate_registry_credentials(self, registry: str) -> str:
         """Replace a registry's password; return its new credential version. The next plan

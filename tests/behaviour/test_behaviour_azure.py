@@ -1,0 +1,91 @@
+"""The behaviour diff on the Azure backend: the real SDKs against the emulator (``tests/azure_emulator``), the
+real Azure ML inference server on both sides. The deployed side is what the image build recorded in the
+workspace's artifact store (the app, the conda file, the model versions) and the model version's files through
+``Model.download``: nothing of the repository's current files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.azure import conftest as azure_fixtures
+from tests.azure.conftest import AzureWorld
+from tests.behaviour.conftest import pin_running_python
+from tests.behaviour.test_behaviour import flip_versicolor_and_virginica
+from tests.e2e.helpers import Workspace
+
+# The Azure tests' fixtures (a fresh emulated Azure per test, one emulator per module), shared here.
+azure_emulator = azure_fixtures.azure_emulator
+azure_world = azure_fixtures.azure_world
+
+SAMPLES = """  samples:
+    path: ../../models/iris-samples
+    repeat: 1
+  gates:
+    maxChangedOutputs: 0
+"""
+
+
+@pytest.fixture
+def iris_on_azure(azure_world: AzureWorld, venv_cache: Path, capsys: pytest.CaptureFixture[str],
+                  monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """environments/prod on the emulator, its image with the iris samples, applied once."""
+    monkeypatch.setenv("RECONCILER_VENV_CACHE", str(venv_cache))
+    root = azure_world.env_dir.parent.parent
+    pin_running_python(root / "models" / "iris" / "conda.yaml")
+    images = azure_world.env_dir / "images.yaml"
+    images.write_text(images.read_text().rstrip("\n") + "\n" + SAMPLES)
+    workspace = Workspace(root, azure_world.env_dir, capsys)
+    applied = workspace.run("apply", workspace.env, "--auto-approve", "--skip-behaviour")
+    assert applied.code == 0, applied.err
+    return workspace
+
+
+def test_a_changed_model_shows_its_changed_outputs_on_azure(iris_on_azure: Workspace, azure_world: AzureWorld
+                                                            ) -> None:
+    flip_versicolor_and_virginica(iris_on_azure)
+    data = iris_on_azure.run("plan", iris_on_azure.env, "--format", "json")
+    assert data.code == 1, data.err
+    [image] = json.loads(data.out)["behaviour"]["images"]
+    assert image["note"] == "", image["note"]
+    assert (image["samples"], image["changed"], image["errors"]) == (6, 4, 0)
+    assert {"sample": "versicolor-typical", "request": {"data": [[6.4, 3.2, 4.5, 1.5]]},
+            "before": ["versicolor"], "after": ["virginica"]} in image["differences"]
+    # What the deployed side read: the build's record (a prefix listing, a blob GET per file), and the model
+    # version's files through Model.download (its asset, the asset's prefix listing, a blob GET per file).
+    history = [c.path for c in azure_world.emulator.calls("GET") if "/artifacts/prefix/contentinfo/" in c.path]
+    assert any("/LocalUpload/edge-reconciler.iris-scorer." in path and path.endswith("/image/") for path in history)
+    assert any("/assets/" in c.path for c in azure_world.emulator.calls("GET"))
+
+
+def test_a_change_of_score_py_alone_shows_changed_outputs_on_azure(iris_on_azure: Workspace) -> None:
+    iris_on_azure.edit("models/iris/score.py", "    return predict(_rows(input_data))",
+                       "    return [name.upper() for name in predict(_rows(input_data))]")
+    text = iris_on_azure.run("plan", iris_on_azure.env)
+    assert text.code == 1
+    assert '  ~ setosa-typical: ["setosa"] -> ["SETOSA"]' in text.out, text.out
+    assert "  ! 6 of 6 outputs changed; gates.maxChangedOutputs allows 0" in text.out
+    assert "not compared" not in text.out
+
+
+def test_an_image_built_without_a_record_of_its_inputs_gets_a_note_not_a_guess(
+        iris_on_azure: Workspace, azure_world: AzureWorld) -> None:
+    state = azure_world.emulator.state
+    with state.lock:  # as if an older edge-reconciler (or another tool) had built the image
+        artifacts = state.service("aml")["artifacts"]
+        recorded = [key for key in artifacts if key.startswith("LocalUpload/edge-reconciler.iris-scorer.")]
+        assert recorded
+        for key in recorded:
+            del artifacts[key]
+    flip_versicolor_and_virginica(iris_on_azure)
+    data = iris_on_azure.run("plan", iris_on_azure.env, "--format", "json")
+    assert data.code == 1, data.err  # the new version's answers still differ from the expected ones
+    [image] = json.loads(data.out)["behaviour"]["images"]
+    label = recorded[0].split("/")[1].rsplit(".", 1)[1]
+    assert image["note"] == (
+        f"the deployed side is not compared: image/iris-scorer:{label}: nothing is recorded of what it was built "
+        "from (it was built before edge-reconciler recorded build inputs, or by another tool); its next build "
+        "records them")
+    assert image["changed"] is None and image["unexpected"] == 4  # no deployed side: nothing to compare
