@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,8 +56,8 @@ def copy_repository(repo: Path) -> Path:
                  round(rng.uniform(0.1, 2.5), 1)] for _ in range(3)]
         (samples / f"sample-{i:02d}.json").write_text(json.dumps({"data": rows}) + "\n")
     conda = repo / "models" / "iris" / "conda.yaml"
-    conda.write_text(conda.read_text().replace("  - python=3.10\n",
-                                               f"  - python={sys.version_info.major}.{sys.version_info.minor}\n"))
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    conda.write_text(re.sub(r"(?m)^  - python=\d+\.\d+$", f"  - python={running}", conda.read_text()))
     images = repo / "environments" / "local" / "images.yaml"
     images.write_text(images.read_text().replace("maxChangedOutputs: 0 ", 'maxChangedOutputs: "100%"')
                       .replace("maxLatencyP95Ms: 500", "maxLatencyP95Ms: 10000"))

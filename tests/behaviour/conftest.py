@@ -5,6 +5,7 @@ for it (seconds with uv, a few minutes with venv + pip)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -36,9 +37,10 @@ RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def pin_running_python(conda_file: Path) -> None:
-    """The iris conda file pins Python 3.10, and the scoring environment is made on the Python it pins.
-    A test machine may have no 3.10 that uv can find, nor reach the interpreter downloads: the copy asks for
-    the Python running the tests, which uv (or venv) always finds without a network."""
+    """The iris conda file pins a Python (3.11), and the scoring environment is made on the Python it pins.
+    A test machine may have no such Python that uv can find, nor reach the interpreter downloads: the copy asks
+    for the Python running the tests, which uv (or venv) always finds without a network."""
     text = conda_file.read_text()
-    assert "  - python=3.10\n" in text
-    conda_file.write_text(text.replace("  - python=3.10\n", f"  - python={RUNNING_PYTHON}\n"))
+    pinned = re.search(r"^  - python=\d+\.\d+$", text, re.MULTILINE)
+    assert pinned is not None, f"{conda_file} pins no Python"
+    conda_file.write_text(text.replace(pinned.group(0), f"  - python={RUNNING_PYTHON}"))
