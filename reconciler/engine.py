@@ -49,6 +49,7 @@ from reconciler.providers.base import (
 )
 from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
+from reconciler.spec.folders import Folders
 from reconciler.spec.loader import load_environment
 
 NOW_VARIABLE = "RECONCILER_NOW"
@@ -116,7 +117,8 @@ class Engine:
         self.environment_dir = Path(environment_dir)
         self.clock = clock
         self.progress = progress or SilentProgress()
-        self.desired = load_environment(self.environment_dir)
+        self._folders = Folders()  # the model folders' listings: walked once for the checks and the fingerprints
+        self.desired = load_environment(self.environment_dir, self._folders)
         self._provider_factory = provider_factory
         self._provider: Provider | None = None
         self._fingerprints: Fingerprints | None = None
@@ -148,7 +150,8 @@ class Engine:
         if self._fingerprints is None:
             directory = cache_directory(self.desired)
             cache_path = directory / CACHE_FILE
-            cache = HashCache.from_json(cache_path.read_text()) if cache_path.exists() else HashCache()
+            cache = (HashCache.from_json(cache_path.read_text(), self._folders) if cache_path.exists()
+                     else HashCache(folders=self._folders))
             total = bytes_to_hash(self.desired, cache)
             if total >= PROGRESS_THRESHOLD:
                 self.progress.step(f"hashing {total / 1e6:.0f} MB of model files")

@@ -19,6 +19,7 @@ from reconciler.hub.conditions import ConditionError, parse
 from reconciler.hub.manifest import create_options_chunks
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
+from reconciler.spec.folders import Folders
 from reconciler.spec.paths import Boundary, display_path
 from reconciler.spec.samples import Problem, SampleProblems, read_samples
 from reconciler.spec.schemas import dotted, subject_of
@@ -35,9 +36,11 @@ def check_all(
     deployments: Sequence[Located],
     root: Path,
     declared: Iterable[str] = (),
+    folders: Folders | None = None,
 ) -> list[Diagnostic]:
     """``declared``: ``kind/name`` of documents that exist but failed the schema (not checked
-    here, but references to them are not reported as missing)."""
+    here, but references to them are not reported as missing). ``folders``: this run's folder
+    listings, shared with fingerprinting."""
     found: list[Diagnostic] = []
     found += _duplicates([*models, *images, *deployments])
     declared = set(declared)
@@ -45,8 +48,9 @@ def check_all(
     image_names = {item.spec.name for item in images} | _names(declared, "Image")
     registry_names = set(environment.registries) if environment else None
     boundary = Boundary(root)
+    folders = folders or Folders()
     for item in models:
-        found += _model(item, boundary)
+        found += _model(item, boundary, folders)
     file_checks = FileChecks()
     for item in images:
         found += _image(item, model_names, boundary, file_checks)
@@ -140,15 +144,17 @@ def _file_problem(path: Path, boundary: Boundary, *, want: str) -> str | None:
     return None
 
 
-def _model(item: Located, boundary: Boundary) -> list[Diagnostic]:
+def _model(item: Located, boundary: Boundary, folders: Folders) -> list[Diagnostic]:
     spec: ModelSpec = item.spec
     problem = _file_problem(spec.path, boundary, want="any")
     if problem is None and spec.path.is_dir():
-        entries = list(spec.path.rglob("*"))
-        escaping = [p for p in entries if not boundary.contains(p)]
+        entries = folders.entries(spec.path)
+        # The folder resolves inside the repository and the walk does not enter linked folders, so only a
+        # link can lead out: each one is resolved in full (``..`` and links in its target included).
+        escaping = next((entry for entry in entries if entry.is_link and not boundary.contains(entry.path)), None)
         if escaping:
-            problem = f"{display_path(escaping[0])} is a link that resolves outside the repository"
-        elif not any(p.is_file() for p in entries):
+            problem = f"{display_path(Path(escaping.path))} is a link that resolves outside the repository"
+        elif not any(entry.is_file for entry in entries):
             problem = f"{display_path(spec.path)} is an empty folder"
     return [_at(item, ("spec", "path"), problem)] if problem else []
 

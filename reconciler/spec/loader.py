@@ -43,6 +43,7 @@ from reconciler.model.specs import (
 )
 from reconciler.spec import checks
 from reconciler.spec.cache import SpecCache, digest
+from reconciler.spec.folders import Folders
 from reconciler.spec.paths import display_path, find_repository_root
 from reconciler.spec.schemas import dotted, subject_of, validate_document
 from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic, read_text
@@ -63,8 +64,9 @@ def spec_files(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.name != ENVIRONMENT_FILE, str(p.relative_to(directory))))
 
 
-def load_environment(directory: Path) -> DesiredState:
-    """Load and validate an environment folder. Raises ``SpecError`` with every problem."""
+def load_environment(directory: Path, folders: Folders | None = None) -> DesiredState:
+    """Load and validate an environment folder. Raises ``SpecError`` with every problem. ``folders``: the
+    run's folder listings, for the engine to fingerprint the model folders the checks walked."""
     directory = Path(directory)
     display = display_path(directory)
     if not directory.is_dir():
@@ -120,7 +122,7 @@ def load_environment(directory: Path) -> DesiredState:
     # Names of documents that failed the schema still exist: references to them are not errors.
     checked = {id(d) for d in valid}
     declared = {subject_of(d.data) for d in documents if id(d) not in checked}
-    diagnostics.extend(checks.check_all(environment, models, images, deployments, root, declared))
+    diagnostics.extend(checks.check_all(environment, models, images, deployments, root, declared, folders))
     if diagnostics:
         raise SpecError(sorted(set(diagnostics)))
     assert environment is not None
