@@ -93,14 +93,14 @@ def load_environment(directory: Path, folders: Folders | None = None) -> Desired
         subject = subject_of(document.data)
         diagnostics.extend(Diagnostic(location, subject, dotted(path), message)
                            for location, path, message in document.problems)
-        if cache.known_valid(document.data):
+        if cache.known_valid(document):
             valid.append(document)
             continue
         problems = validate_document(document)
         diagnostics.extend(problems)
         if not problems:
             valid.append(document)
-            cache.add_valid(document.data)
+            cache.add_valid(document)
     cache.save()
 
     environment_docs = [d for d in valid if d.data["kind"] == "Environment"]
