@@ -48,7 +48,7 @@ def check_all(
     image_names = {item.spec.name for item in images} | _names(declared, "Image")
     registry_names = set(environment.registries) if environment else None
     boundary = Boundary(root)
-    folders = folders or Folders()
+    folders = folders or Folders(remember=False)
     for item in models:
         found += _model(item, boundary, folders)
     file_checks = FileChecks()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     relative: str  # posix path below the folder
     path: str  # the folder's path joined with the entry's (not resolved: as ``Path.rglob`` gives it)
@@ -23,9 +23,11 @@ class Entry:
 
 @dataclass
 class Folders:
-    """Listings of this run, by folder. A value for one run: files changed later are not seen."""
+    """Listings of this run, by folder. A value for one run: files changed later are not seen. With
+    ``remember=False`` each call walks afresh and keeps nothing (``validate``: no one lists a folder twice)."""
 
     listings: dict[str, list[Entry]] = field(default_factory=dict)
+    remember: bool = True
 
     def entries(self, folder: Path | str) -> list[Entry]:
         """Every entry below ``folder``, in ``Path.rglob("*")`` order (each folder's entries in directory
@@ -35,7 +37,8 @@ class Folders:
         if listing is None:
             listing = []
             _walk(key, "", listing)
-            self.listings[key] = listing
+            if self.remember:
+                self.listings[key] = listing
         return listing
 
 
