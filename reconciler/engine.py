@@ -10,30 +10,22 @@ and the actual state are still exactly what it was made from.
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.behaviour import versions as behaviour_versions
-from reconciler.behaviour.service import Behaviour
-from reconciler.core import coverage, lineage, model_sources, planner
-from reconciler.core import drift as drift_core
-from reconciler.core.behaviour import evaluate
-from reconciler.core.plan_json import SavedPlan, actions_of
+from reconciler.core import coverage, model_sources, planner
+from reconciler.core.behaviour import changes_with_samples
 from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError, SpecError
-from reconciler.model.behaviour import ImageBehaviour
 from reconciler.model.diagnostics import Diagnostic
-from reconciler.model.lineage import Lineage
 from reconciler.model.plan import Action, Change, DesiredDeployment, Plan, RolloutStatus, StepKind
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, Kind
 from reconciler.model.state import LiveDeployment, PromotionSource, Snapshot
-from reconciler.providers.apply import Executor
 from reconciler.providers.base import (
     Check,
     ConcurrentBuilds,
@@ -54,7 +46,17 @@ from reconciler.providers.base import (
 )
 from reconciler.providers.registry import open_provider
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
+from reconciler.spec.folders import Folders
 from reconciler.spec.loader import load_environment
+
+if TYPE_CHECKING:
+    # Each command imports only what it runs: plan and validate never load the apply path, drift, lineage or
+    # the behaviour runner (its HTTP client and subprocess modules), unless a plan has samples to run.
+    from reconciler.core import drift as drift_core
+    from reconciler.core.plan_json import SavedPlan
+    from reconciler.model.behaviour import ImageBehaviour
+    from reconciler.model.lineage import Lineage
+    from reconciler.providers.apply import Executor
 
 NOW_VARIABLE = "RECONCILER_NOW"
 # What `apply --rollouts-only` carries out: a rollout's progress, never new content.
@@ -88,6 +90,9 @@ def system_clock() -> datetime:
 
 def holder_name() -> str:
     """Who is applying, for lock messages: ``user@host pid N`` (or the CI run)."""
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -121,7 +126,8 @@ class Engine:
         self.environment_dir = Path(environment_dir)
         self.clock = clock
         self.progress = progress or SilentProgress()
-        self.desired = load_environment(self.environment_dir)
+        self._folders = Folders()  # the model folders' listings: walked once for the checks and the fingerprints
+        self.desired = load_environment(self.environment_dir, self._folders)
         self._provider_factory = provider_factory
         self._provider: Provider | None = None
         self._fingerprints: Fingerprints | None = None
@@ -158,7 +164,8 @@ class Engine:
                     self.desired, snapshot if snapshot is not None else self.snapshot())
             directory = cache_directory(self.desired)
             cache_path = directory / CACHE_FILE
-            cache = HashCache.from_json(cache_path.read_text()) if cache_path.exists() else HashCache()
+            cache = (HashCache.from_json(cache_path.read_text(), self._folders) if cache_path.exists()
+                     else HashCache(folders=self._folders))
             total = bytes_to_hash(self.desired, cache)
             if total >= PROGRESS_THRESHOLD:
                 self.progress.step(f"hashing {total / 1e6:.0f} MB of model files")
@@ -320,6 +327,8 @@ class Engine:
                 return ApplyResult(plan, [], saved is not None)
             if confirm is not None and not confirm(plan):
                 raise Aborted("Apply cancelled: nothing was changed.")
+            from reconciler.providers.apply import Executor
+
             adapters = self.provider.adapters()
             slots = adapters.images.build_slots if isinstance(adapters.images, ConcurrentBuilds) else 1
             progress = SerializedProgress(self.progress) if slots > 1 else self.progress
@@ -348,6 +357,8 @@ class Engine:
         if saved.state_fingerprint != plan.state_fingerprint:
             raise PlanRefused("the actual state changed since this plan was made (another apply, or a change "
                               "made outside git); run `reconciler plan` again and review the new plan")
+        from reconciler.core.plan_json import actions_of
+
         if saved.actions != actions_of(plan):
             raise PlanRefused("the saved plan's actions differ from what would be applied now; "
                               "run `reconciler plan` again")
@@ -386,6 +397,11 @@ class Engine:
     # --- behaviour --------------------------------------------------------------------
 
     def _with_behaviour(self, plan: Plan, snapshot: Snapshot, options: BehaviourOptions) -> Plan:
+        if not changes_with_samples(plan):
+            return plan  # nothing to run: the runner (and its HTTP client, subprocess) is not even imported
+        from reconciler.behaviour import versions as behaviour_versions
+        from reconciler.behaviour.service import Behaviour
+
         runs = Behaviour(cache_directory(self.desired), self.progress, options.python)
         found = behaviour_versions.report(plan, self.desired, self.fingerprints(), snapshot, self.provider, runs,
                                           skip=options.skip)
@@ -411,6 +427,10 @@ class Engine:
             spec for _, spec in sorted(self.desired.images.items()) if spec.samples is not None]
         if not specs:
             raise ReconcilerError(f"no Image in {self.environment_dir} has samples: add spec.samples.path")
+        from reconciler.behaviour import versions as behaviour_versions
+        from reconciler.behaviour.service import Behaviour
+        from reconciler.core.behaviour import evaluate
+
         runs = Behaviour(cache_directory(self.desired), self.progress, python)
         results = []
         for spec in specs:
@@ -425,6 +445,9 @@ class Engine:
 
     def serve(self, name: str, port: int | None = None, python: Path | None = None) -> None:
         """Azure ML's inference server for image ``name`` (as in the repository), in the foreground."""
+        from reconciler.behaviour import versions as behaviour_versions
+        from reconciler.behaviour.service import Behaviour
+
         spec = self._image_spec(name)
         Behaviour(cache_directory(self.desired), self.progress, python).serve(
             behaviour_versions.new_version(self.desired, spec), port)
@@ -432,6 +455,8 @@ class Engine:
     # --- drift ----------------------------------------------------------------------
 
     def drift(self) -> drift_core.DriftReport:
+        from reconciler.core import drift as drift_core
+
         snapshot = self.snapshot(health=True)
         plan = self.plan(snapshot=snapshot, count_devices=False, read_uris=False)
         return drift_core.detect(plan, snapshot)
@@ -443,6 +468,8 @@ class Engine:
         or which builds of image ``target`` (``NAME[:LABEL]``; "image") there are, the deployments that run
         them, and the devices each reaches. One snapshot, then one device query per deployment: a count, or
         with ``devices`` the ids."""
+        from reconciler.core import lineage
+
         name, version = lineage.parse_target(kind, target)
         snapshot = self.snapshot()
         provider = self.provider

@@ -17,11 +17,11 @@ from urllib.request import url2pathname
 
 from reconciler.behaviour.runner import ImageVersionFiles, copy_file
 from reconciler.behaviour.service import Behaviour
-from reconciler.core.behaviour import evaluate
+from reconciler.core.behaviour import changes_with_samples, evaluate
 from reconciler.errors import BehaviourError, PermanentProviderError
 from reconciler.model.behaviour import BehaviourReport, ImageBehaviour
 from reconciler.model.plan import Action, Change, DesiredImage, Plan
-from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, Kind, ModelSpec
+from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, ModelSpec
 from reconciler.model.state import ImageVersion, Snapshot
 from reconciler.providers.base import BuiltImageFiles, Provider
 from reconciler.providers.layout import APP, CONDA_FILE, ENVIRONMENT, PackagedModel, registered_files
@@ -83,8 +83,7 @@ def _deployed(provider: Provider, spec: ImageSpec, actual: ImageVersion, snapsho
 def report(plan: Plan, desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, provider: Provider,
            behaviour: Behaviour, *, skip: bool = False) -> BehaviourReport | None:
     """Run the samples of every image the plan builds (new image or new version) that has them."""
-    changes = [c for c in plan.changes if c.key.kind is Kind.IMAGE and c.action in (Action.CREATE, Action.NEW_VERSION)
-               and isinstance(c.desired, DesiredImage) and c.desired.spec.samples is not None]
+    changes = changes_with_samples(plan)
     if not changes:
         return None
     if skip:

@@ -21,6 +21,7 @@ from reconciler.hub.conditions import ConditionError, parse
 from reconciler.hub.manifest import create_options_chunks
 from reconciler.model.diagnostics import Diagnostic, SourceLocation
 from reconciler.model.specs import DeploymentSpec, EnvironmentSpec, ImageSpec, ModelSpec
+from reconciler.spec.folders import Folders
 from reconciler.spec.paths import Boundary, display_path
 from reconciler.spec.samples import Problem, SampleProblems, read_samples
 from reconciler.spec.schemas import dotted, subject_of
@@ -37,9 +38,11 @@ def check_all(
     deployments: Sequence[Located],
     root: Path,
     declared: Iterable[str] = (),
+    folders: Folders | None = None,
 ) -> list[Diagnostic]:
     """``declared``: ``kind/name`` of documents that exist but failed the schema (not checked
-    here, but references to them are not reported as missing)."""
+    here, but references to them are not reported as missing). ``folders``: this run's folder
+    listings, shared with fingerprinting."""
     found: list[Diagnostic] = []
     found += _duplicates([*models, *images, *deployments])
     declared = set(declared)
@@ -48,8 +51,9 @@ def check_all(
     registry_names = set(environment.registries) if environment else None
     boundary = Boundary(root)
     provider = environment.provider if environment else None
+    folders = folders or Folders(remember=False)
     for item in models:
-        found += _model(item, boundary, provider)
+        found += _model(item, boundary, provider, folders)
     file_checks = FileChecks()
     for item in images:
         if isinstance(item.spec, ImageSpec):  # else promoted: spec.promotion checks it with its source
@@ -174,7 +178,7 @@ def _uri_problem(uri: str, provider: str | None) -> str | None:
     return None
 
 
-def _model(item: Located, boundary: Boundary, provider: str | None) -> list[Diagnostic]:
+def _model(item: Located, boundary: Boundary, provider: str | None, folders: Folders) -> list[Diagnostic]:
     spec: ModelSpec = item.spec
     if spec.registered is not None:
         # The reconciler does not own a registered version: what it would set there is refused, not ignored.
@@ -191,11 +195,13 @@ def _model(item: Located, boundary: Boundary, provider: str | None) -> list[Diag
     assert spec.path is not None
     problem = _file_problem(spec.path, boundary, want="any")
     if problem is None and spec.path.is_dir():
-        entries = list(spec.path.rglob("*"))
-        escaping = [p for p in entries if not boundary.contains(p)]
+        entries = folders.entries(spec.path)
+        # The folder resolves inside the repository and the walk does not enter linked folders, so only a
+        # link can lead out: each one is resolved in full (``..`` and links in its target included).
+        escaping = next((entry for entry in entries if entry.is_link and not boundary.contains(entry.path)), None)
         if escaping:
-            problem = f"{display_path(escaping[0])} is a link that resolves outside the repository"
-        elif not any(p.is_file() for p in entries):
+            problem = f"{display_path(Path(escaping.path))} is a link that resolves outside the repository"
+        elif not any(entry.is_file for entry in entries):
             problem = f"{display_path(spec.path)} is an empty folder"
     return [_at(item, ("spec", "path"), problem)] if problem else []
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, ModelSpec, PromotedImageSpec
+from reconciler.spec.folders import Folders
 
 CHUNK = 1024 * 1024
 
@@ -35,48 +36,53 @@ class HashCache:
     entries: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     bytes_hashed: int = 0  # how much was actually read: 0 on a warm no-op plan
     dirty: bool = False
-    # Folder listings of this run (not saved): sizing the work and hashing it walk each folder once.
-    listings: dict[Path, list[tuple[str, Path]]] = field(default_factory=dict, compare=False, repr=False)
+    # Folder listings and file stats of this run (not saved): sizing the work and hashing it (and the
+    # spec checks, when the engine shares its Folders with the loader) walk each folder and stat each file once.
+    folders: Folders = field(default_factory=Folders, compare=False, repr=False)
+    _stats: dict[str, os.stat_result] = field(default_factory=dict, compare=False, repr=False)
+    _files: dict[str, list[tuple[str, str]]] = field(default_factory=dict, compare=False, repr=False)
 
-    def files(self, path: Path) -> list[tuple[str, Path]]:
+    def files(self, path: Path) -> list[tuple[str, str]]:
         """``(relative posix path, file)`` of a file or of every file below a folder, sorted; links to
         folders are not followed, links to files count as files (as ``Path.rglob`` + ``is_file``)."""
-        listing = self.listings.get(path)
+        key = os.fspath(path)
+        listing = self._files.get(key)
         if listing is None:
             if path.is_file():
-                listing = [(path.name, path)]
+                listing = [(path.name, key)]
             else:
-                listing = []
-                for directory, _, names in os.walk(path):
-                    relative = os.path.relpath(directory, path)
-                    for name in names:
-                        file = os.path.join(directory, name)
-                        if os.path.isfile(file):
-                            posix = name if relative == "." else f"{relative.replace(os.sep, '/')}/{name}"
-                            listing.append((posix, Path(file)))
-                listing.sort()
-            self.listings[path] = listing
+                listing = sorted((entry.relative, entry.path) for entry in self.folders.entries(key) if entry.is_file)
+            self._files[key] = listing
         return listing
 
+    def stat(self, file: str | Path) -> os.stat_result:
+        key = os.fspath(file)
+        found = self._stats.get(key)
+        if found is None:
+            found = self._stats[key] = os.stat(key)
+        return found
+
     @classmethod
-    def from_json(cls, text: str) -> HashCache:
+    def from_json(cls, text: str, folders: Folders | None = None) -> HashCache:
+        folders = folders or Folders()
         try:
             raw = json.loads(text)
-            return cls({path: (int(size), int(mtime), str(digest)) for path, (size, mtime, digest) in raw.items()})
+            return cls({path: (int(size), int(mtime), str(digest)) for path, (size, mtime, digest) in raw.items()},
+                       folders=folders)
         except (ValueError, TypeError):
-            return cls()  # a damaged cache only costs a re-hash
+            return cls(folders=folders)  # a damaged cache only costs a re-hash
 
     def to_json(self) -> str:
         return json.dumps(self.entries, sort_keys=True)
 
-    def digest(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
-        stat = path.stat()
-        key = str(path)
+    def digest(self, path: str | Path, on_bytes: Callable[[int], None] | None = None) -> str:
+        key = os.fspath(path)
+        stat = self.stat(key)
         cached = self.entries.get(key)
         if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
             return cached[2]
         sha = hashlib.sha256()
-        with path.open("rb") as stream:
+        with open(key, "rb") as stream:
             while chunk := stream.read(CHUNK):
                 sha.update(chunk)
                 self.bytes_hashed += len(chunk)
@@ -156,8 +162,8 @@ def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
         if spec.path is None:
             continue
         for _, file in cache.files(spec.path):
-            stat = file.stat()
-            cached = cache.entries.get(str(file))
+            stat = cache.stat(file)
+            cached = cache.entries.get(file)
             if not (cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns):
                 total += stat.st_size
     return total

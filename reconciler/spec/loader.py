@@ -47,6 +47,7 @@ from reconciler.model.specs import (
 )
 from reconciler.spec import checks, promotion
 from reconciler.spec.cache import SpecCache, digest
+from reconciler.spec.folders import Folders
 from reconciler.spec.paths import display_path, find_repository_root
 from reconciler.spec.promotion import PromotionRequest
 from reconciler.spec.schemas import dotted, subject_of, validate_document
@@ -68,8 +69,10 @@ def spec_files(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.name != ENVIRONMENT_FILE, str(p.relative_to(directory))))
 
 
-def load_environment(directory: Path, *, promoting: tuple[Path, ...] = ()) -> DesiredState:
-    """Load and validate an environment folder. Raises ``SpecError`` with every problem.
+def load_environment(directory: Path, folders: Folders | None = None, *,
+                     promoting: tuple[Path, ...] = ()) -> DesiredState:
+    """Load and validate an environment folder. Raises ``SpecError`` with every problem. ``folders``: the
+    run's folder listings, for the engine to fingerprint the model folders the checks walked.
 
     The environments its images are promoted from (``spec.promoteFrom``) are loaded with it;
     ``promoting`` holds the folders whose loading asked for this one, to refuse a cycle."""
@@ -99,14 +102,14 @@ def load_environment(directory: Path, *, promoting: tuple[Path, ...] = ()) -> De
         subject = subject_of(document.data)
         diagnostics.extend(Diagnostic(location, subject, dotted(path), message)
                            for location, path, message in document.problems)
-        if cache.known_valid(document.data):
+        if cache.known_valid(document):
             valid.append(document)
             continue
         problems = validate_document(document)
         diagnostics.extend(problems)
         if not problems:
             valid.append(document)
-            cache.add_valid(document.data)
+            cache.add_valid(document)
     cache.save()
 
     environment_docs = [d for d in valid if d.data["kind"] == "Environment"]
@@ -128,7 +131,7 @@ def load_environment(directory: Path, *, promoting: tuple[Path, ...] = ()) -> De
     # Names of documents that failed the schema still exist: references to them are not errors.
     checked = {id(d) for d in valid}
     declared = {subject_of(d.data) for d in documents if id(d) not in checked}
-    diagnostics.extend(checks.check_all(environment, models, images, deployments, root, declared))
+    diagnostics.extend(checks.check_all(environment, models, images, deployments, root, declared, folders))
     promoted = [item for item in images if isinstance(item.spec, PromotionRequest)]
     resolved: dict[str, PromotedImageSpec] = {}
     if promoted and environment is not None:

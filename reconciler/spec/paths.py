@@ -52,15 +52,17 @@ class Boundary:
             self._directories[directory] = resolved
         return resolved
 
-    def resolve(self, path: Path) -> str:
-        text = os.path.join(os.getcwd(), path)  # absolute, ".." kept: it must be resolved, not cut
+    def resolve(self, path: str | os.PathLike[str]) -> str:
+        text = os.fspath(path)
+        if not os.path.isabs(text):
+            text = os.path.join(os.getcwd(), text)  # absolute, ".." kept: it must be resolved, not cut
         head, tail = os.path.split(text)
         if tail in ("", ".", ".."):
             return self._directory(text)
         candidate = os.path.join(self._directory(head), tail)
         return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
 
-    def contains(self, path: Path) -> bool:
+    def contains(self, path: str | os.PathLike[str]) -> bool:
         """Whether ``path``, with ``..`` and symbolic links resolved, lies inside the repository."""
         resolved = self.resolve(path)
         return resolved == self.root or resolved.startswith(self._inside)

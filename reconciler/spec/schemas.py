@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model.diagnostics import Diagnostic
-from reconciler.spec.yaml_source import Document
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
+
+    from reconciler.spec.yaml_source import Document
 
 KINDS = ("Environment", "Model", "Image", "Deployment")
 API_VERSION = "reconciler/v1"

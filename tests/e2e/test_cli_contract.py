@@ -33,7 +33,7 @@ def test_an_unexpected_exception_is_reported_as_a_bug_with_exit_3(capsys: pytest
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("reconciler.cli.commands.validate.load_environment", broken)
+    monkeypatch.setattr("reconciler.spec.loader.load_environment", broken)  # validate imports it when it runs
     assert main(["validate", str(sample_env)]) == exit_codes.BUG
     err = capsys.readouterr().err
     assert "this is a bug in edge-reconciler" in err and "RuntimeError: boom" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from reconciler.hub.conditions import parse, uses_device_id
@@ -126,3 +127,36 @@ def test_layered_paths_below_a_module_are_not_module_definitions() -> None:
     row = layer("l", "*", 1, {"a": "mcr.io/a:1"})
     row.content["$edgeAgent"]["properties.desired.modules.a.env"] = {"X": {"value": "1"}}
     assert list(manifest_modules(row.content)) == ["a"]
+
+
+def test_counts_by_groups_of_devices_agree_with_every_device_and_follow_changes(tmp_path: Path) -> None:
+    """``Simulator.count`` evaluates a condition without deviceId once per distinct (tags, reported): the
+    counts must be those of evaluating every device, also after devices are tagged, report or go away."""
+    from reconciler.providers.local.simulator import Simulator
+    from reconciler.providers.local.store import Store
+
+    store = Store(tmp_path)
+    try:
+        simulator = Simulator(store)
+        simulator.add([(f"dev{i:03d}", {"site": f"s{i % 4}", "ring": i % 3}) for i in range(60)])
+        conditions = ["tags.site='s1'", "tags.site='s1' AND tags.ring=2", "NOT tags.site='s0'", "*",
+                      "IS_DEFINED(properties.reported.fw)", "properties.reported.fw >= 2",
+                      "deviceId='dev007' OR tags.site='s3'", "tags.ring=2.0", "tags.nothing='x'"]
+
+        def check() -> None:
+            everyone = store.devices()
+            for text in conditions:
+                condition = parse(text)
+                assert simulator.count(condition) == count_matching(condition, everyone), text
+
+        check()
+        simulator.tag("dev001", {"site": "s0"})
+        check()
+        simulator.report("dev002", {}, {"fw": 3})
+        simulator.report("dev003", {}, {"fw": 1})
+        check()
+        simulator.remove("dev004")
+        check()
+        assert simulator.count(parse("properties.reported.fw >= 2")) == 1
+    finally:
+        store.close()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.cli import exit_codes
 from reconciler.cli.commands.plan import add_behaviour_arguments
 from reconciler.cli.commands.test import stop_on_sigterm
 from reconciler.errors import Aborted, ReconcilerError
-from reconciler.model.plan import Plan
+
+if TYPE_CHECKING:
+    from reconciler.model.plan import Plan
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.cli import exit_codes
-from reconciler.cli.views.devices import device_list, device_modules, format_tags
 from reconciler.errors import ReconcilerError
-from reconciler.model.specs import JSON
 from reconciler.spec.paths import display_path
 
 if TYPE_CHECKING:
+    from reconciler.model.specs import JSON
     from reconciler.providers.base import DeviceSimulator
 
 Action = Callable[["DeviceSimulator", argparse.Namespace], int]
@@ -95,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    from reconciler.cli.views.devices import format_tags
+
     tags = dict(args.tags)
     if args.exist_ok and devices.exists(args.name):
         devices.tag(args.name, tags)
@@ -106,6 +107,8 @@ def _add(devices: DeviceSimulator, args: argparse.Namespace) -> int:
 
 
 def _list(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    from reconciler.cli.views.devices import device_list
+
     found = devices.list()
     if not found:
         print(f"No devices. Add one with: reconciler device {display_path(args.environment)} add NAME --tag KEY=VALUE")
@@ -115,6 +118,8 @@ def _list(devices: DeviceSimulator, args: argparse.Namespace) -> int:
 
 
 def _tag_device(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    from reconciler.cli.views.devices import format_tags
+
     if not args.tags and not args.untag:
         raise ReconcilerError("nothing to change: give KEY=VALUE tags to set and/or --untag KEY")
     device = devices.tag(args.name, dict(args.tags), args.untag)
@@ -123,6 +128,8 @@ def _tag_device(devices: DeviceSimulator, args: argparse.Namespace) -> int:
 
 
 def _show(devices: DeviceSimulator, args: argparse.Namespace) -> int:
+    from reconciler.cli.views.devices import device_modules
+
     print(device_modules(devices.show(args.name)))
     return exit_codes.OK
 

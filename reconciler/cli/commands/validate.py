@@ -11,9 +11,6 @@ import argparse
 from pathlib import Path
 
 from reconciler.cli import exit_codes
-from reconciler.cli.views.diagnostics import print_error
-from reconciler.errors import SpecError
-from reconciler.spec.loader import load_environment
 from reconciler.spec.paths import display_path
 
 ENVIRONMENT_FILE = "environment.yaml"
@@ -48,6 +45,10 @@ def expand(folders: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli.views.diagnostics import print_error
+    from reconciler.errors import SpecError
+    from reconciler.spec.loader import load_environment
+
     failed = 0
     environments = expand(args.environments)
     for environment in environments:

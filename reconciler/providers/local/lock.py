@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def _record(holder: str) -> dict[str, object]:
-    return {"holder": holder, "pid": os.getpid(), "host": socket.gethostname(),
+    return {"holder": holder, "pid": os.getpid(), "host": _hostname(),
             "since": datetime.now(timezone.utc).isoformat(timespec="seconds"), "lock_id": secrets.token_hex(8)}
 
 
@@ -68,7 +67,7 @@ def current(directory: Path) -> tuple[LockInfo, bool] | None:
 def is_stale(record: dict[str, object]) -> bool:
     """Left by a process of this host that no longer runs."""
     pid = record.get("pid")
-    return (record.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0
+    return (record.get("host") == _hostname() and isinstance(pid, int) and pid > 0
             and not _process_alive(pid))
 
 
@@ -148,3 +147,9 @@ def hold(directory: Path, holder: str) -> Iterator[HeldLock]:
             path.unlink(missing_ok=True)
         else:
             log.warning("the apply lock was removed by force-unlock while this run held it; left as it is")
+
+
+def _hostname() -> str:
+    import socket  # only when a lock is taken or judged: a plan never locks
+
+    return socket.gethostname()

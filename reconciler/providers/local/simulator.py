@@ -178,12 +178,29 @@ class Simulator:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._devices: list[DeviceRow] | None = None  # read once for counting, until a device changes
+        # Devices grouped by what a condition without deviceId reads (tags and reported properties): one
+        # twin and its number of devices per group. Fleets have many devices and few distinct tag sets (the
+        # benchmark: 50,000 devices, 100 groups), and a plan counts once per deployment change.
+        self._groups: list[tuple[dict[str, JSON], int]] | None = None
+
+    def _forget(self) -> None:
+        self._devices = None
+        self._groups = None
 
     def count(self, condition: Condition) -> int:
         """How many devices ``condition`` selects (a plan asks once per deployment change)."""
         if self._devices is None:
             self._devices = self._store.devices()
-        return count_matching(condition, self._devices)
+        if uses_device_id(condition):
+            return count_matching(condition, self._devices)
+        if self._groups is None:
+            groups: dict[str, tuple[dict[str, JSON], int]] = {}
+            for device in self._devices:
+                key = json.dumps([device.tags, device.reported], sort_keys=True)
+                twin, seen = groups.get(key) or (device.twin, 0)
+                groups[key] = (twin, seen + 1)
+            self._groups = list(groups.values())
+        return sum(count for twin, count in self._groups if matches(condition, twin))
 
     def select(self, condition: Condition) -> list[str]:
         """The ids of the devices ``condition`` selects, sorted."""
@@ -212,7 +229,7 @@ class Simulator:
         for row in rows:
             self._check(row)
         self._store.add_devices(rows)
-        self._devices = None
+        self._forget()
 
     def exists(self, device_id: str) -> bool:
         return self._store.device(device_id) is not None
@@ -225,7 +242,7 @@ class Simulator:
         updated = DeviceRow(row.id, {**tags, **set_tags}, row.reported, row.failing, row.modules)
         self._check(updated)
         self._store.update_device(updated)
-        self._devices = None
+        self._forget()
         return _simulated(updated)
 
     def set_failing(self, device_id: str, failing: bool = True) -> None:
@@ -242,14 +259,14 @@ class Simulator:
         updated = DeviceRow(row.id, row.tags, {k: v for k, v in properties.items() if v is not None}, row.failing,
                             {k: v for k, v in statuses.items() if v is not None})
         self._store.update_device(updated)
-        self._devices = None
+        self._forget()
         return _simulated(updated)
 
     def remove(self, device_id: str) -> None:
         if not self._store.remove_device(device_id):
             raise PermanentProviderError("no such device; `reconciler device ENV_DIR list` shows them",
                                          resource=device_id)
-        self._devices = None
+        self._forget()
 
     def list(self) -> list[SimulatedDevice]:
         return [_simulated(row) for row in self._store.devices()]
