@@ -182,15 +182,22 @@ class Executor:
         else:
             raise PermanentProviderError("images are immutable: only new versions are built", resource=str(change.key))
 
+    def _exists_as_ours(self, name: str, label: str) -> bool:
+        """Whether ``name:label`` exists already, made by this environment; an error if it exists as another's
+        (images are immutable: a label is never built or copied over)."""
+        existing = self.images.get(name, label)
+        if existing is None:
+            return False
+        if existing.owner == self.name:
+            return True
+        whose = f"environment {existing.owner!r}" if existing.owner else "no environment (unmanaged)"
+        raise PermanentProviderError(f"this image exists already, owned by {whose}; images are immutable: "
+                                     "rename the Image spec", resource=f"image/{name}:{label}")
+
     def _promote(self, promotion: DesiredPromotion) -> None:
         spec, what = promotion.spec, f"image/{promotion.spec.name}:{promotion.label}"
-        existing = self.images.get(spec.name, promotion.label)
-        if existing is not None:
-            if existing.owner == self.name:
-                return  # copied already (an import whose answer was lost, or an interrupted apply)
-            whose = f"environment {existing.owner!r}" if existing.owner else "no environment (unmanaged)"
-            raise PermanentProviderError(f"this image exists already, owned by {whose}; images are immutable: "
-                                         "rename the Image spec", resource=what)
+        if self._exists_as_ours(spec.name, promotion.label):
+            return  # copied already (an import whose answer was lost, or an interrupted apply)
         if promotion.source.digest is None:
             raise PermanentProviderError(f"environment {promotion.source.environment!r} has not built it: nothing to "
                                          "promote; run `reconciler plan` again", resource=what)
@@ -199,13 +206,8 @@ class Executor:
 
     def _build(self, image: DesiredImage) -> None:
         spec, what = image.spec, f"image/{image.spec.name}:{image.label}"
-        existing = self.images.get(spec.name, image.label)
-        if existing is not None:
-            if existing.owner == self.name:
-                return  # built already (a build whose answer was lost, or an interrupted apply)
-            whose = f"environment {existing.owner!r}" if existing.owner else "no environment (unmanaged)"
-            raise PermanentProviderError(f"this image exists already, owned by {whose}; images are immutable: "
-                                         "rename the Image spec", resource=what)
+        if self._exists_as_ours(spec.name, image.label):
+            return  # built already (a build whose answer was lost, or an interrupted apply)
         if image_fingerprint(spec, image.model_fingerprints, HashCache()) != image.fingerprint:
             raise PermanentProviderError("the image's files (entry script, conda file, source directory) changed "
                                          "since the plan was made; run `reconciler plan` again", resource=what)

@@ -22,7 +22,7 @@ import io
 import json
 import shutil
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,11 +187,20 @@ def context_archive(context: Path) -> bytes:
     raw = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=FIXED_MTIME, compresslevel=6) as zipped, \
             tarfile.open(fileobj=zipped, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for name, source in context_entries(context):
-            info = tar_info(name, source)
-            if source is None:
-                tar.addfile(info)
-                continue
-            with source.open("rb") as stream:
-                tar.addfile(info, stream)
+        add_entries(tar, context_entries(context))
     return raw.getvalue()
+
+
+def add_entries(tar: tarfile.TarFile, entries: Iterable[tuple[str, Path | None]],
+                on_bytes: Callable[[int], None] | None = None) -> None:
+    """Add ``(name, file or None for a folder)`` entries to ``tar`` with ``tar_info``'s fixed metadata; ``on_bytes``
+    is told each file's size once it is in."""
+    for name, source in entries:
+        info = tar_info(name, source)
+        if source is None:
+            tar.addfile(info)
+            continue
+        with source.open("rb") as stream:
+            tar.addfile(info, stream)
+        if on_bytes is not None:
+            on_bytes(info.size)

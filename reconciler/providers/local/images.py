@@ -40,8 +40,8 @@ from reconciler.providers.layout import (
     FIXED_MTIME,
     PORT,
     PackagedModel,
+    add_entries,
     image_environment,
-    tar_info,
 )
 from reconciler.providers.local.blobs import BlobStore
 
@@ -102,14 +102,7 @@ def write_layer(context: Path, blobs_dir: Path, on_bytes: Callable[[int], None])
                            compresslevel=6) as zipped:
             uncompressed = _Digesting(zipped)
             with tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                for name, source in layer_entries(context):
-                    info = tar_info(name, source)
-                    if source is None:
-                        tar.addfile(info)
-                        continue
-                    with source.open("rb") as stream:
-                        tar.addfile(info, stream)
-                    on_bytes(info.size)
+                add_entries(tar, layer_entries(context), on_bytes)
     digest = compressed.sha.hexdigest()
     partial.rename(blobs_dir / digest)
     return f"sha256:{uncompressed.sha.hexdigest()}", f"sha256:{digest}", compressed.size
