@@ -92,7 +92,12 @@ def test_engine_applies_prod_and_converges(azure_world: AzureWorld) -> None:
         assert not engine.plan().has_changes
         report = engine.drift()
     assert not report.has_drift
-    assert {r.name: (r.health.targeted, r.health.applied) for r in report.rollouts} == {
+    # The hub evaluates a deployment's metrics up to 5 minutes after it is created: none yet, never zeros.
+    assert {r.name: r.health for r in report.rollouts} == {"iris-base": None, "iris-site-a-sensor": None}
+    azure_world.pass_evaluation_cycle()
+    with Engine(azure_world.env_dir) as engine:
+        report = engine.drift()
+    assert {r.name: (r.health.targeted, r.health.applied) for r in report.rollouts} == {  # type: ignore[union-attr]
         "iris-base": (3, 3), "iris-site-a-sensor": (2, 2)}
     assert sorted(owned(azure_world)) == sorted(c.target for c in result.applied if c.key.kind is Kind.DEPLOYMENT)
     assert lock_device_id("prod") not in azure_world.hub.devices  # released
@@ -546,6 +551,7 @@ def test_health_reports_metrics_and_shadowing_deployments(azure_world: AzureWorl
     unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)  # wins on cam-b1
     unmanaged_base(azure_world, "portal-elsewhere", "tags.environment='staging'", 90)  # no overlap
     iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
+    azure_world.pass_evaluation_cycle()
     azure_world.emulator.reset_log()
     snapshot = azure_world.provider().read_snapshot(azure_world.desired(), health=True)
     health = {d.name: d.health for d in snapshot.deployments}
@@ -571,6 +577,8 @@ def test_health_without_figures_in_the_listing_costs_one_read_per_owned_deployme
     unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)
     iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
     hub = azure_world.provider().hub
+    assert hub.health(hub.list_configurations()) == {}  # none evaluated yet: one read of each of ours says so
+    azure_world.pass_evaluation_cycle()
     configs = hub.list_configurations()
     listed = hub.health(configs)
     for cfg in configs:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +46,12 @@ class Backend(Protocol):
 
     def set_failing(self, env_dir: Path, device_id: str, failing: bool = True) -> None:
         """Make the device report failure (or success again) for what it applies."""
+
+    def pin_time(self, moment: datetime) -> None:
+        """Set the backend's clock to ``moment`` (tests pin the reconciler's with ``RECONCILER_NOW``)."""
+
+    def pass_evaluation_cycle(self) -> None:
+        """Let the time pass in which IoT Hub evaluates every deployment's metrics again (5 minutes)."""
 
 
 def snapshot(env_dir: Path, *, health: bool = False) -> Snapshot:
@@ -128,6 +135,12 @@ class LocalBackend:
         provider.simulator.set_failing(device_id, failing)
         provider.close()
 
+    def pin_time(self, moment: datetime) -> None:
+        """Nothing: the local simulator's figures are those of the moment they are read."""
+
+    def pass_evaluation_cycle(self) -> None:
+        """Nothing: the local simulator's figures are those of the moment they are read."""
+
 
 class AzureBackend:
     """The prod sample on Azure: the real SDKs against the emulator (tests/azure_emulator).
@@ -142,6 +155,7 @@ class AzureBackend:
     def __init__(self, emulator: Any, tmp_path: Path):
         self.emulator = emulator
         self.tmp_path = tmp_path
+        self._pinned: datetime | None = None
 
     def prepare(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         from tests.azure import conftest as azure
@@ -212,3 +226,19 @@ class AzureBackend:
 
         iothub.set_device_report(self.emulator.state, [device_id],
                                  iothub.REPORT_FAILED if failing else iothub.REPORT_SUCCESS, hub=azure.HUB)
+
+    def pin_time(self, moment: datetime) -> None:
+        """The emulated hub's clock, which its metrics evaluation cycle (every 5 minutes) runs on, moves as the
+        pinned time moves. It moves by the same steps rather than to the same moment: the other emulated services
+        (token passwords' creation times on ACR, AAD tokens' expiry) keep the wall clock, and a hub behind them
+        would make passwords look generated after the deployments that embed them."""
+        from tests.azure_emulator import iothub
+
+        if self._pinned is not None:
+            iothub.advance_clock(self.emulator.state, (moment - self._pinned).total_seconds())
+        self._pinned = moment
+
+    def pass_evaluation_cycle(self) -> None:
+        from tests.azure_emulator import iothub
+
+        iothub.advance_clock(self.emulator.state, iothub.METRICS_EVALUATION_SECONDS)
