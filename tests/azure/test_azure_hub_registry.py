@@ -597,16 +597,19 @@ def test_health_without_figures_in_the_listing_costs_one_read_per_owned_deployme
 def test_device_counts_are_batched_and_kept_within_the_query_budget(azure_world: AzureWorld) -> None:
     """More conditions than pages of edge device twins: the twins are read once and every condition is
     evaluated on them; past the budget, counts are unknown instead of throttled."""
+    iothub.set_reported_properties(azure_world.emulator.state, "cam-a1", {"model": "4000x"}, hub=HUB)
     hub = azure_world.provider().hub
     conditions = ["tags.environment='prod'", "tags.site='a'", "tags.site='b'", "deviceId='cam-a1'",
-                  "tags.environment='prod' AND NOT (tags.site='a')"]
+                  "tags.environment='prod' AND NOT (tags.site='a')", "properties.reported.model='4000x'"]
     azure_world.emulator.reset_log()
     counts = hub.count_many(conditions)
     one_by_one = {c: azure_world.provider().hub.count_devices(c) for c in conditions}
     assert counts == one_by_one and counts["tags.environment='prod'"] == 3
+    assert counts["properties.reported.model='4000x'"] == 1
     queries = [json.loads(r.body)["query"] for r in azure_world.hub_requests("POST", "/devices/query")]
     assert queries[:2] == ["SELECT COUNT() AS numberOfDevices FROM devices WHERE capabilities.iotEdge = true",
-                           "SELECT * FROM devices WHERE capabilities.iotEdge = true"]
+                           "SELECT deviceId, tags, properties.reported AS reported FROM devices "
+                           "WHERE capabilities.iotEdge = true"]  # what target conditions may read, no more
     assert hub.counter.spent == 2
 
     thrifty = azure_world.provider().hub
