@@ -112,6 +112,11 @@ class AzureWorld:
         assert record is not None
         return record
 
+    def pass_evaluation_cycle(self) -> None:
+        """Let the hub's metrics evaluation cycle pass (``iothub.METRICS_EVALUATION_SECONDS`` of its clock): the
+        figures of every deployment are then those of the hub as it is now."""
+        iothub.advance_clock(self.emulator.state, iothub.METRICS_EVALUATION_SECONDS)
+
     def hub_requests(self, method: str | None = None, path_contains: str | None = None) -> list[Any]:
         return self.emulator.log.requests(method, HUB, path_contains)
 

@@ -92,7 +92,12 @@ def test_engine_applies_prod_and_converges(azure_world: AzureWorld) -> None:
         assert not engine.plan().has_changes
         report = engine.drift()
     assert not report.has_drift
-    assert {r.name: (r.health.targeted, r.health.applied) for r in report.rollouts} == {
+    # The hub evaluates a deployment's metrics up to 5 minutes after it is created: none yet, never zeros.
+    assert {r.name: r.health for r in report.rollouts} == {"iris-base": None, "iris-site-a-sensor": None}
+    azure_world.pass_evaluation_cycle()
+    with Engine(azure_world.env_dir) as engine:
+        report = engine.drift()
+    assert {r.name: (r.health.targeted, r.health.applied) for r in report.rollouts} == {  # type: ignore[union-attr]
         "iris-base": (3, 3), "iris-site-a-sensor": (2, 2)}
     assert sorted(owned(azure_world)) == sorted(c.target for c in result.applied if c.key.kind is Kind.DEPLOYMENT)
     assert lock_device_id("prod") not in azure_world.hub.devices  # released
@@ -546,6 +551,7 @@ def test_health_reports_metrics_and_shadowing_deployments(azure_world: AzureWorl
     unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)  # wins on cam-b1
     unmanaged_base(azure_world, "portal-elsewhere", "tags.environment='staging'", 90)  # no overlap
     iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
+    azure_world.pass_evaluation_cycle()
     azure_world.emulator.reset_log()
     snapshot = azure_world.provider().read_snapshot(azure_world.desired(), health=True)
     health = {d.name: d.health for d in snapshot.deployments}
@@ -571,6 +577,8 @@ def test_health_without_figures_in_the_listing_costs_one_read_per_owned_deployme
     unmanaged_base(azure_world, "portal-override", "tags.site='b'", 50)
     iothub.set_device_report(azure_world.emulator.state, ["cam-a2"], "failed", hub=HUB)
     hub = azure_world.provider().hub
+    assert hub.health(hub.list_configurations()) == {}  # none evaluated yet: one read of each of ours says so
+    azure_world.pass_evaluation_cycle()
     configs = hub.list_configurations()
     listed = hub.health(configs)
     for cfg in configs:
@@ -589,16 +597,19 @@ def test_health_without_figures_in_the_listing_costs_one_read_per_owned_deployme
 def test_device_counts_are_batched_and_kept_within_the_query_budget(azure_world: AzureWorld) -> None:
     """More conditions than pages of edge device twins: the twins are read once and every condition is
     evaluated on them; past the budget, counts are unknown instead of throttled."""
+    iothub.set_reported_properties(azure_world.emulator.state, "cam-a1", {"model": "4000x"}, hub=HUB)
     hub = azure_world.provider().hub
     conditions = ["tags.environment='prod'", "tags.site='a'", "tags.site='b'", "deviceId='cam-a1'",
-                  "tags.environment='prod' AND NOT (tags.site='a')"]
+                  "tags.environment='prod' AND NOT (tags.site='a')", "properties.reported.model='4000x'"]
     azure_world.emulator.reset_log()
     counts = hub.count_many(conditions)
     one_by_one = {c: azure_world.provider().hub.count_devices(c) for c in conditions}
     assert counts == one_by_one and counts["tags.environment='prod'"] == 3
+    assert counts["properties.reported.model='4000x'"] == 1
     queries = [json.loads(r.body)["query"] for r in azure_world.hub_requests("POST", "/devices/query")]
     assert queries[:2] == ["SELECT COUNT() AS numberOfDevices FROM devices WHERE capabilities.iotEdge = true",
-                           "SELECT * FROM devices WHERE capabilities.iotEdge = true"]
+                           "SELECT deviceId, tags, properties.reported AS reported FROM devices "
+                           "WHERE capabilities.iotEdge = true"]  # what target conditions may read, no more
     assert hub.counter.spent == 2
 
     thrifty = azure_world.provider().hub

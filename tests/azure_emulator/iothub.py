@@ -6,7 +6,9 @@ device identities, device twins, the twin query API, ``applyConfigurationContent
 If-Match, limits, no ``IN``/double quotes in target conditions). State lives in
 ``state.service("iothub")["hubs"][<host>]`` so several hubs can coexist.
 
-Test-side API (plain Python, no HTTP): ``seed_devices``, ``set_device_report``, ``get_hub``.
+Test-side API (plain Python, no HTTP): ``seed_devices``, ``set_device_report``, ``get_hub``,
+``advance_clock`` / ``set_clock`` (the hubs' time, which drives the metrics evaluation cycle) and
+``set_metrics_evaluation``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .framework import EmulatorState, Request, Response, Route
@@ -48,6 +50,16 @@ MAX_DESIRED_BYTES = 32 * 1024
 MAX_TWIN_DEPTH = 10
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# The metrics evaluation cycle: "Automatic configurations run for the first time shortly after the configuration
+# is created and then at five minute intervals. Metrics queries run each time the automatic configuration runs."
+# (MicrosoftDocs/azure-docs, articles/iot-hub/iot-hub-automatic-device-management.md), and "When a new IoT Edge
+# deployment is created, sometimes it can take up to 5 minutes for the IoT Hub to process the new configuration"
+# (articles/iot-edge/how-to-deploy-at-scale.md, how-to-deploy-cli-at-scale.md). The emulator takes the worst case
+# those allow: a configuration's system and custom metrics are evaluated every 5 minutes of the hub's clock counted
+# from its creation, the first time 5 minutes after it; until then ``results`` are empty, and between two
+# evaluations they are the last evaluation's, whatever changed since. ``set_metrics_evaluation(state, None)``
+# computes them on every read instead (the emulator's behaviour before the cycle was modelled).
+METRICS_EVALUATION_SECONDS = 300.0
 
 CONFIG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$")
@@ -81,7 +93,31 @@ class HubError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _iso(datetime.now(timezone.utc))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class HubClock:
+    """The emulated hubs' time: the wall clock moved by ``offset``, which tests set (``set_clock``) or push forward
+    (``advance_clock``) so that evaluation cycles pass without waiting. Configuration timestamps
+    (``createdTimeUtc``, ``lastUpdatedTimeUtc``) and the metrics evaluation cycle follow it."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
 
 
 def _b64(text: str | bytes) -> str:
@@ -506,6 +542,10 @@ class Hub:
     # Configuration reads mask registryCredentials passwords (``mask_registry_passwords``): nothing published
     # promises that the hub returns them readable.
     masks_passwords: bool = False
+    clock: HubClock = field(default_factory=HubClock)
+    # Seconds between two evaluations of a configuration's metrics (``METRICS_EVALUATION_SECONDS``); None: computed
+    # on every read.
+    evaluation_seconds: float | None = METRICS_EVALUATION_SECONDS
     _assignment: tuple[int, Assignment] | None = None
     _docs: tuple[int, list[dict[str, Any]]] | None = None
     _module_docs: tuple[int, list[dict[str, Any]]] | None = None
@@ -514,6 +554,37 @@ class Hub:
     def changed(self) -> None:
         self.generation += 1
         self._queries.clear()
+
+    def now(self) -> str:
+        return _iso(self.clock.now())
+
+    # ---- the metrics evaluation cycle
+    def evaluate_due(self) -> None:
+        """Run the evaluations that are due by the hub's clock, on the hub as it is now. Called before every
+        request is handled and before every test-side change, so an evaluation always sees the hub as it was at
+        its due time: nothing changed between that time and now."""
+        if self.evaluation_seconds is None:
+            return
+        now = self.clock.now()
+        for cfg in self.configurations.values():
+            self._evaluate_if_due(cfg, now, self.evaluation_seconds)
+
+    def _evaluate_if_due(self, cfg: dict[str, Any], now: datetime, interval: float) -> None:
+        created = _parse_time(cfg.get("createdTimeUtc") or "")
+        if created is None:
+            return
+        cycle = int((now - created).total_seconds() // interval)  # evaluations due so far
+        if cycle >= 1 and (cfg.get("_evaluation") or (0, {}))[0] != cycle:
+            cfg["_evaluation"] = (cycle, evaluate_metrics(self, cfg))
+
+    def metric_results(self, cfg: dict[str, Any]) -> dict[str, dict[str, int]]:
+        """``{"system": ..., "custom": ...}`` as the last evaluation left them (empty before the first one), or
+        computed now when the cycle is off."""
+        if self.evaluation_seconds is None:
+            return evaluate_metrics(self, cfg)
+        self._evaluate_if_due(cfg, self.clock.now(), self.evaluation_seconds)
+        evaluation = cfg.get("_evaluation")
+        return evaluation[1] if evaluation else {"system": {}, "custom": {}}
 
     # ---- configurations → devices
     def assignment(self) -> Assignment:
@@ -789,17 +860,27 @@ def render_configuration(hub: Hub, cfg: dict[str, Any]) -> dict[str, Any]:
     else:
         queries = {"targetedCount": f"select deviceId from devices where {cfg.get('targetCondition') or ''}",
                    "appliedCount": f"select deviceId from devices where configurations.[[{cid}]].status = 'Applied'"}
-    counts = hub.assignment().counts.get(cid, {})
-    out["systemMetrics"] = {"results": {k: counts.get(k, 0) for k in queries}, "queries": queries}
+    results = hub.metric_results(cfg)
+    out["systemMetrics"] = {"results": dict(results["system"]), "queries": queries}
     metric_queries = dict(((cfg.get("metrics") or {}).get("queries")) or {})
-    results = {}
-    for name, query in metric_queries.items():
+    out["metrics"] = {"results": dict(results["custom"]), "queries": metric_queries}
+    return out
+
+
+def evaluate_metrics(hub: Hub, cfg: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """One evaluation of a configuration's metrics: the system metrics of its kind (edge deployments: targeted,
+    applied, reported successful and failed; ADM configurations: targeted and applied) from the hub's assignment,
+    and each custom metric as the number of rows its query returns."""
+    names = (("targetedCount", "appliedCount", "reportedSuccessfulCount", "reportedFailedCount")
+             if config_kind(cfg) == "edge" else ("targetedCount", "appliedCount"))
+    counts = hub.assignment().counts.get(cfg["id"], {})
+    custom = {}
+    for name, query in (((cfg.get("metrics") or {}).get("queries")) or {}).items():
         try:
-            results[name] = len(hub.run_query(query))
+            custom[name] = len(hub.run_query(query))
         except QueryError:
             continue
-    out["metrics"] = {"results": results, "queries": metric_queries}
-    return out
+    return {"system": {name: counts.get(name, 0) for name in names}, "custom": custom}
 
 
 # =============================================================================== query execution
@@ -983,9 +1064,35 @@ def get_hub(state: EmulatorState, name: str = DEFAULT_HUB) -> Hub:
     with state.lock:
         hubs = state.service("iothub").setdefault("hubs", {})
         if host not in hubs:
-            hubs[host] = Hub(host)
+            hubs[host] = Hub(host, clock=hub_clock(state))
         hub: Hub = hubs[host]
         return hub
+
+
+def hub_clock(state: EmulatorState) -> HubClock:
+    """The clock every emulated hub of ``state`` keeps time by."""
+    with state.lock:
+        clock: HubClock = state.service("iothub").setdefault("clock", HubClock())
+        return clock
+
+
+def advance_clock(state: EmulatorState, seconds: float) -> None:
+    """Move the hubs' time forward (evaluation cycles that fall due run on the next request)."""
+    with state.lock:
+        hub_clock(state).offset += timedelta(seconds=seconds)
+
+
+def set_clock(state: EmulatorState, moment: datetime) -> None:
+    """Set the hubs' time to ``moment`` (from then on it runs with the wall clock). Tests that pin the product's
+    time (``RECONCILER_NOW``) pin the hub's to the same moment, as they are one time in reality."""
+    with state.lock:
+        hub_clock(state).offset = moment - datetime.now(timezone.utc)
+
+
+def set_metrics_evaluation(state: EmulatorState, seconds: float | None = METRICS_EVALUATION_SECONDS,
+                           hub: str = DEFAULT_HUB) -> None:
+    """Evaluate the hub's metrics every ``seconds`` (the default cycle), or, with None, on every read."""
+    get_hub(state, hub).evaluation_seconds = seconds
 
 
 def _new_keys() -> dict[str, Any]:
@@ -1018,6 +1125,7 @@ def seed_devices(state: EmulatorState, devices: Iterable[tuple[str, dict[str, An
     """
     target = get_hub(state, hub)
     with state.lock:
+        target.evaluate_due()
         for device_id, tags in devices:
             existing = target.devices.get(device_id)
             if existing is not None:
@@ -1037,8 +1145,9 @@ def seed_adm_configurations(state: EmulatorState, count: int, hub: str = DEFAULT
     no IoT Edge deployment slot but do take places in a listing (``MAX_LISTED_CONFIGURATIONS``)."""
     target = get_hub(state, hub)
     with state.lock:
+        target.evaluate_due()
         for i in range(count):
-            cid, now = f"{prefix}-{i:03d}", _now()
+            cid, now = f"{prefix}-{i:03d}", target.now()
             target.config_seq += 1
             target.configurations[cid] = {
                 "id": cid, "schemaVersion": "1.0", "labels": {}, "contentType": "assignment",
@@ -1062,6 +1171,7 @@ def set_device_report(state: EmulatorState, device_ids: Iterable[str], report: s
         raise ValueError(f"report must be success, failed or pending, not {report!r}")
     target = get_hub(state, hub)
     with state.lock:
+        target.evaluate_due()
         for device_id in device_ids:
             target.devices[device_id].report = report
         target.changed()
@@ -1072,6 +1182,7 @@ def set_reported_properties(state: EmulatorState, device_id: str, patch: dict[st
     """Merge-patch a device's reported properties (what the device itself would send)."""
     target = get_hub(state, hub)
     with state.lock:
+        target.evaluate_due()
         device = target.devices[device_id]
         device.reported = merge_patch(device.reported, patch)
         device.reported_version += 1
@@ -1094,7 +1205,9 @@ def _route(method: str, path: str, handler: Handler) -> Route:
             return hub_error(400, "InvalidProtocolVersion", "The api-version query parameter is required")
         with state.lock:
             try:
-                return handler(request, get_hub(state, request.host))
+                hub = get_hub(state, request.host)
+                hub.evaluate_due()
+                return handler(request, hub)
             except HubError as exc:
                 return hub_error(exc.status, exc.code, exc.message)
 
@@ -1170,7 +1283,7 @@ def put_configuration(request: Request, hub: Hub) -> Response:
         priority=body.get("priority") or 0,
         labels=dict(body.get("labels") or {}),
         metrics={"queries": dict(((body.get("metrics") or {}).get("queries")) or {}), "results": {}},
-        lastUpdatedTimeUtc=_now(),
+        lastUpdatedTimeUtc=hub.now(),
     )
     existing["_version"] += 1
     existing["etag"] = _b64(str(existing["_version"]))
@@ -1189,7 +1302,7 @@ def _create_configuration(hub: Hub, cid: str, body: dict[str, Any]) -> Response:
         # IoTHubQuotaExceeded, 403002, is the daily message quota: common-error-codes.) Each kind has its quota.
         what = "IoT Edge deployments (incl. layered)" if edge else "automatic device and module configurations"
         raise HubError(413, "ConfigurationCountLimitExceeded", f"The hub already has {limit} {what}")
-    now = _now()
+    now = hub.now()
     hub.config_seq += 1
     cfg = {
         "id": cid,

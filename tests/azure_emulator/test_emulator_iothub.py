@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import requests
@@ -108,6 +109,9 @@ def test_configuration_create_get_list_delete(emu: AzureEmulator, cfg_mgr: IoTHu
     got = cfg_mgr.get_configuration("model-server-abc123")
     assert (got.id, got.priority, got.target_condition, got.labels) == (
         "model-server-abc123", 10, "tags.env='prod'", {"managed-by": "gitops"})
+    assert got.system_metrics.results == {}  # not evaluated yet (the evaluation cycle below)
+    iothub.advance_clock(emu.state, iothub.METRICS_EVALUATION_SECONDS)
+    got = cfg_mgr.get_configuration("model-server-abc123")
     assert set(got.system_metrics.results) >= {"targetedCount", "appliedCount", "reportedSuccessfulCount",
                                                "reportedFailedCount"}
 
@@ -317,6 +321,7 @@ def test_system_metrics_follow_priorities_and_layers(emu: AzureEmulator, cfg_mgr
     def results(cid: str) -> dict[str, int]:
         return cfg_mgr.get_configuration(cid).system_metrics.results
 
+    iothub.advance_clock(emu.state, iothub.METRICS_EVALUATION_SECONDS)  # the hub evaluates them
     assert results("fleet") == {"targetedCount": 5, "appliedCount": 2, "reportedSuccessfulCount": 1,
                                 "reportedFailedCount": 1}
     assert results("site-a") == {"targetedCount": 3, "appliedCount": 3, "reportedSuccessfulCount": 3,
@@ -331,8 +336,51 @@ def test_system_metrics_follow_priorities_and_layers(emu: AzureEmulator, cfg_mgr
 
     # equal priority: the newest deployment wins the tie
     cfg_mgr.create_configuration(deployment("site-a-v2", target="tags.site='a'", priority=20))
+    iothub.advance_clock(emu.state, iothub.METRICS_EVALUATION_SECONDS)
     assert results("site-a")["appliedCount"] == 0
     assert results("site-a-v2")["appliedCount"] == 3
+
+
+def test_metrics_are_evaluated_every_five_minutes_of_the_hubs_clock(emu: AzureEmulator,
+                                                                    cfg_mgr: IoTHubConfigurationManager) -> None:
+    """Empty until the first evaluation, 5 minutes after the creation; then the last evaluation's figures, stale
+    until the next one, whatever changed in between; an evaluation sees the hub as it was when it fell due."""
+    iothub.seed_devices(emu.state, [(f"cam-{i}", {"env": "prod", "site": "a" if i < 2 else "b"}) for i in range(3)])
+    metrics = ConfigurationMetrics(queries={"ok": "SELECT deviceId FROM devices WHERE tags.site = 'a'"})
+    cfg_mgr.create_configuration(deployment("fleet", target="tags.site='a'", metrics=metrics))
+
+    def figures() -> tuple[dict[str, int], dict[str, int]]:
+        cfg = cfg_mgr.get_configuration("fleet")
+        return cfg.system_metrics.results, cfg.metrics.results
+
+    assert figures() == ({}, {})
+    iothub.advance_clock(emu.state, iothub.METRICS_EVALUATION_SECONDS - 1)
+    assert figures() == ({}, {})
+    iothub.advance_clock(emu.state, 1)
+    evaluated = {"targetedCount": 2, "appliedCount": 2, "reportedSuccessfulCount": 2, "reportedFailedCount": 0}
+    assert figures() == (evaluated, {"ok": 2})
+
+    # A wider condition and a failing device: the figures stay those of the last evaluation until the next one.
+    live = cfg_mgr.get_configuration("fleet")
+    widened = Configuration(id="fleet", schema_version="1.0", labels=live.labels, content=live.content,
+                            target_condition="tags.env='prod'", priority=10, metrics=metrics)
+    cfg_mgr.protocol.configuration.create_or_update("fleet", widened, if_match=f'"{live.etag}"')
+    iothub.advance_clock(emu.state, 200)
+    iothub.set_device_report(emu.state, ["cam-2"], iothub.REPORT_FAILED)
+    assert figures() == (evaluated, {"ok": 2})
+    # The next evaluation falls due; a device that fails after it is not in it.
+    iothub.advance_clock(emu.state, 100)
+    iothub.set_device_report(emu.state, ["cam-1"], iothub.REPORT_FAILED)
+    assert figures() == ({"targetedCount": 3, "appliedCount": 3, "reportedSuccessfulCount": 2,
+                          "reportedFailedCount": 1}, {"ok": 2})
+    assert cfg_mgr.get_configuration("fleet").last_updated_time_utc > live.created_time_utc
+
+    # The hub's clock can be pinned (as tests pin the product's), and a cycle-less hub computes on every read.
+    iothub.set_clock(emu.state, live.created_time_utc + timedelta(seconds=3 * iothub.METRICS_EVALUATION_SECONDS))
+    assert figures()[0]["reportedFailedCount"] == 2
+    iothub.set_device_report(emu.state, ["cam-0"], iothub.REPORT_FAILED)
+    iothub.set_metrics_evaluation(emu.state, None)
+    assert figures()[0]["reportedFailedCount"] == 3
 
 
 def test_apply_configuration_on_edge_device(cfg_mgr: IoTHubConfigurationManager, reg_mgr: IoTHubRegistryManager,

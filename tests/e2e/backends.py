@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,6 +53,12 @@ class Backend(Protocol):
 
     def model_uri(self, name: str, data: bytes) -> str:
         """Put ``data`` where this backend reads model URIs (spec.source.uri) under the file name ``name``."""
+
+    def pin_time(self, moment: datetime) -> None:
+        """Set the backend's clock to ``moment`` (tests pin the reconciler's with ``RECONCILER_NOW``)."""
+
+    def pass_evaluation_cycle(self) -> None:
+        """Let the time pass in which IoT Hub evaluates every deployment's metrics again (5 minutes)."""
 
 
 def snapshot(env_dir: Path, *, health: bool = False) -> Snapshot:
@@ -135,6 +142,11 @@ class LocalBackend:
         provider.simulator.set_failing(device_id, failing)
         provider.close()
 
+    def pin_time(self, moment: datetime) -> None:
+        """Nothing: the local simulator's figures are those of the moment they are read."""
+
+    def pass_evaluation_cycle(self) -> None:
+        """Nothing: the local simulator's figures are those of the moment they are read."""
 
     def register_model(self, env_dir: Path, name: str, file: Path) -> int:
         provider = self._provider(env_dir)
@@ -168,6 +180,7 @@ class AzureBackend:
         self.tmp_path = tmp_path
         self.builder = builder  # azure.images.builder: "aml" (the sample's default) or "acr-tasks"
         self.sdk = sdk  # azure.ml.sdk: "v1" (the sample's default) or "v2"
+        self._pinned: datetime | None = None
 
     def prepare(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         from tests.azure import conftest as azure
@@ -266,3 +279,19 @@ class AzureBackend:
 
         aml.put_blob_object(self.emulator.state, ("contosomodels", "models", f"iris/{name}"), data)
         return f"https://contosomodels.blob.core.windows.net/models/iris/{name}"
+
+    def pin_time(self, moment: datetime) -> None:
+        """The emulated hub's clock, which its metrics evaluation cycle (every 5 minutes) runs on, moves as the
+        pinned time moves. It moves by the same steps rather than to the same moment: the other emulated services
+        (token passwords' creation times on ACR, AAD tokens' expiry) keep the wall clock, and a hub behind them
+        would make passwords look generated after the deployments that embed them."""
+        from tests.azure_emulator import iothub
+
+        if self._pinned is not None:
+            iothub.advance_clock(self.emulator.state, (moment - self._pinned).total_seconds())
+        self._pinned = moment
+
+    def pass_evaluation_cycle(self) -> None:
+        from tests.azure_emulator import iothub
+
+        iothub.advance_clock(self.emulator.state, iothub.METRICS_EVALUATION_SECONDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 
 import pytest
 
@@ -33,8 +34,13 @@ ROLLOUT = """  priority: 10
 FLEET = ("cam-a1", "cam-a2", "cam-b1")
 
 
-def at(monkeypatch: pytest.MonkeyPatch, time: str) -> None:
-    monkeypatch.setenv("RECONCILER_NOW", f"2026-11-28T{time}:00Z")
+def at(monkeypatch: pytest.MonkeyPatch, time: str, backend: Backend | None = None) -> None:
+    """Pin the time the reconciler judges rollouts at, and the backend's own clock with it (the emulated IoT Hub
+    evaluates deployments' metrics every 5 minutes of its clock): one time, as in reality."""
+    moment = f"2026-11-28T{time}:00Z"
+    monkeypatch.setenv("RECONCILER_NOW", moment)
+    if backend is not None:
+        backend.pin_time(datetime.fromisoformat(moment.replace("Z", "+00:00")))
 
 
 def with_rollout(ws: Workspace) -> None:
@@ -64,11 +70,11 @@ def runs(backend: Backend, ws: Workspace) -> dict[str, str]:
 
 def started(backend: Backend, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """Apply the sample, then new content with rings at 10:00: returns (stable id, candidate id)."""
-    at(monkeypatch, "09:00")
+    at(monkeypatch, "09:00", backend)
     ws.apply()
     with_rollout(ws)
     new_content(ws)
-    at(monkeypatch, "10:00")
+    at(monkeypatch, "10:00", backend)
     plan = ws.plan_json()
     assert actions(plan) == [("deployment/iris-base", "rollout")]
     step = plan["changes"][0]  # type: ignore[index]
@@ -87,10 +93,20 @@ def test_a_good_rollout_goes_ring_by_ring_to_completion(ws: Workspace, backend: 
     stable, candidate = started(backend, ws, monkeypatch)
     assert runs(backend, ws) == {"cam-a1": stable, "cam-a2": stable, "cam-b1": candidate}
 
+    # The hub has not evaluated the candidate yet (it does every 5 minutes): its gates wait, never pass.
+    at(monkeypatch, "10:02", backend)
+    early = ws.run("rollout", ws.env, "status", "--format", "json")
+    status = json.loads(early.out)["rollouts"][0]
+    assert status["state"] == "waiting"
+    assert "figures not evaluated yet (changed 2m ago; IoT Hub evaluates every 5m)" in status["message"]
+    assert not any(g["passed"] for g in status["gates"] if g["gate"] == "minSuccessPercent")
+    if backend.name == "azure":  # the emulated hub lists no figures before its first evaluation
+        assert {g["figure"] for g in status["gates"]} == {None}
+
     # Not soaked yet: the plan says so, and exits 0 (nothing to do).
-    at(monkeypatch, "10:20")
+    at(monkeypatch, "10:20", backend)
     waiting = ws.run("plan", ws.env, "--detailed-exitcode")
-    assert waiting.code == 0, waiting.err
+    assert waiting.code == 0, waiting.out + waiting.err
     assert "ring canary (1 of 2), waiting: soaking, 10m left of 30m" in waiting.out
     status = json.loads(ws.run("rollout", ws.env, "status", "--format", "json").out)["rollouts"][0]
     assert (status["ring"], status["state"], status["remaining_seconds"]) == ("canary", "waiting", 600)
@@ -98,7 +114,7 @@ def test_a_good_rollout_goes_ring_by_ring_to_completion(ws: Workspace, backend: 
     assert {g["gate"]: (g["figure"], g["passed"]) for g in status["gates"]} == {
         "maxFailedDevices": (0, True), "minSuccessPercent": (100.0, True)}
 
-    at(monkeypatch, "10:31")
+    at(monkeypatch, "10:31", backend)
     # A step that is due is the rollout job's business, not drift; drift lists the rollout.
     drift = ws.run("drift", ws.env, "--format", "json")
     assert drift.code == 0, drift.out + drift.err
@@ -108,10 +124,10 @@ def test_a_good_rollout_goes_ring_by_ring_to_completion(ws: Workspace, backend: 
     assert "ring canary -> first-a (canary: 1/1 succeeded, 0 failed, soaked 31m >= 30m)" in advanced.out
     assert runs(backend, ws) == {"cam-a1": candidate, "cam-a2": stable, "cam-b1": candidate}
 
-    at(monkeypatch, "11:00")
+    at(monkeypatch, "11:00", backend)
     assert "Rollout steps taken: 0." in ws.apply("--rollouts-only").out
 
-    at(monkeypatch, "11:32")
+    at(monkeypatch, "11:32", backend)
     completed = ws.apply("--rollouts-only")
     assert f"ring first-a -> all devices (first-a: 2/2 succeeded, 0 failed, soaked 1h1m >= 1h), then delete " \
            f"{stable}" in completed.out
@@ -126,7 +142,7 @@ def test_a_failing_canary_is_rolled_back_and_not_tried_again(ws: Workspace, back
     stable, candidate = started(backend, ws, monkeypatch)
     backend.set_failing(ws.env_dir, "cam-b1")
 
-    at(monkeypatch, "10:06")
+    at(monkeypatch, "10:06", backend)
     rolled_back = ws.apply("--rollouts-only")
     assert (f"roll back {candidate}: ring canary failed gate maxFailedDevices 1 > 0 (canary: 0/1 succeeded, "
             f"1 failed); devices fall back to {stable}") in rolled_back.out
@@ -138,7 +154,7 @@ def test_a_failing_canary_is_rolled_back_and_not_tried_again(ws: Workspace, back
 
     # The failure is recorded in the hub: the next plan shows it, changes nothing, exits 0.
     backend.set_failing(ws.env_dir, "cam-b1", False)
-    at(monkeypatch, "12:00")
+    at(monkeypatch, "12:00", backend)
     again = ws.run("plan", ws.env, "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
     assert "No changes." in again.out
@@ -156,11 +172,11 @@ def test_rollouts_only_changes_nothing_else(ws: Workspace, backend: Backend,
     ws.edit(f"{ws.env}/models.yaml", "task: classification", "task: iris-classification")
     before = snapshot(ws.env_dir)
 
-    at(monkeypatch, "10:10")  # nothing due: the model change is not applied
+    at(monkeypatch, "10:10", backend)  # nothing due: the model change is not applied
     assert "Rollout steps taken: 0." in ws.apply("--rollouts-only").out
     assert snapshot(ws.env_dir) == before
 
-    at(monkeypatch, "10:40")  # the advance is due: it alone is taken
+    at(monkeypatch, "10:40", backend)  # the advance is due: it alone is taken
     ws.apply("--rollouts-only")
     after = snapshot(ws.env_dir)
     assert after.models == before.models and after.images == before.images
@@ -175,7 +191,7 @@ def test_a_second_change_replaces_the_candidate_and_keeps_the_stable_version(
         ws: Workspace, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     stable, first = started(backend, ws, monkeypatch)
     new_content(ws, "iris-classifier-v3", old="iris-classifier-v2")
-    at(monkeypatch, "10:15")
+    at(monkeypatch, "10:15", backend)
     plan = ws.plan_json()
     assert actions(plan) == [("deployment/iris-base", "rollout")]
     assert f"superseding candidate {first}" in plan["changes"][0]["reason"]  # type: ignore[index]
@@ -218,7 +234,7 @@ def test_validation_of_rollouts(ws: Workspace) -> None:
 
 def test_a_plan_warns_when_it_leaves_devices_with_no_base_deployment(ws: Workspace, backend: Backend,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    at(monkeypatch, "09:00")
+    at(monkeypatch, "09:00", backend)
     ws.apply()
     base_id = next(iter(base_ids(ws)))
     path = ws.env_dir / DEPLOYMENTS
@@ -241,7 +257,7 @@ def test_a_label_change_mid_rollout_refreshes_both_versions_in_place(ws: Workspa
     stable, candidate = started(backend, ws, monkeypatch)
     path = ws.env_dir / DEPLOYMENTS
     path.write_text(path.read_text().replace("app: iris\n", "app: iris-fleet\n", 1))
-    at(monkeypatch, "10:10")
+    at(monkeypatch, "10:10", backend)
     plan = ws.plan_json()
     assert [(c["action"], c["target"], c["rollout"]["step"]) for c in plan["changes"]] == [  # type: ignore[union-attr]
         ("rollout", stable, "refresh"), ("rollout", candidate, "refresh")]

@@ -308,6 +308,7 @@ class IoTHub:
     def count_many(self, conditions: Sequence[str]) -> dict[str, int | None]:
         """How many IoT Edge devices each condition selects (as the hub's own ``targetedCount``: the lock
         device is not one); None where the run's query budget is spent (see ``queries``)."""
+        assert self.registry is not None  # the SDK client, built once here: the counts may run in threads
         return self.counter.count(conditions)
 
     def count_devices(self, target_condition: str) -> int:
