@@ -13,6 +13,8 @@ Nothing is executed and nothing is written. All problems are raised together as 
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +153,15 @@ def load_environment(directory: Path, folders: Folders | None = None, *,
 
 
 def _here(document: Document) -> Path:
-    return document.file.parent.absolute()
+    return _folder_of(os.getcwd(), document.file)
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder_of(working_directory: str, file: Path) -> Path:
+    """A spec file's folder as an absolute path, made once per file and working directory rather than once
+    per document (``Path.absolute`` builds new paths each time: 1,300 calls and 0.08 s in the benchmark
+    environment's no-op plan)."""
+    return Path(working_directory, file.parent) if not file.is_absolute() else file.parent
 
 
 def _metadata(document: Document) -> tuple[str, str, dict[str, str]]:
