@@ -188,18 +188,16 @@ class Simulator:
         self._groups = None
 
     def count(self, condition: Condition) -> int:
-        """How many devices ``condition`` selects (a plan asks once per deployment change)."""
-        if self._devices is None:
-            self._devices = self._store.devices()
+        """How many devices ``condition`` selects (a plan asks once per deployment change). A condition that
+        reads ``deviceId`` is evaluated device by device; any other once per group of devices with the same
+        tags and reported properties (``Store.device_groups``), which it cannot tell apart."""
         if uses_device_id(condition):
+            if self._devices is None:
+                self._devices = self._store.devices()
             return count_matching(condition, self._devices)
         if self._groups is None:
-            groups: dict[str, tuple[dict[str, JSON], int]] = {}
-            for device in self._devices:
-                key = json.dumps([device.tags, device.reported], sort_keys=True)
-                twin, seen = groups.get(key) or (device.twin, 0)
-                groups[key] = (twin, seen + 1)
-            self._groups = list(groups.values())
+            self._groups = [({"tags": tags, "properties": {"reported": reported}}, count)
+                            for tags, reported, count in self._store.device_groups()]
         return sum(count for twin, count in self._groups if matches(condition, twin))
 
     def select(self, condition: Condition) -> list[str]:
