@@ -51,7 +51,7 @@ from reconciler.providers.azure import errors
 from reconciler.providers.azure.blobs import downloaded_model
 from reconciler.providers.azure.registry_images import RegistryImages
 from reconciler.providers.azure.retry import Retrier
-from reconciler.providers.azure.workspace import identity_fingerprint, login_server
+from reconciler.providers.azure.workspace import RegistryLookup, WorkspaceAddress, identity_fingerprint
 from reconciler.providers.base import BuiltImage, Progress
 from reconciler.providers.layout import WHOLE_VERSION, PackagedModel, write_app
 
@@ -87,7 +87,7 @@ def _scope(resource: str) -> str:
 os.environ.setdefault(AZUREML_RETRIES_VARIABLE, "0")
 
 
-class WorkspaceConnection:
+class WorkspaceConnection(WorkspaceAddress):
     """One Azure ML workspace, opened on first use and shared by the model registry and the image builder.
 
     Opening it costs an AAD token, ``GET /subscriptions`` (``TokenAuthentication`` checks the subscription)
@@ -101,15 +101,8 @@ class WorkspaceConnection:
 
     def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
                  credential: TokenCredential, retrier: Retrier | None = None,
-                 registry_lookup: Callable[[str, str, str], Any | None] | None = None) -> None:
-        self.subscription_id = subscription_id
-        self.resource_group = resource_group
-        self.workspace_name = workspace_name
-        self.credential = credential
-        self.retrier = retrier or Retrier()
-        # (subscription, resource group, name) -> the ARM registry, from the provider's own reads (None when it
-        # has not read that one): the workspace's registry is usually a declared registry too.
-        self._registry_lookup = registry_lookup
+                 registry_lookup: RegistryLookup | None = None) -> None:
+        super().__init__(subscription_id, resource_group, workspace_name, credential, retrier, registry_lookup)
         # azureml calls run one at a time: ``call`` swaps the process-wide ``sys.stdout``, and the snapshot lists
         # models in a thread of its own while the rest of it goes on.
         self._lock = threading.RLock()
@@ -155,12 +148,6 @@ class WorkspaceConnection:
             registry = details.get("containerRegistry")
         return str(registry or "")
 
-    @cached_property
-    def registry(self) -> str:
-        """The login server of the workspace's container registry, where ``Model.package`` pushes images
-        (``workspace.login_server``)."""
-        return login_server(self.registry_id, self.workspace_name, self.credential, self.retrier,
-                            self._registry_lookup)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import MANAGEMENT_SCOPE
 from reconciler.providers.azure.blobs import downloaded_model
 from reconciler.providers.azure.retry import Retrier
-from reconciler.providers.azure.workspace import RegistryLookup, identity_fingerprint, login_server
+from reconciler.providers.azure.workspace import RegistryLookup, WorkspaceAddress, identity_fingerprint
 from reconciler.providers.base import Progress
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _to_version(model: Any, name: str | None = None, *, referenced: bool = False
     )
 
 
-class MLClientConnection:
+class MLClientConnection(WorkspaceAddress):
     """One workspace through ``azure.ai.ml.MLClient``, built on first use; every SDK call goes through the
     provider's ``Retrier``. The client is built with azure-core's retries off (``MLClient`` hands its keyword
     arguments to every ARM client it builds: the ``Retrier`` alone repeats, and only what is safe to repeat), the
@@ -92,12 +92,7 @@ class MLClientConnection:
     def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
                  credential: TokenCredential, retrier: Retrier | None = None,
                  registry_lookup: RegistryLookup | None = None) -> None:
-        self.subscription_id = subscription_id
-        self.resource_group = resource_group
-        self.workspace_name = workspace_name
-        self.credential = credential
-        self.retrier = retrier or Retrier()
-        self._registry_lookup = registry_lookup
+        super().__init__(subscription_id, resource_group, workspace_name, credential, retrier, registry_lookup)
         # Writes swap the process-wide stdout/stderr (the SDK prints): one at a time.
         self._quiet = threading.Lock()
 
@@ -118,11 +113,6 @@ class MLClientConnection:
                               what=f"workspace {self.workspace_name}", write=False)
         return str(workspace.container_registry or "")
 
-    @cached_property
-    def registry(self) -> str:
-        """The login server of the workspace's registry (``workspace.login_server``)."""
-        return login_server(self.registry_id, self.workspace_name, self.credential, self.retrier,
-                            self._registry_lookup)
 
     def call(self, fn: Callable[[], T], *, what: str, write: bool, repeatable: bool = False,
              recover: Callable[[], T | None] | None = None, quiet: bool = False) -> T:

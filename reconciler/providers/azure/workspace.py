@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import PermanentProviderError
@@ -22,6 +23,36 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 RegistryLookup = Callable[[str, str, str], Any | None]
+
+
+class WorkspaceAddress:
+    """Which workspace, with which credential and retrier: what both SDK connections (``ml.WorkspaceConnection``,
+    ``ml_v2.MLClientConnection``) hold, and the registry's login server they derive alike. Each reads the
+    workspace's ``registry_id`` its own way."""
+
+    def __init__(self, subscription_id: str, resource_group: str, workspace_name: str,
+                 credential: TokenCredential, retrier: Retrier | None = None,
+                 registry_lookup: RegistryLookup | None = None) -> None:
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.workspace_name = workspace_name
+        self.credential = credential
+        self.retrier = retrier or Retrier()
+        # (subscription, resource group, name) -> the ARM registry, from the provider's own reads (None when it
+        # has not read that one): the workspace's registry is usually a declared registry too.
+        self._registry_lookup = registry_lookup
+
+    @property
+    def registry_id(self) -> str:
+        """The ARM id of the workspace's container registry ('' when none is attached)."""
+        raise NotImplementedError
+
+    @cached_property
+    def registry(self) -> str:
+        """The login server of the workspace's container registry, where images are pushed
+        (``login_server``)."""
+        return login_server(self.registry_id, self.workspace_name, self.credential, self.retrier,
+                            self._registry_lookup)
 
 
 def identity_fingerprint(name: str, version: int) -> str:
