@@ -261,7 +261,10 @@ def put_version(request: Request, state: EmulatorState) -> Response:
 
 def _datastore_json(ws: WorkspaceRecord) -> dict[str, Any]:
     """``DatastoreResource`` of an ``AzureBlob`` datastore on the workspace's account (identity-less, with an
-    account key the service hands out as a SAS through ``listSecrets``)."""
+    account key the service hands out as a SAS through ``listSecrets``). Its credentials carry their ``secrets``
+    reduced to the type, as azure-rest-api-specs' ``examples/Datastore/get.json`` (2024-10-01-preview) shows a
+    read: ``AccountKeyDatastoreCredentials`` requires ``secrets`` (``mfe.json`` at that api-version, vendored in
+    ``specs/``), and the values of a secret (``x-ms-secret``) are never read back."""
     return {
         "id": f"{ws.arm_id}/datastores/{DEFAULT_DATASTORE}",
         "name": DEFAULT_DATASTORE,
@@ -271,7 +274,7 @@ def _datastore_json(ws: WorkspaceRecord) -> dict[str, Any]:
             "datastoreType": "AzureBlob", "isDefault": True, "description": None, "tags": {}, "properties": {},
             "accountName": ws.storage_account, "containerName": aml.BLOB_CONTAINER, "endpoint": "core.windows.net",
             "protocol": "https", "serviceDataAccessAuthIdentity": "None",
-            "credentials": {"credentialsType": "AccountKey"},
+            "credentials": {"credentialsType": "AccountKey", "secrets": {"secretsType": "AccountKey"}},
         },
     }
 

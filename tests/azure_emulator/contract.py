@@ -10,7 +10,7 @@ template), and checks:
 * the **headers** a long-running operation's 201/202 declares (``Azure-AsyncOperation``,
   ``Location``) are present, and so are the paging headers the definition names as required.
 
-Swagger is not JSON Schema; two readings are applied to every definition and said here once:
+Swagger is not JSON Schema; these readings are applied to every definition and said here once:
 
 * A property may be ``null`` unless it says ``x-nullable: false``. Azure services send nulls for
   unset optional properties (MMS: ``"runId": null``) and every AutoRest client accepts them.
@@ -18,6 +18,9 @@ Swagger is not JSON Schema; two readings are applied to every definition and sai
 * ``additionalProperties: false`` is not enforced. Azure ML's definitions close every object, bases of an
   ``allOf`` chain included; draft 4 would apply a base's closure to the derived object alone and refuse
   every property the derived definition adds, which no AutoRest client does.
+* A ``discriminator`` picks the derived definition by the discriminator's value (``_polymorphic``): Azure ML's
+  datastores are ``Datastore`` by ``datastoreType``, their credentials and secrets by ``credentialsType`` and
+  ``secretsType``.
 
 Known-wrong published definitions are in ``ALLOWED`` below, each with its reason. A response that
 matches no vendored operation is counted as *unvalidated*, by service, and listed in the summary.
@@ -61,6 +64,9 @@ COMMON_TYPES_V3_DOC = "common-types/resource-management/v3/types.json"  # what A
 AML_V2_DOC = ("machinelearningservices/resource-manager/Microsoft.MachineLearningServices/preview/2023-08-01-preview/"
               "mfe.json")
 AML_V2_API_VERSION = "2023-08-01-preview"  # azure-ai-ml 1.35's, for model containers and versions
+AML_V2_DATASTORES_DOC = ("machinelearningservices/resource-manager/Microsoft.MachineLearningServices/preview/"
+                         "2024-10-01-preview/mfe.json")
+AML_V2_DATASTORES_API_VERSION = "2024-10-01-preview"  # azure-ai-ml 1.35's, for datastores
 ARM_ERROR_REF = COMMON_TYPES_DOC + "#/definitions/ErrorResponse"
 
 
@@ -145,7 +151,8 @@ def iothub_document() -> dict[str, Any]:
 
 
 def _swagger_to_draft4(document: dict[str, Any]) -> dict[str, Any]:
-    """The two readings in the module docstring, applied in place to every schema of a document."""
+    """The readings in the module docstring, applied in place to every schema of a document."""
+    _polymorphic(document)
     for schema in document.get("definitions", {}).values():
         _schema(schema)
     for item in document.get("paths", {}).values():
@@ -154,6 +161,32 @@ def _swagger_to_draft4(document: dict[str, Any]) -> dict[str, Any]:
                 if "schema" in response:
                     _schema(response["schema"])
     return document
+
+
+def _polymorphic(document: dict[str, Any]) -> None:
+    """Swagger 2.0's ``discriminator``: a definition with ``discriminator: F`` stands for every definition that
+    extends it (an ``allOf`` ``$ref`` to it) with ``x-ms-discriminator-value: V`` (by default its own name), and an
+    instance whose ``F`` is ``V`` is one of those (swagger 2.0 "Composition and Inheritance (Polymorphism)";
+    AutoRest's ``x-ms-discriminator-value``). Draft 4 has no discriminator, so the base keeps its own schema as
+    ``<Base>.base`` (which the extensions' ``allOf`` now name, so that no ``$ref`` cycle is formed), and the base
+    becomes that schema plus, per extension, ``anyOf: [F is not V, the extension]``. A value with no vendored
+    extension is checked against the base alone."""
+    definitions = document.get("definitions", {})
+    for name, base in list(definitions.items()):
+        field = base.get("discriminator")
+        if not isinstance(field, str):
+            continue
+        own, ref = f"{name}.base", f"#/definitions/{name}"
+        extensions = []
+        for other, schema in definitions.items():
+            for part in schema.get("allOf", []):
+                if part.get("$ref") == ref:
+                    part["$ref"] = f"#/definitions/{own}"
+                    extensions.append((schema.get("x-ms-discriminator-value", other), other))
+        definitions[own] = base
+        definitions[name] = {"allOf": [{"$ref": f"#/definitions/{own}"}, *(
+            {"anyOf": [{"properties": {field: {"not": {"enum": [value]}}}}, {"$ref": f"#/definitions/{other}"}]}
+            for value, other in extensions)]}
 
 
 def _schema(node: dict[str, Any]) -> dict[str, Any]:
@@ -232,6 +265,10 @@ SERVICES = (
     Service("Azure ML models (v2)", AML_V2_DOC,
             lambda r: r.host == "management.azure.com" and "/workspaces/" in r.path.lower()
             and "/models" in r.path.lower(), api_version=AML_V2_API_VERSION, ignore_case=True),
+    # SDK v2's default datastore (its blob container and a SAS for it): ARM resources under the workspace too.
+    Service("Azure ML datastores (v2)", AML_V2_DATASTORES_DOC,
+            lambda r: r.host == "management.azure.com" and "/workspaces/" in r.path.lower()
+            and "/datastores" in r.path.lower(), api_version=AML_V2_DATASTORES_API_VERSION, ignore_case=True),
 )
 
 

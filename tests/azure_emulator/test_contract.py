@@ -131,3 +131,39 @@ def test_sdk_v2_model_versions_are_checked_against_the_2023_08_01_preview_defini
     assert checker.check(request("GET", ARM, AML_WS + "/models", "2023-08-01-preview"),
                          Response(200, {"value": [{"name": "m", "properties": {"tags": None, "latestVersion": "1",
                                                                                 "provisioningState": "Bogus"}}]}))
+
+
+WS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+DATASTORES_API = "2024-10-01-preview"
+
+
+def datastore(**credentials: Any) -> dict[str, Any]:
+    """A ``DatastoreResource`` as examples/Datastore/get.json (2024-10-01-preview) shows it: an AzureBlob datastore
+    with account-key credentials, their secrets reduced to the type."""
+    return {"id": f"{WS}/datastores/workspaceblobstore", "name": "workspaceblobstore", "type": "datastores",
+            "properties": {"datastoreType": "AzureBlob", "isDefault": True, "accountName": "acct",
+                           "containerName": "azureml-blobstore", "endpoint": "core.windows.net", "protocol": "https",
+                           "credentials": credentials or {"credentialsType": "AccountKey",
+                                                          "secrets": {"secretsType": "AccountKey"}}}}
+
+
+def test_a_datastore_is_checked_as_the_definition_its_discriminator_names(checker: ContractChecker) -> None:
+    req = request("GET", ARM, f"{WS}/datastores/workspaceblobstore", DATASTORES_API)
+    assert checker.check(req, Response(200, datastore())) is None
+    assert checker.checked["Azure ML datastores (v2) Datastores_Get 200"] >= 1
+    # AzureBlobDatastore.containerName is a string: checked only because datastoreType says AzureBlob.
+    wrong = datastore()
+    wrong["properties"]["containerName"] = 7
+    problem = checker.check(req, Response(200, wrong))
+    assert problem is not None and "Datastores_Get" in problem
+    # AccountKeyDatastoreCredentials requires its secrets (examples/Datastore/get.json sends their type).
+    problem = checker.check(req, Response(200, datastore(credentialsType="AccountKey")))
+    assert problem is not None and "answered 200: properties/credentials" in problem
+
+
+def test_datastore_secrets_are_checked_by_their_type(checker: ContractChecker) -> None:
+    req = request("POST", ARM, f"{WS}/datastores/workspaceblobstore/listSecrets", DATASTORES_API)
+    assert checker.check(req, Response(200, {"secretsType": "Sas", "sasToken": "sv=x&sig=y"})) is None
+    problem = checker.check(req, Response(200, {"secretsType": "Sas", "sasToken": ["not", "a", "string"]}))
+    assert problem is not None and "Datastores_ListSecrets" in problem
+    assert checker.check(req, Response(200, {"secretsType": "Nope"})) is not None  # not a SecretsType
