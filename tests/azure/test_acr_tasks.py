@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import tarfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,11 +86,29 @@ def test_a_build_costs_these_requests(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=frozenset({Kind.MODEL}))
     azure_world.emulator.reset_log()
     azure_world.apply(kinds=frozenset({Kind.IMAGE}))
-    tasks = [c for c in azure_world.emulator.calls() if f"api-version={API_VERSION}" in _query(c)
-             or c.host.endswith(".blob.core.windows.net")]
+    calls = azure_world.emulator.calls()
+    record = [c for c in calls if "edge-reconciler.iris-scorer." in c.path]
+    tasks = [c for c in calls if c not in record and (f"api-version={API_VERSION}" in _query(c)
+                                                      or c.host.endswith(".blob.core.windows.net"))]
     assert [(c.method, c.path.rsplit("/", 1)[-1] if "/runs/" not in c.path else "runs/{id}") for c in tasks] == [
         ("POST", "listBuildSourceUploadUrl"), ("PUT", tasks[1].path.rsplit("/", 1)[-1]), ("POST", "scheduleRun"),
         ("GET", "runs/{id}")]
+    # Before them, the record of its inputs (SDK v1: the artifact listing, one batch POST, PUT + HEAD per file),
+    # the one the aml builder writes.
+    assert calls.index(record[-1]) < calls.index(tasks[0])
+    files = sorted(c.path.split("/image/", 1)[1] for c in record if c.method == "PUT")
+    assert files == ["app/conda.yaml", "app/model/model.json", "app/score.py", "app/train.py",
+                     "environment/conda.yaml", "image.json"]
+    assert Counter(c.method for c in record) == {"GET": 1, "POST": 1, "PUT": len(files), "HEAD": len(files)}
+    # A second build of the same label keeps the record: one listing, nothing written.
+    state = azure_world.emulator.state
+    with state.lock:  # the image deleted outside the reconciler: the next apply builds the same label again
+        state.service("acr")["repositories"][ACR.lower()]["iris-scorer"].clear()
+    azure_world.emulator.reset_log()
+    azure_world.apply(kinds=frozenset({Kind.IMAGE}))
+    assert len(acr_tasks.runs_of(state)) == 2
+    again = [c for c in azure_world.emulator.calls() if "edge-reconciler.iris-scorer." in c.path]
+    assert [c.method for c in again] == ["GET"]
 
 
 def _query(call: Call) -> str:

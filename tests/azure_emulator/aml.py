@@ -6,7 +6,8 @@ Hosts (``<region>`` is the workspace location, e.g. ``westeurope``; all reached 
 * ``<region>.experiments.azureml.net``: ``POST /artifact/v2.0{ws}/artifacts/batch/metadata/{origin}/{container}``
   -> SAS ``contentUri``\\ s in the workspace storage account; ``GET .../artifacts/prefix/contentinfo/{origin}/
   {container}/{path}`` -> the artifacts under a prefix with read SAS URIs (``Model.download``).
-* ``<account>.blob.core.windows.net``: blob ``PUT`` (single shot, or ``comp=block`` + ``comp=blocklist``),
+* ``<account>.blob.core.windows.net``: List Blobs (``GET /{container}?restype=container&comp=list``, with a
+  container SAS), blob ``PUT`` (single shot, or ``comp=block`` + ``comp=blocklist``),
   ``HEAD`` and ``GET`` (with ``Range``), each checked against the SAS signature handed out; reads also with a
   Microsoft Entra ID bearer token (``spec.source.uri`` models in any storage account: ``put_blob_object``).
 * ``<region>.modelmanagement.azureml.net`` under ``/modelmanagement/v1.0{ws}``: ``assets``, ``models`` (register,
@@ -38,6 +39,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
+from xml.sax.saxutils import escape
 
 from . import acr
 from .arm import ResourceKey, WorkspaceRecord, bearer_claims, find_workspace, now_iso, require_bearer
@@ -366,6 +368,69 @@ def get_blob(request: Request, state: EmulatorState) -> Response:
     start, end = wanted
     headers = {**blob.headers(), "Content-Range": f"bytes {start}-{end}/{len(blob.data)}"}
     return Response(206, blob.data[start:end + 1], headers)
+
+
+LIST_PAGE = 5000  # List Blobs: "If maxresults is not specified ... the server will return up to 5,000 items"
+
+
+def _list_item(name: str, blob: BlobRecord, metadata: bool) -> str:
+    meta = "".join(f"<{key}>{escape(value)}</{key}>" for key, value in sorted(blob.metadata.items()))
+    return (f"<Blob><Name>{escape(name)}</Name><Properties>"
+            f"<Creation-Time>{format_datetime(blob.created, usegmt=True)}</Creation-Time>"
+            f"<Last-Modified>{format_datetime(blob.modified, usegmt=True)}</Last-Modified>"
+            f"<Etag>{blob.etag}</Etag><Content-Length>{len(blob.data)}</Content-Length>"
+            f"<Content-Type>{escape(blob.content_type)}</Content-Type><Content-MD5>{blob.md5}</Content-MD5>"
+            "<BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
+            "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
+            "<ServerEncrypted>true</ServerEncrypted></Properties>"
+            + (f"<Metadata>{meta}</Metadata>" if metadata else "") + "</Blob>")
+
+
+def list_blobs(request: Request, state: EmulatorState) -> Response:
+    """List Blobs (learn.microsoft.com/rest/api/storageservices/list-blobs, version 2019-07-07 as the other blob
+    answers here): ``GET /{container}?restype=container&comp=list`` with ``prefix``, ``delimiter`` (names past it
+    are rolled up into one ``BlobPrefix``), ``marker``/``maxresults`` (``NextMarker`` while more remain; up to 5,000
+    per page), ``include=metadata``; blobs in lexical order, an ``EnumerationResults`` XML body. Authorised by a
+    container SAS (``sr=c``) with list permission (``sp`` holds ``l``): "Service SAS ... List Blobs: container
+    only, permission l" (learn.microsoft.com/rest/api/storageservices/create-service-sas). A container no blob
+    was ever put in lists nothing."""
+    account, container = _subdomain(request), request.params["container"]
+    if request.q("restype") != "container" or request.q("comp") != "list":
+        return blob_error(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in "
+                          "the request URI is invalid (only restype=container&comp=list is emulated here).")
+    if request.q("sr") != "c" or "l" not in (request.q("sp") or "") or not hmac.compare_digest(
+            request.q("sig", "") or "", _container_signature(account, container)):
+        return blob_error(403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this "
+                          "operation using this permission.")
+    prefix, delimiter = request.q("prefix") or "", request.q("delimiter") or ""
+    try:
+        size = min(int(request.q("maxresults") or LIST_PAGE), LIST_PAGE)
+    except ValueError:
+        return blob_error(400, "InvalidQueryParameterValue", "maxresults must be an integer.")
+    metadata = "metadata" in (request.q("include") or "").split(",")
+    with state.lock:
+        names = sorted((name, blob) for (acct, cont, name), blob in _aml(state).get("blobs", {}).items()
+                       if (acct, cont) == (account, container) and name.startswith(prefix))
+    items: list[tuple[str, bool]] = []  # (name, rolled up into a BlobPrefix)
+    for name, _ in names:
+        cut = name.find(delimiter, len(prefix)) if delimiter else -1
+        item = (name[:cut + len(delimiter)], True) if cut >= 0 else (name, False)
+        if item not in items:
+            items.append(item)
+    marker = request.q("marker") or ""
+    items = [item for item in items if item[0] > marker]
+    page, rest = items[:size], items[size:]
+    by_name = dict(names)
+    body = "".join(f"<BlobPrefix><Name>{escape(name)}</Name></BlobPrefix>" if rolled
+                   else _list_item(name, by_name[name], metadata) for name, rolled in page)
+    next_marker = page[-1][0] if rest else ""
+    xml = ('<?xml version="1.0" encoding="utf-8"?>'
+           f'<EnumerationResults ServiceEndpoint="https://{escape(request.host)}/" ContainerName="{escape(container)}">'
+           f"<Prefix>{escape(prefix)}</Prefix>" + (f"<Marker>{escape(marker)}</Marker>" if marker else "")
+           + f"<MaxResults>{size}</MaxResults>" + (f"<Delimiter>{escape(delimiter)}</Delimiter>" if delimiter else "")
+           + f"<Blobs>{body}</Blobs><NextMarker>{escape(next_marker)}</NextMarker></EnumerationResults>")
+    return Response(200, xml.encode(), {"Content-Type": "application/xml", "x-ms-version": "2019-07-07",
+                                        "x-ms-request-id": str(uuid.uuid4())})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -896,6 +961,7 @@ ROUTES: list[Route] = [
     Route("GET", HISTORY_HOST,
           _ARTIFACTS + r"/artifacts/prefix/contentinfo/(?P<origin>[^/]+)/(?P<container>[^/]+)/(?P<path>.*)",
           list_artifacts_by_prefix),
+    Route("GET", BLOB_HOST, r"/(?P<container>[^/]+)/?", list_blobs),
     Route("PUT", BLOB_HOST, r"/(?P<container>[^/]+)/(?P<blob>.+)", put_blob),
     Route("HEAD", BLOB_HOST, r"/(?P<container>[^/]+)/(?P<blob>.+)", get_blob),
     Route("GET", BLOB_HOST, r"/(?P<container>[^/]+)/(?P<blob>.+)", get_blob),

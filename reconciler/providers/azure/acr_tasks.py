@@ -19,6 +19,10 @@ default has no ``scheduleRun``):
 5. a failed run only: ``POST .../runs/{runId}/listLogSasUrl`` (``runs.get_log_sas_url``) and ``GET`` of the
    log, quoted trimmed to its last meaningful lines, secrets scrubbed.
 
+Before step 1 the build records its inputs (``build_record.BuildRecords``, the same record as the ``aml``
+builder's: the application, the conda file and ``image.json``), in the store of the workspace's SDK: artifacts on
+SDK v1, the default datastore's blobs on SDK v2. A plan's behaviour diff reads them back for the deployed side.
+
 The model files come from the Model specs' paths on this machine, checked against the fingerprint of the
 registered version the image packages (the fingerprint is the digest of exactly the registered files), so the
 context holds the registered bytes without downloading them from Azure ML.
@@ -46,6 +50,7 @@ from reconciler.model.state import ModelVersion
 from reconciler.providers import layout
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import registry_client
+from reconciler.providers.azure.build_record import BuildRecords
 from reconciler.providers.azure.registry import REGISTRY_ID
 from reconciler.providers.azure.registry_images import RegistryImages, RegistryTarget
 from reconciler.providers.base import BuiltImage, Progress
@@ -81,12 +86,15 @@ def meaningful_tail(log: str, limit: int = LOG_TAIL) -> tuple[list[str], int]:
 class AcrTasksImageBuilder(RegistryImages):
     """Builds with ACR Tasks in the registry of ``target``; lists, looks up and deletes with ``RegistryImages``.
 
-    ``model_files(name)`` is the path of the Model spec ``name`` on this machine (None when there is none)."""
+    ``model_files(name)`` is the path of the Model spec ``name`` on this machine (None when there is none);
+    ``records`` keeps what each build was given (``build_record``), in the workspace SDK's store."""
 
-    def __init__(self, target: RegistryTarget, environment: str, model_files: Callable[[str], Path | None], *,
-                 poll_interval: float = 3.0, timeout: float = 3600.0, slots: int = BUILD_SLOTS) -> None:
+    def __init__(self, target: RegistryTarget, environment: str, model_files: Callable[[str], Path | None],
+                 records: BuildRecords, *, poll_interval: float = 3.0, timeout: float = 3600.0,
+                 slots: int = BUILD_SLOTS) -> None:
         super().__init__(target, environment)
         self._model_files = model_files
+        self._records = records
         self._poll_interval = poll_interval
         self._timeout = timeout
         self._slots = slots
@@ -97,10 +105,8 @@ class AcrTasksImageBuilder(RegistryImages):
         return self._slots
 
     def built_files(self, name: str, label: str, destination: Path) -> BuiltImage:
-        """``ml_api.ImageBuilder``: ACR Tasks builds record nothing to read back yet (Azure ML's builds record their
-        inputs as workspace artifacts), so a plan's behaviour diff runs the new version only and says why."""
-        raise PermanentProviderError("images built by ACR Tasks do not record their inputs yet, so what this version "
-                                     "runs cannot be read back", resource=f"image/{name}:{label}")
+        """``ml_api.ImageBuilder``: what ``build`` recorded before the run (``build_record``)."""
+        return self._records.built_files(name, label, destination)
 
     def build(self, image: DesiredImage, models: list[ModelVersion], tags: dict[str, str],
               progress: Progress) -> None:
@@ -112,6 +118,7 @@ class AcrTasksImageBuilder(RegistryImages):
             raise ValueError(f"{what}: built from {given}, but its label stands for {image.model_fingerprints}")
         progress.step(f"building image {name}:{label} with ACR Tasks")
         packaged = [self._packaged(model) for model in models]
+        self._records.record(image, models, what)  # before the run is scheduled: a label stands for its inputs
         with tempfile.TemporaryDirectory(prefix="reconciler-context-") as folder:
             context = Path(folder) / "context"
             context.mkdir()

@@ -31,9 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,11 +47,11 @@ from reconciler.model.specs import ModelSpec, RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.blobs import downloaded_model
+from reconciler.providers.azure.build_record import RECORD_ORIGIN, RECORD_PREFIX, BuildRecords, record_name
 from reconciler.providers.azure.registry_images import RegistryImages
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.azure.workspace import RegistryLookup, WorkspaceAddress, identity_fingerprint
 from reconciler.providers.base import BuiltImage, Progress
-from reconciler.providers.layout import WHOLE_VERSION, PackagedModel, write_app
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -64,18 +62,6 @@ CLOUD = "AzureCloud"
 AZUREML_RETRIES_VARIABLE = "AZUREML_DEFAULT_RETRIES"
 BUILD_LOG_TAIL = 60  # lines of a failed build's log quoted in the error
 RUNNING = frozenset({"NotStarted", "Running"})
-# Where a build's inputs are recorded (``AzureMLImageBuilder._record``): artifacts of the workspace, origin and
-# container as ``Model.register`` names its uploads, the container fixed per image label.
-RECORD_ORIGIN = "LocalUpload"
-RECORD_PREFIX = "image"
-RECORD_FILE = "image.json"
-
-
-def record_container(name: str, label: str) -> str:
-    """The artifact container holding what ``name:label`` was built from."""
-    return f"edge-reconciler.{name}.{label}"
-
-
 def _scope(resource: str) -> str:
     """An AAD v1 resource (what azureml asks for) as a v2 scope: ``https://management.core.windows.net/``
     becomes ``https://management.core.windows.net/.default``."""
@@ -375,13 +361,14 @@ class AzureMLImageBuilder(RegistryImages):
         self._poll_interval = poll_interval
         self._timeout = timeout
         self._lost_start_wait = lost_start_wait
+        self._records = BuildRecords(ArtifactRecords(connection))
 
     def build(self, image: DesiredImage, models: list[ModelVersion], tags: dict[str, str],
               progress: Progress) -> None:
         """Registry tags carry no labels (``tags`` are unused): images are owned by naming convention."""
         what = f"image/{image.spec.name}:{image.label}"
         progress.step(f"building image {image.spec.name}:{image.label}")
-        self._record(image, models, what)
+        self._records.record(image, models, what)
         package = self._submit(image, models, what)
         if isinstance(package, ImageVersion):  # the start's answer was lost, and that build pushed the image
             return
@@ -430,97 +417,9 @@ class AzureMLImageBuilder(RegistryImages):
 
         return self._call(submit, what=what, write=True, recover=lambda: self._started_build(image))
 
-    def _artifacts(self) -> Any:
-        from azureml._restclient.artifacts_client import ArtifactsClient
-
-        return ArtifactsClient(self._connection.workspace.service_context)
-
-    def _recorded(self, name: str, label: str) -> list[tuple[str, str]]:
-        """The recorded files of ``name:label``: (artifact path, read SAS URI); none when nothing was recorded.
-        One ``GET /artifact/v2.0{ws}/artifacts/prefix/contentinfo/{origin}/{container}/{prefix}/``."""
-        client = self._artifacts()
-        prefix = f"{RECORD_ORIGIN}/{record_container(name, label)}/{RECORD_PREFIX}/"
-
-        def listing() -> list[tuple[str, str]]:
-            try:
-                return list(client.get_files_by_artifact_prefix_id(prefix))
-            except Exception as exc:
-                if errors.describe(exc).status == 404:
-                    return []
-                raise
-
-        return self._call(listing, what=f"image/{name}:{label} (recorded inputs)", write=False)
-
-    def _record(self, image: DesiredImage, models: list[ModelVersion], what: str) -> None:
-        """Record what the build runs, before it starts: the application and the conda file as the image lays
-        them out (``providers.layout.write_app``) and ``image.json`` (the entry script, the model versions), as
-        artifacts of the workspace under ``record_container``. A plan's behaviour diff reads them back
-        (``built_files``): SDK v1 cannot read a package's inputs, and the registry's tags carry none. A label
-        stands for its inputs, so a record already there (an earlier build of this label) is kept.
-
-        REST calls: the listing of ``_recorded``, then as ``Model.register`` uploads: an artifact batch ``POST``,
-        and a blob ``PUT`` + ``HEAD`` per file."""
-        if any(path.endswith(f"/{RECORD_FILE}") for path, _ in self._recorded(image.spec.name, image.label)):
-            return
-        with tempfile.TemporaryDirectory(prefix="reconciler-image-record-") as folder:
-            root = Path(folder)
-            entry = write_app(root / RECORD_PREFIX, image.spec)
-            (root / RECORD_PREFIX / RECORD_FILE).write_text(json.dumps(
-                {"entry": entry, "models": {m.name: m.version for m in models}}, sort_keys=True) + "\n")
-            files = sorted(path for path in root.rglob("*") if path.is_file())
-            names = [path.relative_to(root).as_posix() for path in files]
-            client = self._artifacts()
-            container = record_container(image.spec.name, image.label)
-            self._call(lambda: list(client.upload_files([str(path) for path in files], RECORD_ORIGIN, container,
-                                                        names=names)),
-                       what=f"{what} (recording its inputs)", write=True, repeatable=True)
-
     def built_files(self, name: str, label: str, destination: Path) -> BuiltImage:
-        """The recorded inputs of ``name:label`` under ``destination`` (``app/``, ``environment/conda.yaml``), and
-        the model versions it packages; their files are fetched by ``copy`` with ``Model.download`` (the asset
-        ``GET``, the artifact prefix listing, a blob ``GET`` per file), only when a run needs them.
-
-        REST calls: the listing of ``_recorded`` and one blob ``GET`` per recorded file."""
-        from azureml._file_utils import download_file
-
-        recorded = self._recorded(name, label)
-        if not recorded:
-            raise PermanentProviderError(
-                "nothing is recorded of what it was built from (it was built before edge-reconciler recorded "
-                "build inputs, or by another tool); its next build records them", resource=f"image/{name}:{label}")
-        client = self._artifacts()
-        root = destination.resolve()
-        start = f"{RECORD_PREFIX}/"
-        for path, sas in recorded:
-            target = (root / path[len(start):]).resolve() if path.startswith(start) else None
-            if target is None or not target.is_relative_to(root):
-                raise PermanentProviderError(f"its recorded inputs hold an unexpected path {path!r}",
-                                             resource=f"image/{name}:{label}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._call(functools.partial(download_file, sas, str(target), session=client.session,
-                                         fail_on_not_found=True),
-                       what=f"image/{name}:{label} (recorded inputs)", write=False)
-        try:
-            record = json.loads((root / RECORD_FILE).read_text())
-            entry, versions = str(record["entry"]), {str(k): int(v) for k, v in dict(record["models"]).items()}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise PermanentProviderError(f"its recorded inputs are incomplete ({RECORD_FILE}: {exc})",
-                                         resource=f"image/{name}:{label}") from exc
-        (root / RECORD_FILE).unlink()
-        models = tuple(PackagedModel(model, version, {WHOLE_VERSION: f"{model}:{version}"})
-                       for model, version in sorted(versions.items()))
-        return BuiltImage(entry, models, self._download_model)
-
-    def _download_model(self, key: str, destination: Path) -> None:
-        """``BuiltImage.copy``: every file of model version ``key`` (``name:version``) into ``destination``, laid
-        out as registered (``Model.download``)."""
-        model_name, version = key.rsplit(":", 1)
-        model = _get_model(self._connection, model_name, int(version))
-        if model is None:
-            raise PermanentProviderError("the deployed image packages this version, which no longer exists",
-                                         resource=f"model/{key}")
-        self._call(lambda: model.download(target_dir=str(destination), exist_ok=True), what=f"model/{key}",
-                   write=False)
+        """``ml_api.ImageBuilder``: what ``build`` recorded (``build_record``), models by ``Model.download``."""
+        return self._records.built_files(name, label, destination)
 
     def _started_build(self, image: DesiredImage) -> ImageVersion | None:
         """After a build start whose answer was lost: the image that build pushes, or None when no build of
@@ -550,3 +449,59 @@ class AzureMLImageBuilder(RegistryImages):
         lines = errors.scrub(log).splitlines()
         omitted = f" (last {BUILD_LOG_TAIL} of {len(lines)} lines)" if len(lines) > BUILD_LOG_TAIL else ""
         return f"{text}\nbuild log{omitted}:\n" + "\n".join(lines[-BUILD_LOG_TAIL:])
+
+
+class ArtifactRecords:
+    """``build_record.RecordStore`` on SDK v1: build records as artifacts of the workspace (the artifact service
+    ``Model.register`` uploads to: origin ``LocalUpload``, container ``build_record.record_name``), models fetched with
+    ``Model.download``.
+
+    REST calls: ``recorded`` one ``GET /artifact/v2.0{ws}/artifacts/prefix/contentinfo/{origin}/{container}/image/``;
+    ``upload_record`` as ``Model.register`` uploads: an artifact batch ``POST`` and a blob ``PUT`` + ``HEAD`` per file;
+    ``read_recorded`` one blob ``GET``; ``download_model`` the model's ``GET``, its asset, the asset's prefix listing
+    and a blob ``GET`` per file."""
+
+    def __init__(self, connection: WorkspaceConnection) -> None:
+        self._connection = connection
+        self._call = connection.call
+
+    @cached_property
+    def _client(self) -> Any:
+        from azureml._restclient.artifacts_client import ArtifactsClient
+
+        return ArtifactsClient(self._connection.workspace.service_context)
+
+    def recorded(self, name: str, label: str) -> dict[str, str]:
+        client = self._client
+        prefix = f"{RECORD_ORIGIN}/{record_name(name, label)}/{RECORD_PREFIX}/"
+
+        def listing() -> dict[str, str]:
+            try:
+                return dict(client.get_files_by_artifact_prefix_id(prefix))
+            except Exception as exc:
+                if errors.describe(exc).status == 404:
+                    return {}
+                raise
+
+        return self._call(listing, what=f"image/{name}:{label} (recorded inputs)", write=False)
+
+    def upload_record(self, name: str, label: str, files: dict[str, Path], what: str) -> None:
+        client = self._client
+        self._call(lambda: list(client.upload_files([str(path) for path in files.values()], RECORD_ORIGIN,
+                                                    record_name(name, label), names=list(files))),
+                   what=what, write=True, repeatable=True)
+
+    def read_recorded(self, path: str, handle: str, target: Path) -> None:
+        from azureml._file_utils import download_file
+
+        session = self._client.session
+        self._call(functools.partial(download_file, handle, str(target), session=session, fail_on_not_found=True),
+                   what=f"{path} (recorded inputs)", write=False)
+
+    def download_model(self, name: str, version: int, destination: Path) -> None:
+        model = _get_model(self._connection, name, version)
+        if model is None:
+            raise PermanentProviderError("the deployed image packages this version, which no longer exists",
+                                         resource=f"model/{name}:{version}")
+        self._call(lambda: model.download(target_dir=str(destination), exist_ok=True), what=f"model/{name}:{version}",
+                   write=False)

@@ -29,7 +29,10 @@ notices on stdout; every SDK call that may print runs with both captured.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +47,7 @@ from reconciler.model.state import ModelVersion
 from reconciler.providers.azure import errors
 from reconciler.providers.azure.auth import MANAGEMENT_SCOPE
 from reconciler.providers.azure.blobs import downloaded_model
+from reconciler.providers.azure.build_record import RECORD_ORIGIN, record_name
 from reconciler.providers.azure.retry import Retrier
 from reconciler.providers.azure.workspace import RegistryLookup, WorkspaceAddress, identity_fingerprint
 from reconciler.providers.base import Progress
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 LIST_WORKERS = 8  # version listings in flight at once, as the ACR tag listings
+DEFAULT_DATASTORE = "workspaceblobstore"  # where azure-ai-ml uploads model files, and build records go
 
 
 def _mutable_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -249,3 +254,90 @@ class MLClientModelRegistry:
                         raise
 
             self._call(archive, what=what, write=True, repeatable=True, quiet=True)
+
+
+class DatastoreRecords:
+    """``build_record.RecordStore`` on SDK v2, which has no artifact service: build records are blobs of the
+    workspace's default datastore (``workspaceblobstore``, the blob container azure-ai-ml uploads model files to,
+    under ``LocalUpload/<content hash>/``), under ``LocalUpload/<build_record.record_name>/``: the same names as v1's
+    artifact records, in the same storage account. Models are fetched with ``MLClient.models.download``.
+
+    REST calls: the container, once per run: ``GET {ws}/datastores/workspaceblobstore`` and ``POST .../listSecrets``
+    (``MLClient.datastores.get(include_secrets=True)``: a SAS for the container, registered as a secret);
+    ``recorded`` one List Blobs (``GET /{container}?restype=container&comp=list&prefix=...``, + ``NextMarker``
+    pages of 5,000); ``upload_record`` one blob ``PUT`` per file; ``read_recorded`` one blob ``GET``;
+    ``download_model`` what ``models.download`` sends: ``GET`` of the version, ``GET`` datastore and ``POST
+    listSecrets`` again, a blob ``HEAD`` and a List Blobs (is the path a folder), a List Blobs of the path, and a
+    blob ``GET`` per file. The container client is built with azure-core's retries off (the ``Retrier`` repeats);
+    ``models.download`` builds its own client, with the storage SDK's retries."""
+
+    def __init__(self, connection: MLClientConnection) -> None:
+        self._connection = connection
+        self._call = connection.call
+
+    @cached_property
+    def _container(self) -> Any:
+        from azure.storage.blob import ContainerClient
+
+        datastore = self._call(lambda: self._connection.client.datastores.get(DEFAULT_DATASTORE, include_secrets=True),
+                               what=f"datastore {DEFAULT_DATASTORE}", write=False)
+        sas = getattr(datastore.credentials, "sas_token", None)
+        if not sas:
+            raise PermanentProviderError(
+                "the workspace's default datastore handed out no SAS token for its container (an identity-based "
+                "datastore?): build records need one", resource=f"datastore {DEFAULT_DATASTORE}")
+        errors.register_secret(str(sas))
+        stats = self._connection.retrier.stats
+        endpoint = datastore.endpoint or "core.windows.net"
+        return ContainerClient(f"https://{datastore.account_name}.blob.{endpoint}", datastore.container_name,
+                               credential=str(sas), retry_total=0,
+                               raw_response_hook=lambda response: stats.count_http("aml"))
+
+    @staticmethod
+    def _folder(name: str, label: str) -> str:
+        return f"{RECORD_ORIGIN}/{record_name(name, label)}/"
+
+    def recorded(self, name: str, label: str) -> dict[str, str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        folder, container = self._folder(name, label), self._container
+
+        def listing() -> dict[str, str]:
+            try:
+                return {blob.name[len(folder):]: blob.name for blob in container.list_blobs(name_starts_with=folder)}
+            except ResourceNotFoundError:  # the container itself is missing: nothing was ever uploaded
+                return {}
+
+        return self._call(listing, what=f"image/{name}:{label} (recorded inputs)", write=False)
+
+    def upload_record(self, name: str, label: str, files: dict[str, Path], what: str) -> None:
+        folder, container = self._folder(name, label), self._container
+        for path, file in files.items():
+            # The same bytes again after a lost answer: a repeat is harmless.
+            upload = functools.partial(container.upload_blob, f"{folder}{path}", file.read_bytes(), overwrite=True)
+            self._call(upload, what=f"{what}: {path}", write=True, repeatable=True)
+
+    def read_recorded(self, path: str, handle: str, target: Path) -> None:
+        container = self._container
+        data = self._call(lambda: container.download_blob(handle).readall(), what=f"{path} (recorded inputs)",
+                          write=False)
+        target.write_bytes(data)
+
+    def download_model(self, name: str, version: int, destination: Path) -> None:
+        """``models.download`` writes ``<download_path>/<name>/`` laid out as registered (a folder keeps its name,
+        as in v1's ``Model.download``); those files are moved into ``destination``."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        what = f"model/{name}:{version}"
+        with tempfile.TemporaryDirectory(prefix="reconciler-model-download-") as folder:
+            def download() -> None:
+                try:
+                    self._connection.client.models.download(name=name, version=str(version), download_path=folder)
+                except ResourceNotFoundError as exc:
+                    raise PermanentProviderError("the deployed image packages this version, which no longer exists",
+                                                 resource=what) from exc
+
+            self._call(download, what=what, write=False, quiet=True)
+            destination.mkdir(parents=True, exist_ok=True)
+            for item in sorted((Path(folder) / name).iterdir()):
+                shutil.move(str(item), destination / item.name)

@@ -35,6 +35,7 @@ from reconciler.providers.base import Adapters, BuiltImage, Check, HeldLock, Loc
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from reconciler.providers.azure.build_record import BuildRecords
     from reconciler.providers.azure.ml import WorkspaceConnection
     from reconciler.providers.azure.ml_api import ImageBuilder, ModelRegistry
     from reconciler.providers.azure.registry_images import RegistryTarget
@@ -168,10 +169,25 @@ class AzureProvider:
         if self.image_builder == ACR_TASKS_BUILDER:
             from reconciler.providers.azure.acr_tasks import AcrTasksImageBuilder
 
-            return AcrTasksImageBuilder(self.connection, self.name, self._model_files)
+            return AcrTasksImageBuilder(self.connection, self.name, self._model_files, self._build_records())
         from reconciler.providers.azure.ml import AzureMLImageBuilder
 
         return AzureMLImageBuilder(self._v1_connection, self.name)
+
+    def _build_records(self) -> BuildRecords:
+        """Where builds record their inputs (``build_record``): the workspace's artifacts on SDK v1 (the record
+        ``Model.package`` builds keep too), blobs of its default datastore on SDK v2 (no artifact service there)."""
+        from reconciler.providers.azure.build_record import BuildRecords
+
+        if self.ml_sdk == SDK_V2:
+            from reconciler.providers.azure.ml_v2 import DatastoreRecords, MLClientConnection
+
+            connection = self.connection
+            assert isinstance(connection, MLClientConnection)
+            return BuildRecords(DatastoreRecords(connection))
+        from reconciler.providers.azure.ml import ArtifactRecords
+
+        return BuildRecords(ArtifactRecords(self._v1_connection))
 
     @cached_property
     def registries(self) -> acr.Registries:
