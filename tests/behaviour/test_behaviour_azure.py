@@ -1,7 +1,8 @@
 """The behaviour diff on the Azure backend: the real SDKs against the emulator (``tests/azure_emulator``), the
-real Azure ML inference server on both sides. The deployed side is what the image build recorded in the
-workspace's artifact store (the app, the conda file, the model versions) and the model version's files through
-``Model.download``: nothing of the repository's current files."""
+real Azure ML inference server on both sides. The deployed side is what the image build recorded (the app, the
+conda file, the model versions: in the workspace's artifact store on SDK v1, in its default datastore's blobs on
+SDK v2) and the model version's files through the SDK's model download: nothing of the repository's current
+files. Every builder records: ``aml`` and ``acr-tasks`` on SDK v1, ``acr-tasks`` on SDK v2."""
 
 from __future__ import annotations
 
@@ -28,11 +29,17 @@ SAMPLES = """  samples:
 """
 
 
-@pytest.fixture
-def iris_on_azure(azure_world: AzureWorld, venv_cache: Path, capsys: pytest.CaptureFixture[str],
-                  monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    """environments/prod on the emulator, its image with the iris samples, applied once."""
+# azure.ml.sdk and azure.images.builder, under spec.azure (as tests/e2e/backends.py writes them)
+SETTINGS = {"v1-aml": "", "v1-acr-tasks": "    images:\n      builder: acr-tasks\n",
+            "v2-acr-tasks": "    ml:\n      sdk: v2\n"}
+
+
+def _on_azure(azure_world: AzureWorld, venv_cache: Path, capsys: pytest.CaptureFixture[str],
+              monkeypatch: pytest.MonkeyPatch, settings: str = "") -> Workspace:
+    """environments/prod on the emulator with these Azure settings, its image with the iris samples, applied once."""
     monkeypatch.setenv("RECONCILER_VENV_CACHE", str(venv_cache))
+    if settings:
+        azure_world.edit("environment.yaml", "  registries:\n", settings + "  registries:\n")
     root = azure_world.env_dir.parent.parent
     pin_running_python(root / "models" / "iris" / "conda.yaml")
     images = azure_world.env_dir / "images.yaml"
@@ -41,6 +48,20 @@ def iris_on_azure(azure_world: AzureWorld, venv_cache: Path, capsys: pytest.Capt
     applied = workspace.run("apply", workspace.env, "--auto-approve", "--skip-behaviour")
     assert applied.code == 0, applied.err
     return workspace
+
+
+@pytest.fixture
+def iris_on_azure(azure_world: AzureWorld, venv_cache: Path, capsys: pytest.CaptureFixture[str],
+                  monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """environments/prod on the emulator (SDK v1, images by Model.package), applied once."""
+    return _on_azure(azure_world, venv_cache, capsys, monkeypatch)
+
+
+@pytest.fixture(params=sorted(SETTINGS))
+def iris_on_each_builder(request: pytest.FixtureRequest, azure_world: AzureWorld, venv_cache: Path,
+                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """The same, once per SDK and builder: v1 + aml, v1 + acr-tasks, v2 + acr-tasks (the azure-v2 backend)."""
+    return _on_azure(azure_world, venv_cache, capsys, monkeypatch, SETTINGS[request.param])
 
 
 def test_a_changed_model_shows_its_changed_outputs_on_azure(iris_on_azure: Workspace, azure_world: AzureWorld
@@ -60,14 +81,28 @@ def test_a_changed_model_shows_its_changed_outputs_on_azure(iris_on_azure: Works
     assert any("/assets/" in c.path for c in azure_world.emulator.calls("GET"))
 
 
-def test_a_change_of_score_py_alone_shows_changed_outputs_on_azure(iris_on_azure: Workspace) -> None:
-    iris_on_azure.edit("models/iris/score.py", "    return predict(_rows(input_data))",
-                       "    return [name.upper() for name in predict(_rows(input_data))]")
-    text = iris_on_azure.run("plan", iris_on_azure.env)
+def test_a_change_of_score_py_alone_shows_changed_outputs_on_azure(iris_on_each_builder: Workspace,
+                                                                   azure_world: AzureWorld) -> None:
+    workspace = iris_on_each_builder
+    sdk_v2 = SETTINGS["v2-acr-tasks"] in (azure_world.env_dir / "environment.yaml").read_text()
+    azure_world.emulator.reset_log()
+    workspace.edit("models/iris/score.py", "    return predict(_rows(input_data))",
+                   "    return [name.upper() for name in predict(_rows(input_data))]")
+    text = workspace.run("plan", workspace.env)
     assert text.code == 1
     assert '  ~ setosa-typical: ["setosa"] -> ["SETOSA"]' in text.out, text.out
     assert "  ! 6 of 6 outputs changed; gates.maxChangedOutputs allows 0" in text.out
     assert "not compared" not in text.out
+    # The deployed side came from the build's record, and its model files through the SDK's model download.
+    reads = [(c.method, c.path, c.query) for c in azure_world.emulator.calls()]
+    if sdk_v2:  # List Blobs of the record's folder in the default datastore; models.download lists the model's
+        listed = [q["prefix"][0] for method, _, q in reads if method == "GET" and q.get("comp") == ["list"]]
+        assert any(p.startswith("LocalUpload/edge-reconciler.iris-scorer.") for p in listed), listed
+        assert any(p.startswith("LocalUpload/") and "edge-reconciler" not in p for p in listed), listed
+        assert not any("/artifact/" in path for _, path, _ in reads)
+    else:
+        assert any("/artifacts/prefix/contentinfo/LocalUpload/edge-reconciler.iris-scorer." in path
+                   for _, path, _ in reads)
 
 
 def test_an_image_built_without_a_record_of_its_inputs_gets_a_note_not_a_guess(
