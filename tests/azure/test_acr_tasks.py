@@ -193,3 +193,39 @@ def test_lost_answers_of_the_upload_and_the_schedule_are_sent_again(azure_world:
     assert len(runs) == 2 and runs[0].request["imageNames"] == runs[1].request["imageNames"]  # the same build twice
     assert len(acr.list_tags(azure_world.emulator.state, ACR, "iris-scorer")) == 1  # one image for the label
     assert not azure_world.plan().has_changes
+
+
+def test_on_sdk_v2_a_build_records_its_inputs_in_the_default_datastore(azure_world: AzureWorld,
+                                                                       tmp_path: Path) -> None:
+    azure_world.edit("environment.yaml", "  registries:\n", "    ml:\n      sdk: v2\n  registries:\n")
+    azure_world.apply(kinds=frozenset({Kind.MODEL}))
+    azure_world.emulator.reset_log()
+    plan = azure_world.apply(kinds=frozenset({Kind.IMAGE}))
+    (image,) = [c.desired for c in plan.changes if c.key.kind is Kind.IMAGE]
+    calls = azure_world.emulator.calls()
+    folder = f"LocalUpload/edge-reconciler.iris-scorer.{image.label}/"  # type: ignore[union-attr]
+    datastore = [(c.method, c.path.rsplit("/", 1)[-1]) for c in calls if "/datastores/" in c.path]
+    listing = [c for c in calls if c.query.get("comp") == ["list"]]
+    puts = [c for c in calls if c.method == "PUT" and f"/{folder}" in c.path]
+    # The container's SAS once per run (datastores.get with its secrets), one List Blobs, a PUT per file, and all of
+    # it before the build is scheduled; no artifact service on v2.
+    assert datastore == [("GET", "workspaceblobstore"), ("POST", "listSecrets")]
+    assert [c.query["prefix"] for c in listing] == [[folder]]
+    assert sorted(c.path.split(folder, 1)[1] for c in puts) == [
+        "image/app/conda.yaml", "image/app/model/model.json", "image/app/score.py", "image/app/train.py",
+        "image/environment/conda.yaml", "image/image.json"]
+    schedule = next(i for i, c in enumerate(calls) if c.path.endswith("/listBuildSourceUploadUrl"))
+    assert max(calls.index(c) for c in puts) < schedule
+    assert not any("/artifact/" in c.path for c in calls)
+    # Read back, as a plan's behaviour diff does: the app and the conda file as built, the model versions packaged,
+    # and the model's files through MLClient.models.download.
+    provider = azure_world.provider()
+    built = provider.built_image_files("iris-scorer", image.label, tmp_path / "deployed")  # type: ignore[union-attr]
+    assert built is not None and built.entry == "score.py"
+    assert [(m.name, m.version) for m in built.models] == [("iris-classifier", 1)]
+    assert (tmp_path / "deployed" / "environment" / "conda.yaml").is_file()
+    assert (tmp_path / "deployed" / "app" / "score.py").read_bytes() == (
+        azure_world.env_dir.parent.parent / "models" / "iris" / "score.py").read_bytes()
+    built.copy("iris-classifier:1", tmp_path / "model")
+    assert sorted(p.relative_to(tmp_path / "model").as_posix() for p in (tmp_path / "model").rglob("*")
+                  if p.is_file()) == ["model/model.json"]
