@@ -22,6 +22,9 @@ evaluator check and next version number), ``GET datastores/workspaceblobstore``,
 SDK v2 cannot delete a model version (``MLClient.models`` has ``archive`` only): the versions are archived,
 which hides them from listings and from the next plan; they can be restored in Azure ML studio.
 
+Build records (``DatastoreRecords``, the ``build_record.RecordStore`` of SDK v2): SDK v2 has no artifact service, so
+what an ACR Tasks build was given is kept as blobs of the default datastore, beside the model files v2 uploads.
+
 SDK imports are lazy (inside functions), like ``ml.py``'s. azure-ai-ml prints upload progress on stderr and
 notices on stdout; every SDK call that may print runs with both captured.
 """
