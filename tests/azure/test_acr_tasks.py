@@ -229,3 +229,16 @@ def test_on_sdk_v2_a_build_records_its_inputs_in_the_default_datastore(azure_wor
     built.copy("iris-classifier:1", tmp_path / "model")
     assert sorted(p.relative_to(tmp_path / "model").as_posix() for p in (tmp_path / "model").rglob("*")
                   if p.is_file()) == ["model/model.json"]
+
+
+def test_after_switching_to_sdk_v2_an_image_built_on_v1_has_no_record_to_read(azure_world: AzureWorld,
+                                                                              tmp_path: Path) -> None:
+    plan = azure_world.apply()  # SDK v1, images by Model.package: recorded as workspace artifacts
+    (image,) = [c.desired for c in plan.changes if c.key.kind is Kind.IMAGE]
+    azure_world.edit("environment.yaml", "  registries:\n", "    ml:\n      sdk: v2\n  registries:\n")
+    with pytest.raises(PermanentProviderError, match="nothing is recorded of what it was built from"):
+        azure_world.provider().built_image_files("iris-scorer", image.label, tmp_path)  # type: ignore[union-attr]
+    # and the record is there for SDK v1, were the environment switched back
+    azure_world.edit("environment.yaml", "    ml:\n      sdk: v2\n", "")
+    built = azure_world.provider().built_image_files("iris-scorer", image.label, tmp_path / "v1")  # type: ignore[union-attr]
+    assert built is not None and [m.name for m in built.models] == ["iris-classifier"]
