@@ -277,9 +277,16 @@ class DatastoreRecords:
     def __init__(self, connection: MLClientConnection) -> None:
         self._connection = connection
         self._call = connection.call
+        self._opening = threading.Lock()  # ACR Tasks builds run concurrently: the datastore is read once
 
-    @cached_property
+    @property
     def _container(self) -> Any:
+        with self._opening:
+            if "_client" not in self.__dict__:
+                self.__dict__["_client"] = self._open()
+            return self.__dict__["_client"]
+
+    def _open(self) -> Any:
         from azure.storage.blob import ContainerClient
 
         datastore = self._call(lambda: self._connection.client.datastores.get(DEFAULT_DATASTORE, include_secrets=True),
