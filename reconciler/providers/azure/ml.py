@@ -350,7 +350,8 @@ class AzureMLImageBuilder(RegistryImages):
 
     REST calls: ``build`` one ``GET`` per model, two
     uploads (artifact batch ``POST``, blob ``PUT`` + ``HEAD``) for the generated driver and the entry script
-    or source folder, ``POST packages``, then ``GET operations/{id}`` per poll.
+    or source folder, ``POST packages``, then ``GET operations/{id}`` per poll; before all of it, the record of its
+    inputs (``build_record``, kept by ``ArtifactRecords``).
     """
 
     def __init__(self, connection: WorkspaceConnection, environment: str, *, poll_interval: float = 5.0,
