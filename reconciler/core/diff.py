@@ -24,11 +24,34 @@ def _plain(value: Any) -> Any:
 
 def _same(before: Any, after: Any) -> bool:
     """True exactly when DeepDiff would find no difference: same keys and values, same JSON types
-    (``1`` and ``1.0``, ``1`` and ``True`` differ). Values JSON cannot sort are left to DeepDiff."""
+    (``1`` and ``1.0``, ``1`` and ``True`` differ). Values JSON cannot sort are left to DeepDiff.
+
+    The canonical JSON of both sides decides; ``_identical`` answers first for the common case, equal
+    plain values of the same types throughout, whose canonical JSON is equal for sure (a no-op plan
+    compared 1,100 resources with 2,200 ``json.dumps``)."""
+    if _identical(before, after):
+        return True
     try:
         return json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
     except (TypeError, ValueError):
         return False
+
+
+def _identical(before: Any, after: Any) -> bool:
+    """Equal, with the same JSON types at every level, string keys only and floats equal as JSON writes them
+    (``-0.0`` is not ``0.0``). False also when unsure (other types): ``_same`` then compares the JSON."""
+    kind = type(before)
+    if kind is not type(after):
+        return False
+    if kind is dict:
+        # String keys found on both sides, as many on each: the same keys (a string never equals another type).
+        return len(before) == len(after) and all(
+            type(key) is str and key in after and _identical(value, after[key]) for key, value in before.items())
+    if kind is list or kind is tuple:
+        return len(before) == len(after) and all(_identical(old, new) for old, new in zip(before, after, strict=True))
+    if kind is float:
+        return repr(before) == repr(after)
+    return (kind is str or kind is int or kind is bool or before is None) and before == after
 
 
 def _leaves(path: list[Any], before: Any, after: Any) -> list[tuple[list[Any], Any, Any]]:

@@ -120,3 +120,30 @@ def test_describe_several_changes_names_at_most_three_paths() -> None:
 
 def test_describe_nothing() -> None:
     assert describe(()) == "no field changes"
+
+
+# Pairs whose canonical JSON is equal or not for every reason the shortcut in ``diff._same`` must respect.
+SAME_OR_NOT = [
+    ({"a": 1}, {"a": 1}), ({"a": 1}, {"a": 1.0}), ({"a": 1}, {"a": True}), ({"a": 0.0}, {"a": -0.0}),
+    ({"a": float("nan")}, {"a": float("nan")}), ({"a": [1, 2]}, {"a": (1, 2)}), ({"a": [1, 2]}, {"a": [2, 1]}),
+    ({1: "x"}, {"1": "x"}), ({1: "x"}, {True: "x"}), ({"a": None}, {}), ({"a": {"b": [{"c": "d"}]}},
+                                                                        {"a": {"b": [{"c": "d"}]}}),
+    ({"a": {"b": [{"c": "d"}]}}, {"a": {"b": [{"c": "e"}]}}), ({"a": "1"}, {"a": 1}),
+    ({"k": 1, "j": 2}, {"j": 2, "k": 1}),
+    ({"a": {1, 2}}, {"a": {1, 2}}), ({"a": 10**20}, {"a": 10**20}), ({"a": 1e20}, {"a": 10**20}),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), SAME_OR_NOT)
+def test_the_shortcut_for_equal_sides_agrees_with_canonical_json(before: object, after: object) -> None:
+    """``_same`` answers equal plain values without serialising them: exactly when their canonical JSON is equal."""
+    import json
+
+    from reconciler.core.diff import _same
+
+    try:
+        expected = json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
+    except (TypeError, ValueError):
+        expected = False
+    assert _same(before, after) is expected
+    assert _same(after, before) is expected
