@@ -44,9 +44,13 @@ def _identical(before: Any, after: Any) -> bool:
     if kind is not type(after):
         return False
     if kind is dict:
+        if len(before) != len(after):
+            return False
         # String keys found on both sides, as many on each: the same keys (a string never equals another type).
-        return len(before) == len(after) and all(
-            type(key) is str and key in after and _identical(value, after[key]) for key, value in before.items())
+        for key, value in before.items():
+            if type(key) is not str or key not in after or not _identical(value, after[key]):
+                return False
+        return True
     if kind is list or kind is tuple:
         return len(before) == len(after) and all(_identical(old, new) for old, new in zip(before, after, strict=True))
     if kind is float:
