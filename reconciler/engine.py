@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -529,6 +528,8 @@ def _apply_group(executor: Executor, group: list[Change], slots: int, applied: l
         executor.apply(group[0])
         applied.append(group[0])
         return None
+    from concurrent.futures import ThreadPoolExecutor  # imports logging and threading: applies only
+
     with ThreadPoolExecutor(max_workers=min(slots, len(group)), thread_name_prefix="build") as pool:
         futures = [pool.submit(executor.apply, change) for change in group]
     first: ProviderError | None = None

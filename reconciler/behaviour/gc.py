@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ def prune_venvs(root: Path, keep: int, in_use: Collection[str] = ()) -> tuple[in
             complete.append(entry)
     complete.sort(key=_last_use, reverse=True)
     doomed = debris + [entry for entry in complete[keep:] if entry.name not in in_use]
+    import shutil  # here: the gc command's help text imports this module on every run
+
     removed = freed = 0
     for entry in doomed:
         size = _size(entry)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Sequence
 
 from reconciler import __version__
@@ -60,5 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - the last line of defence: report a bug, not a crash
         print("error: an unexpected error occurred; this is a bug in edge-reconciler.", file=sys.stderr)
         print("Please report it with the details below.", file=sys.stderr)
+        import traceback  # only for a bug: it imports linecache, tokenize and textwrap
+
         traceback.print_exc()
         return exit_codes.BUG

@@ -24,11 +24,38 @@ def _plain(value: Any) -> Any:
 
 def _same(before: Any, after: Any) -> bool:
     """True exactly when DeepDiff would find no difference: same keys and values, same JSON types
-    (``1`` and ``1.0``, ``1`` and ``True`` differ). Values JSON cannot sort are left to DeepDiff."""
+    (``1`` and ``1.0``, ``1`` and ``True`` differ). Values JSON cannot sort are left to DeepDiff.
+
+    The canonical JSON of both sides decides; ``_identical`` answers first for the common case, equal
+    plain values of the same types throughout, whose canonical JSON is equal for sure (a no-op plan
+    compared 1,100 resources with 2,200 ``json.dumps``)."""
+    if _identical(before, after):
+        return True
     try:
         return json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
     except (TypeError, ValueError):
         return False
+
+
+def _identical(before: Any, after: Any) -> bool:
+    """Equal, with the same JSON types at every level, string keys only and floats equal as JSON writes them
+    (``-0.0`` is not ``0.0``). False also when unsure (other types): ``_same`` then compares the JSON."""
+    kind = type(before)
+    if kind is not type(after):
+        return False
+    if kind is dict:
+        if len(before) != len(after):
+            return False
+        # String keys found on both sides, as many on each: the same keys (a string never equals another type).
+        for key, value in before.items():
+            if type(key) is not str or key not in after or not _identical(value, after[key]):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return len(before) == len(after) and all(_identical(old, new) for old, new in zip(before, after, strict=True))
+    if kind is float:
+        return repr(before) == repr(after)
+    return (kind is str or kind is int or kind is bool or before is None) and before == after
 
 
 def _leaves(path: list[Any], before: Any, after: Any) -> list[tuple[list[Any], Any, Any]]:
@@ -52,16 +79,63 @@ def field_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "
     difference."""
     if _same(before, after):
         return ()
+    found: list[tuple[list[Any], Any, Any]] = []
+    try:
+        _plain_differences([], before, after, found)
+    except _Unsure:
+        found = _deepdiff_differences(before, after)
+    changes = []
+    for reported, old, new in found:
+        for path, leaf_old, leaf_new in _leaves(reported, old, new):
+            dotted = _dotted(path)
+            changes.append(FieldChange(f"{prefix}{dotted}" if dotted else prefix.rstrip("."), leaf_old, leaf_new))
+    return tuple(sorted(changes, key=lambda change: change.path))
+
+
+def _deepdiff_differences(before: Any, after: Any) -> list[tuple[list[Any], Any, Any]]:
+    """What DeepDiff reports (path, before, after; ``None`` for a side where the key is absent)."""
     from deepdiff import DeepDiff
 
     diff = DeepDiff(before, after, view="tree", verbose_level=2)
-    changes = []
-    for levels in diff.values():
-        for level in levels:
-            for path, old, new in _leaves(level.path(output_format="list"), _plain(level.t1), _plain(level.t2)):
-                dotted = _dotted(path)
-                changes.append(FieldChange(f"{prefix}{dotted}" if dotted else prefix.rstrip("."), old, new))
-    return tuple(sorted(changes, key=lambda change: change.path))
+    return [(level.path(output_format="list"), _plain(level.t1), _plain(level.t2))
+            for levels in diff.values() for level in levels]
+
+
+class _Unsure(Exception):
+    """Values ``_plain_differences`` does not decide as DeepDiff would: DeepDiff decides."""
+
+
+_PLAIN_TYPES = (str, int, bool, type(None), dict)
+
+
+def _plain_differences(path: list[Any], before: Any, after: Any, found: list[tuple[list[Any], Any, Any]]) -> None:
+    """DeepDiff's report for mappings with string keys and str, int, bool or None leaves, without importing it
+    (about 0.1 s, the largest cost of a plan with a few changes) or building its tree. Anything else raises
+    ``_Unsure``: lists and floats, keys starting with ``__`` (DeepDiff skips them as private), and mappings
+    that share fewer than a third of their keys (DeepDiff 8 reports those whole, earlier versions key by key).
+    A parametrised test compares both on generated values."""
+    if before is after:
+        return
+    kind = type(before)
+    if kind not in _PLAIN_TYPES or type(after) not in _PLAIN_TYPES:
+        raise _Unsure
+    if kind is not type(after):
+        found.append((path, before, after))  # DeepDiff's type_changes, 1 -> True included
+        return
+    if kind is not dict:
+        if before != after:
+            found.append((path, before, after))
+        return
+    if any(type(key) is not str or key.startswith("__") for key in (*before, *after)):
+        raise _Unsure
+    shared = before.keys() & after.keys()
+    union = len(before.keys() | after.keys())
+    if union > 1 and len(shared) / union < 0.33:
+        raise _Unsure
+    found.extend(([*path, key], None, after[key]) for key in after if key not in before)
+    found.extend(([*path, key], before[key], None) for key in before if key not in after)
+    for key in shared:
+        _plain_differences([*path, key], before[key], after[key], found)
 
 
 def _short(value: Any, limit: int = 40) -> str:

@@ -148,8 +148,12 @@ class _Parser:
         return token
 
     def is_keyword(self, word: str) -> bool:
-        token = self.peek()
-        return token is not None and token.kind == "word" and token.text.upper() == word
+        # Asked at every level for each operand (OR, AND, NOT): the length rules out field names without upper()
+        # (a plan's coverage queries chain hundreds of comparisons).
+        if self.index >= len(self.tokens):
+            return False
+        token = self.tokens[self.index]
+        return token.kind == "word" and len(token.text) == len(word) and token.text.upper() == word
 
     def parse(self) -> Condition:
         if not self.tokens:

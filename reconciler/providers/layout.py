@@ -17,16 +17,18 @@ root the models folder has where the server runs (the image's by default).
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import shutil
-import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.model.specs import ImageSpec
+
+if TYPE_CHECKING:
+    import tarfile  # imported where an archive is written: a plan imports this module and writes none
 
 APP_ROOT = "var/azureml-app"
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
@@ -161,6 +163,8 @@ def write_context(context: Path, spec: ImageSpec, image: str, models: Sequence[P
 def tar_info(name: str, source: Path | None) -> tarfile.TarInfo:
     """A tar entry that depends only on the file's path, size and executable bit: fixed mtime,
     owner root (0:0). ``source`` None is a folder."""
+    import tarfile
+
     info = tarfile.TarInfo(name if source is not None else f"{name}/")
     info.mtime = FIXED_MTIME
     info.uid = info.gid = 0
@@ -184,6 +188,9 @@ def context_archive(context: Path) -> bytes:
     """The build context as a gzip tar whose bytes depend only on the files' paths, contents and
     executable bits (sorted entries, fixed mtimes and owners, no gzip name or time): what a remote
     builder is sent."""
+    import gzip
+    import tarfile
+
     raw = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=FIXED_MTIME, compresslevel=6) as zipped, \
             tarfile.open(fileobj=zipped, mode="w|", format=tarfile.PAX_FORMAT) as tar:

@@ -16,6 +16,7 @@ engine loads from and saves to the environment's state folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -48,10 +49,11 @@ class HashCache:
         key = os.fspath(path)
         listing = self._files.get(key)
         if listing is None:
-            if path.is_file():
-                listing = [(path.name, key)]
-            else:
-                listing = sorted((entry.relative, entry.path) for entry in self.folders.entries(key) if entry.is_file)
+            # A folder is listed (a file cannot be: no entries), so only a path with no file below it costs a
+            # stat to tell a file from an empty or missing folder.
+            listing = sorted((entry.relative, entry.path) for entry in self.folders.entries(key) if entry.is_file)
+            if not listing and os.path.isfile(key):
+                listing = [(os.path.basename(key), key)]
             self._files[key] = listing
         return listing
 
@@ -112,12 +114,20 @@ def image_fingerprint(image: ImageSpec, model_fingerprints: dict[str, str], cach
     base = image.source_directory or image.entry_script.parent
     inputs = {
         "runtime": image.runtime,
-        "entryScript": [os.path.relpath(image.entry_script, base), cache.digest(image.entry_script)],
+        "entryScript": [_relative(os.fspath(image.entry_script), os.fspath(base), os.getcwd()),
+                        cache.digest(image.entry_script)],
         "condaFile": cache.digest(image.conda_file),
         "sourceDirectory": tree_digest(image.source_directory, cache) if image.source_directory else None,
         "models": {name: model_fingerprints[name] for name in sorted(image.models)},
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _relative(path: str, start: str, working_directory: str) -> str:
+    """``os.path.relpath``, once per script and folder (300 images of the benchmark share one script); the
+    working directory is part of the key because relpath reads it for relative paths."""
+    return os.path.relpath(path, start)
 
 
 def model_fingerprint(spec: ModelSpec, cache: HashCache, on_bytes: Callable[[int], None] | None = None) -> str | None:

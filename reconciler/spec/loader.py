@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import SpecError
 from reconciler.model.behaviour import (
@@ -47,13 +47,17 @@ from reconciler.model.specs import (
     RolloutSpec,
     UriSource,
 )
-from reconciler.spec import checks, promotion
-from reconciler.spec.cache import SpecCache, digest
+from reconciler.spec import promotion
 from reconciler.spec.folders import Folders
 from reconciler.spec.paths import display_path, find_repository_root
 from reconciler.spec.promotion import PromotionRequest
 from reconciler.spec.schemas import dotted, subject_of, validate_document
-from reconciler.spec.yaml_source import Document, YamlProblem, load_documents, problem_diagnostic, read_text
+from reconciler.spec.verdicts import Verdicts
+
+if TYPE_CHECKING:
+    # PyYAML and the checks (the hub's rules, ``ast``) are imported only when the specs are loaded afresh:
+    # an unchanged environment comes from its verdict (``verdicts``) without them.
+    from reconciler.spec.yaml_source import Document
 
 ENVIRONMENT_FILE = "environment.yaml"
 
@@ -79,14 +83,31 @@ def load_environment(directory: Path, folders: Folders | None = None, *,
     The environments its images are promoted from (``spec.promoteFrom``) are loaded with it;
     ``promoting`` holds the folders whose loading asked for this one, to refuse a cycle."""
     directory = Path(directory)
-    display = display_path(directory)
     if not directory.is_dir():
-        raise SpecError([Diagnostic(SourceLocation(display), "", "", "not a folder: pass environments/<name>")])
+        raise SpecError([Diagnostic(SourceLocation(display_path(directory)), "", "", "not a folder: pass "
+                                                                                     "environments/<name>")])
     root = find_repository_root(directory)
+    files = spec_files(directory)
+    verdicts = Verdicts.for_environment(root, directory, files)
+    known = verdicts.load()
+    if known is not None:
+        return known
+    desired = _load(directory, root, files, folders, promoting)
+    verdicts.save(desired)
+    return desired
+
+
+def _load(directory: Path, root: Path, files: list[Path], folders: Folders | None,
+          promoting: tuple[Path, ...]) -> DesiredState:
+    """Parse, validate and check the spec files afresh."""
+    from reconciler.spec import checks
+    from reconciler.spec.cache import SpecCache, digest
+    from reconciler.spec.yaml_source import YamlProblem, load_documents, problem_diagnostic, read_text
+
     cache = SpecCache.for_environment(root, directory)
     diagnostics: list[Diagnostic] = []
     documents: list[Document] = []
-    for file in spec_files(directory):
+    for file in files:
         shown = display_path(file)
         try:
             text = read_text(file, shown)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from functools import cache
@@ -151,6 +150,8 @@ def _required_names(schema: Any) -> list[str]:
 
 
 def _did_you_mean(word: object, choices: Any) -> str:
+    import difflib  # only for a misspelt name: validate imports this module on every run
+
     match = difflib.get_close_matches(str(word), list(choices), n=1)
     return f"; did you mean {match[0]}?" if match else ""
 

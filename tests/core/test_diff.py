@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -120,3 +121,85 @@ def test_describe_several_changes_names_at_most_three_paths() -> None:
 
 def test_describe_nothing() -> None:
     assert describe(()) == "no field changes"
+
+
+# Pairs whose canonical JSON is equal or not for every reason the shortcut in ``diff._same`` must respect.
+SAME_OR_NOT = [
+    ({"a": 1}, {"a": 1}), ({"a": 1}, {"a": 1.0}), ({"a": 1}, {"a": True}), ({"a": 0.0}, {"a": -0.0}),
+    ({"a": float("nan")}, {"a": float("nan")}), ({"a": [1, 2]}, {"a": (1, 2)}), ({"a": [1, 2]}, {"a": [2, 1]}),
+    ({1: "x"}, {"1": "x"}), ({1: "x"}, {True: "x"}), ({"a": None}, {}), ({"a": {"b": [{"c": "d"}]}},
+                                                                        {"a": {"b": [{"c": "d"}]}}),
+    ({"a": {"b": [{"c": "d"}]}}, {"a": {"b": [{"c": "e"}]}}), ({"a": "1"}, {"a": 1}),
+    ({"k": 1, "j": 2}, {"j": 2, "k": 1}),
+    ({"a": {1, 2}}, {"a": {1, 2}}), ({"a": 10**20}, {"a": 10**20}), ({"a": 1e20}, {"a": 10**20}),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), SAME_OR_NOT)
+def test_the_shortcut_for_equal_sides_agrees_with_canonical_json(before: object, after: object) -> None:
+    """``_same`` answers equal plain values without serialising them: exactly when their canonical JSON is equal."""
+    import json
+
+    from reconciler.core.diff import _same
+
+    try:
+        expected = json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
+    except (TypeError, ValueError):
+        expected = False
+    assert _same(before, after) is expected
+    assert _same(after, before) is expected
+
+
+def _random_value(rng: random.Random, depth: int) -> Any:
+    roll = rng.random()
+    if depth < 3 and roll < 0.35:
+        return {rng.choice(KEYS): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+    return rng.choice(LEAVES)
+
+
+def _mutated(rng: random.Random, value: Any, depth: int = 0) -> Any:
+    if isinstance(value, dict) and rng.random() < 0.8:
+        changed = dict(value)
+        for key in list(changed):
+            roll = rng.random()
+            if roll < 0.15:
+                del changed[key]
+            elif roll < 0.6:
+                changed[key] = _mutated(rng, changed[key], depth + 1)
+        if rng.random() < 0.3:
+            changed[rng.choice(KEYS)] = _random_value(rng, depth + 1)
+        return changed
+    return _random_value(rng, depth) if rng.random() < 0.5 else value
+
+
+KEYS = ["a", "b", "c", "image", "env", "__private", "settings", "0"]
+LEAVES: list[Any] = ["", "x", "y", "1", 0, 1, 2, True, False, None, 1.0, 0.5, [1, 2], [], {}]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_changes_found_without_deepdiff_are_the_ones_deepdiff_reports(seed: int) -> None:
+    """``field_changes`` explains plain mappings itself and leaves the rest to DeepDiff: on generated pairs
+    (lists, floats, private keys and mappings with few shared keys among them) the result is the same."""
+    from reconciler.core import diff
+
+    rng = random.Random(seed)
+    for _ in range(50):
+        before = {key: _random_value(rng, 1) for key in rng.sample(KEYS, rng.randint(1, 5))}
+        after = _mutated(rng, before)
+        expected = []
+        if not diff._same(before, after):
+            for reported, old, new in diff._deepdiff_differences(before, after):
+                expected += [FieldChange(diff._dotted(path), leaf_old, leaf_new)
+                             for path, leaf_old, leaf_new in diff._leaves(reported, old, new)]
+        assert field_changes(before, after) == tuple(sorted(expected, key=lambda change: change.path)), (before, after)
+
+
+def test_a_plain_change_does_not_import_deepdiff() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom reconciler.core.diff import field_changes\n"
+             "changes = field_changes({'a': {'b': 'x', 'c': 1}, 'd': True}, {'a': {'b': 'y', 'c': 1}, 'e': None})\n"
+             "print([(c.path, c.before, c.after) for c in changes], 'deepdiff' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[('a.b', 'x', 'y'), ('d', True, None), ('e', None, None)] False"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def stop_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM (a CI job cancelled, ``kill``) into KeyboardInterrupt while the block runs, so
     that a scoring server is stopped on the way out, as on Ctrl-C. The previous handler is restored."""
+
+    import signal  # only for the commands that run samples
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

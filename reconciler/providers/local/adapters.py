@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
@@ -29,6 +28,8 @@ from reconciler.providers.local.store import Store, now
 
 def file_path(source: UriSource) -> Path:
     """The file a ``file://`` URI names (``validate`` refused any other URI on this backend)."""
+    from urllib.request import url2pathname  # imports http.client and email: only models from a URI need it
+
     parts = urlsplit(source.uri)
     return Path(url2pathname(parts.path))
 

@@ -19,12 +19,10 @@ renamed into place, so an interrupted build leaves nothing that looks finished.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import shutil
-import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
@@ -46,6 +44,8 @@ from reconciler.providers.layout import (
 from reconciler.providers.local.blobs import BlobStore
 
 if TYPE_CHECKING:
+    import gzip
+
     from typing_extensions import Buffer  # typing-only: Python 3.12 has collections.abc.Buffer
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -95,6 +95,9 @@ class _Digesting(io.BufferedIOBase):
 def write_layer(context: Path, blobs_dir: Path, on_bytes: Callable[[int], None]) -> tuple[str, str, int]:
     """Write the application layer into ``blobs_dir``; return (diff id, digest, size):
     the digests of the uncompressed tar and of the gzip blob."""
+    import gzip  # here: every local plan imports this module, only builds write layers
+    import tarfile
+
     partial = blobs_dir / ".layer"
     with partial.open("wb") as raw:
         compressed = _Digesting(raw)

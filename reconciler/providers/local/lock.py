@@ -12,20 +12,28 @@ nothing here.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import LockHeld, PermanentProviderError
 from reconciler.providers.base import HeldLock, LockInfo, NoRenewal
 
+if TYPE_CHECKING:
+    import logging
+
 LOCK_FILE = "apply.lock"
 
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger:
+    """This module's logger; logging (with threading and traceback) is imported only for a warning."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 def _record(holder: str) -> dict[str, object]:
@@ -103,7 +111,7 @@ def acquire(directory: Path, holder: str) -> dict[str, object]:
         record = _read(path)
         if record is None or not is_stale(record):
             raise _held(path, record)
-        log.warning("taking over the apply lock left by %s since %s (process %s is gone); "
+        _log().warning("taking over the apply lock left by %s since %s (process %s is gone); "
                     "the next plan shows what that run did not finish",
                     record.get("holder"), record.get("since"), record.get("pid"))
         # Re-read just before removing: another run may have taken it over meanwhile.
@@ -146,7 +154,7 @@ def hold(directory: Path, holder: str) -> Iterator[HeldLock]:
         if _read(path) == ours:
             path.unlink(missing_ok=True)
         else:
-            log.warning("the apply lock was removed by force-unlock while this run held it; left as it is")
+            _log().warning("the apply lock was removed by force-unlock while this run held it; left as it is")
 
 
 def _hostname() -> str:
