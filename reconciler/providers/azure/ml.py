@@ -82,6 +82,28 @@ def _scope(resource: str) -> str:
     return resource.rstrip("/") + "/.default"
 
 
+def _one_subscription_auth(token_for: Callable[[str], str], subscription_id: str) -> Any:
+    """azureml's ``TokenAuthentication`` without its subscription check: one ARM request less per run.
+
+    Before every ARM client it builds (``AbstractAuthentication._get_service_client``: opening the workspace,
+    and again for ``listKeys``), azureml lists every subscription the identity can see (``GET /subscriptions``,
+    paged) only to raise its own "subscription not found" error when the workspace's is not among them. Every
+    azureml authentication class does it (``TokenAuthentication``, ``ServicePrincipalAuthentication``,
+    ``MsiAuthentication``, ...), and no setting turns it off. ``_get_all_subscription_ids`` is the abstract
+    method of ``AbstractAuthentication`` that each of them implements for that check; this one answers with
+    the workspace's own subscription, with no request. Nothing is lost: the ``GET {workspace}`` that follows is
+    refused by ARM itself (403 ``AuthorizationFailed``, 404 ``SubscriptionNotFound`` / ``ResourceNotFound``)
+    when the identity cannot reach that subscription, and the provider reports ARM's answer. SDK v2
+    (``MLClient``) makes no such check either."""
+    from azureml.core.authentication import TokenAuthentication, _SubscriptionInfo
+
+    class OneSubscriptionAuthentication(TokenAuthentication):  # type: ignore[misc]
+        def _get_all_subscription_ids(self) -> tuple[list[Any], str]:
+            return [_SubscriptionInfo(subscription_id, subscription_id)], ""
+
+    return OneSubscriptionAuthentication(token_for, cloud=CLOUD)
+
+
 # azureml's own request repeats off, before anything imports azureml: this module is its only importer, and
 # is itself imported only when the Azure provider first needs Azure ML. A value the user set is kept.
 os.environ.setdefault(AZUREML_RETRIES_VARIABLE, "0")
@@ -90,8 +112,8 @@ os.environ.setdefault(AZUREML_RETRIES_VARIABLE, "0")
 class WorkspaceConnection(WorkspaceAddress):
     """One Azure ML workspace, opened on first use and shared by the model registry and the image builder.
 
-    Opening it costs an AAD token, ``GET /subscriptions`` (``TokenAuthentication`` checks the subscription)
-    and ``GET {workspace}``; the first model call adds one unauthenticated discovery ``GET``.
+    Opening it costs an AAD token and ``GET {workspace}`` (no ``GET /subscriptions``: see
+    ``_one_subscription_auth``); the first model call adds one unauthenticated discovery ``GET``.
 
     Every SDK call goes through ``call``, that is through the provider's ``Retrier`` (shared, so that its
     ``CallStats`` count these calls too). azureml-core keeps retries of its own (msrest's, and the artifact
@@ -127,11 +149,11 @@ class WorkspaceConnection(WorkspaceAddress):
 
     def _open(self) -> Any:
         from azureml.core import Workspace
-        from azureml.core.authentication import TokenAuthentication
 
         # azureml asks for tokens by AAD v1 resource (ARM, or Azure ML's own audience); any azure-identity
         # credential answers by v2 scope and caches the tokens.
-        auth = TokenAuthentication(lambda resource: self.credential.get_token(_scope(resource)).token, cloud=CLOUD)
+        auth = _one_subscription_auth(lambda resource: self.credential.get_token(_scope(resource)).token,
+                                      self.subscription_id)
         return self.call(lambda: Workspace(self.subscription_id, self.resource_group, self.workspace_name, auth=auth),
                          what=f"workspace {self.workspace_name}", write=False)
 
@@ -139,7 +161,7 @@ class WorkspaceConnection(WorkspaceAddress):
     def registry_id(self) -> str:
         """The ARM id of the workspace's container registry ('' when none is attached). Taken from the
         workspace as ``Workspace()`` read it (azureml keeps that answer in ``_workspace_autorest_object``):
-        ``get_details()`` would read it again, with the subscription check, 2 more ARM requests."""
+        ``get_details()`` would read it again."""
         workspace = self.workspace
         read = getattr(workspace, "_workspace_autorest_object", None)
         registry = getattr(read, "container_registry", None) if read is not None else None
