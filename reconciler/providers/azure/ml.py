@@ -36,7 +36,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
@@ -141,7 +141,12 @@ class WorkspaceConnection(WorkspaceAddress):
 
     @property
     def workspace(self) -> Any:
-        """The workspace, opened once (by whichever thread asks first)."""
+        """The workspace, opened once (by whichever thread asks first). Once open it is handed out without the
+        lock: the snapshot lists images (which need the workspace's registry) while the model listing, which
+        holds the lock for its whole call, runs in its own thread."""
+        opened = self.__dict__.get("_workspace")
+        if opened is not None:
+            return opened
         with self._lock:
             if "_workspace" not in self.__dict__:
                 self.__dict__["_workspace"] = self._open()
@@ -269,8 +274,9 @@ class AzureMLModelRegistry:
                             what=f"model/{name}" if name else "models", write=False)
         return [m for m in models if ownership.owner_of(dict(m.tags or {})) == self._environment]
 
-    def list_owned(self) -> list[ModelVersion]:
-        """The same query as ``Model.list`` (``GET {mms}/models?tags=...``, pages of 255), through the SDK's
+    def list_owned(self, names: Collection[str] = ()) -> list[ModelVersion]:
+        """``names`` are not needed: the filter is on the ownership tags, across names. The same query as
+        ``Model.list`` (``GET {mms}/models?tags=...``, pages of 255; its documented maximum), through the SDK's
         own ``ModelsClient``, which ``Model.list`` calls too: its answers are read as they come, without a
         ``Model`` built for each. Building one costs about 2 ms of CPU (a workspace client and a URL each):
         a second per plan for 500 versions."""

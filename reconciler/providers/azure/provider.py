@@ -215,7 +215,7 @@ class AzureProvider:
 
     def _models(self, desired: DesiredState) -> list[ModelVersion]:
         """The owned versions, and those the specs name as a source (``spec.source.registered``) that are not."""
-        owned = self.models.list_owned()
+        owned = self.models.list_owned(sorted(desired.models))
         known = {(m.name, m.version) for m in owned}
         wanted = {(source.name, source.version): source for spec in desired.models.values()
                   if (source := spec.registered) is not None}
@@ -241,6 +241,11 @@ class AzureProvider:
         return self.hub.device_ids(target_condition)
 
     def adapters(self) -> Adapters:
+        from reconciler.providers.azure.ml_api import OwnedNamesIndex
+
+        models = self.models
+        if isinstance(models, OwnedNamesIndex):  # before any change: see ``ml_v2.MLClientModelRegistry``
+            models.index_owned_names()
         return Adapters(self.models, self.images, HubDeployments(self.hub, self.name),
                         AcrCredentials(self.registries, self.hub, self.name))
 
