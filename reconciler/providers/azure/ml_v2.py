@@ -73,6 +73,7 @@ T = TypeVar("T")
 
 LIST_WORKERS = 8  # version listings in flight at once, as the ACR tag listings
 ARM_ENDPOINT = "https://management.azure.com"  # MLClient's, for the public cloud (the only one configured here)
+MLCLIENT_SCOPE = f"{ARM_ENDPOINT}/.default"  # the scope MLClient asks tokens for (public cloud)
 MODELS_API_VERSION = "2023-08-01-preview"  # what azure-ai-ml 1.35 sends for model containers and versions
 MARKED = "true"
 
@@ -121,15 +122,25 @@ class MLClientConnection(WorkspaceAddress):
         super().__init__(subscription_id, resource_group, workspace_name, credential, retrier, registry_lookup)
         # Writes swap the process-wide stdout/stderr (the SDK prints): one at a time.
         self._quiet = threading.Lock()
+        self._building = threading.Lock()
 
-    @cached_property
+    @property
     def client(self) -> Any:
-        from azure.ai.ml import MLClient
+        """The ``MLClient``, built once (by whichever thread asks first). It asks for a token of its own scope
+        (``MLCLIENT_SCOPE``: it sets the scope of the cloud's resource manager whatever it is given), fetched
+        here once: the version listings start 8 at a time, and each would ask AAD itself on an empty cache."""
+        with self._building:
+            if "_client" not in self.__dict__:
+                from azure.ai.ml import MLClient
 
-        stats = self.retrier.stats
-        return MLClient(self.credential, self.subscription_id, self.resource_group, self.workspace_name,
-                        show_progress=False, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
-                        raw_response_hook=lambda response: stats.count_http("aml"))
+                stats = self.retrier.stats
+                self.__dict__["_client"] = MLClient(
+                    self.credential, self.subscription_id, self.resource_group, self.workspace_name,
+                    show_progress=False, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
+                    raw_response_hook=lambda response: stats.count_http("aml"))
+                with contextlib.suppress(Exception):  # a failure shows in the call that needs the token
+                    self.credential.get_token(MLCLIENT_SCOPE)
+            return self.__dict__["_client"]
 
     @cached_property
     def registry_id(self) -> str:

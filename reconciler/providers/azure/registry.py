@@ -263,12 +263,25 @@ class Registries:
 
     # --- reading --------------------------------------------------------------------
 
-    def read(self, embedded: dict[str, dict[str, datetime | None]],
-             now: datetime | None = None) -> dict[str, LiveRegistry]:
-        """Every declared registry as deployments must reference it. ``embedded``: registry name ->
-        username -> creation time of the oldest owned deployment that embeds it."""
-        now = now or datetime.now(timezone.utc)
+    def prefetch(self) -> None:
+        """What ``read`` reads, read afresh before the hub's deployments are known (the snapshot reads them
+        meanwhile): each declared registry, its tokens (scoped tokens), and the password store once."""
         self.forget()
+        for name in sorted(self._specs):
+            ref = self.ref(name)
+            self._registry(ref)
+            if ref.mode != ADMIN_USER:
+                self._list_tokens(ref)
+                self.stored()
+
+    def read(self, embedded: dict[str, dict[str, datetime | None]],
+             now: datetime | None = None, *, prefetched: bool = False) -> dict[str, LiveRegistry]:
+        """Every declared registry as deployments must reference it. ``embedded``: registry name ->
+        username -> creation time of the oldest owned deployment that embeds it. ``prefetched``: ``prefetch``
+        read this run's registries already (else they are read afresh here)."""
+        now = now or datetime.now(timezone.utc)
+        if not prefetched:
+            self.forget()
         live = {}
         for name in sorted(self._specs):
             ref = self.ref(name)
