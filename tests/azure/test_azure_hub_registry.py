@@ -155,6 +155,22 @@ def test_noop_read_snapshot_makes_a_bounded_number_of_calls(azure_world: AzureWo
     assert counts == [11, 11, 11]
 
 
+def test_a_snapshot_lists_the_images_while_the_models_are_still_being_listed(azure_world: AzureWorld) -> None:
+    """The reads that do not depend on each other overlap: with the model listing answered 1.5 s late, the image
+    tag listings are done before it (they used to wait for it: both went through the workspace connection's
+    lock). The requests are the same either way."""
+    azure_world.apply(kinds=DEPLOYMENTS)
+    desired = azure_world.desired()
+    azure_world.provider().read_snapshot(desired)  # Azure ML's discovery, cached on disk
+    azure_world.emulator.faults.add(host=r".*\.modelmanagement\.azureml\.net", path="/models$", latency=1.5)
+    azure_world.emulator.reset_log()
+
+    azure_world.provider().read_snapshot(desired)
+
+    done = [c.path.rsplit("/", 1)[-1] for c in azure_world.emulator.calls()]
+    assert done.index("_tags") < done.index("models")
+
+
 @BOTH_PASSWORD_MODES
 def test_update_in_place_sends_a_fresh_configuration_with_the_quoted_etag(azure_world: AzureWorld) -> None:
     azure_world.apply(kinds=DEPLOYMENTS)
