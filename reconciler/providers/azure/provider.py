@@ -201,6 +201,7 @@ class AzureProvider:
         self._refuse_unbuildable(desired)
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
+        assert self.connection is not None and self.registries is not None  # built here once, not in two threads
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="azure-read") as pool:
             listed_models = None if deployments_only else pool.submit(self._models, desired)
             listed_images = pool.submit(self._registries_then_images, desired, deployments_only)
