@@ -321,3 +321,14 @@ def test_v2_pruning_every_owned_version_of_a_name_takes_it_out_of_the_index(emul
     emulator.reset_log()
     assert [v.name for v in _v2().list_owned(["kept"])] == ["kept"]
     assert _version_listings(emulator) == ["", "/kept/versions"]
+
+
+def test_v2_pruning_a_name_without_a_container_does_nothing(emulator: AzureEmulator) -> None:
+    registry = _v2()
+    emulator.reset_log()
+
+    registry.delete_owned("never-registered")
+
+    calls = [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in emulator.calls(host="management.azure.com")]
+    # Its versions (none), its container (none): nothing to archive, nothing to unmark, no error.
+    assert calls == [("GET", "versions", 200), ("GET", "never-registered", 404)]

@@ -150,7 +150,6 @@ class MLClientConnection(WorkspaceAddress):
                               what=f"workspace {self.workspace_name}", write=False)
         return str(workspace.container_registry or "")
 
-
     @cached_property
     def _arm(self) -> Any:
         """An azure-core pipeline to ARM for the model container calls ``MLClient`` has no public method for:
@@ -176,10 +175,12 @@ class MLClientConnection(WorkspaceAddress):
         return f"{path}/{quote(name, safe='')}" if name is not None else path
 
     def _send(self, method: str, url: str, body: Any = None) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError, map_error
         from azure.core.rest import HttpRequest
 
         params = {} if "api-version=" in url else {"api-version": MODELS_API_VERSION}
         response = self._arm.send_request(HttpRequest(method, url, params=params, json=body))
+        map_error(response.status_code, response, {404: ResourceNotFoundError})  # as the SDKs' clients do
         response.raise_for_status()
         return response.json()
 
@@ -381,5 +382,6 @@ class MLClientModelRegistry:
                         raise
 
             self._call(archive, what=what, write=True, repeatable=True, quiet=True)
-        if not self._owned(name):  # nothing of this environment left under the name: out of the index
-            self._connection.tag_container(name, container_marker(self._environment), None)
+        # Nothing of this environment is left under the name (the apply holds the environment's lock): out of
+        # the index.
+        self._connection.tag_container(name, container_marker(self._environment), None)
