@@ -18,8 +18,11 @@ per request, a round trip to Azure from a CI runner).
 ``--sdk v2`` runs the same with ``azure.ml.sdk: v2`` (models through azure-ai-ml, images by ACR Tasks); its model
 requests are ARM requests under the workspace (``{ws}/models``, ``{ws}/datastores``), counted as ``aml-models``.
 
+``--foreign-models N`` registers N model names of someone else (one version each, no ownership tags) in the
+workspace before the timed plans: what a shared workspace holds besides the environment's own models.
+
 Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N] [--rolling N]
-       [--latency S] [--sdk v1|v2]
+       [--latency S] [--sdk v1|v2] [--foreign-models N]
 """
 
 from __future__ import annotations
@@ -99,6 +102,21 @@ def write_specs(env: Path, models: int, images: int, deployments: int, rolling: 
     (env / "specs.yaml").write_text("---\n".join(docs))
 
 
+def seed_foreign_models(state: object, azure: object, count: int) -> None:
+    """``count`` model names registered by someone else: one version each, without ownership tags."""
+    from tests.azure_emulator import aml, arm
+
+    workspace = arm.find_workspace(state, azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE)  # type: ignore
+    assert workspace is not None
+    with state.lock:  # type: ignore[attr-defined]
+        counters = aml._aml(state).setdefault("model_versions", {})  # type: ignore[arg-type]
+        for n in range(count):
+            name = f"foreign-{n:04d}"
+            counters[(workspace.key, name)] = 1
+            aml._models(state, workspace)[f"{name}:1"] = aml.ModelRecord(  # type: ignore[arg-type]
+                name, 1, "aml://asset/" + "0" * 32, kv_tags={"team": "someone-else"})
+
+
 def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
     def service(host: str) -> str:
         for suffix, name in (("azure-devices.net", "iothub"), ("modelmanagement.azureml.net", "aml-models"),
@@ -170,6 +188,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request of the plans")
     parser.add_argument("--rolling", type=int, default=10, help="deployments in a staged rollout")
     parser.add_argument("--sdk", choices=["v1", "v2"], default="v1", help="azure.ml.sdk of the environment")
+    parser.add_argument("--foreign-models", type=int, default=0,
+                        help="model names of someone else in the workspace (one version each)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,6 +219,7 @@ def main() -> int:
             apply_seconds = time.perf_counter() - started
             apply_calls = len(emulator.calls())
 
+            seed_foreign_models(emulator.state, azure, args.foreign_models)
             if args.latency:  # the emulator's latency injection: every request, before it is answered
                 emulator.faults.add(latency=args.latency)
             noop = plan_calls(env, emulator, azure.HUB)
@@ -221,7 +242,7 @@ def main() -> int:
 
     print(f"environment: {args.models} models, {args.images} images, {args.deployments} deployments, "
           f"{args.devices} devices (Azure emulator, real SDKs, {args.latency * 1000:.0f} ms per request, "
-          f"Azure ML SDK {args.sdk})")
+          f"Azure ML SDK {args.sdk}, {args.foreign_models} foreign model names)")
     print(f"setup: first apply of {len(result.applied)} changes in {apply_seconds:.1f} s, {apply_calls} HTTP requests")
     services = sorted(set(noop[2]) | set(delta[2]) | set(rollout[2]))
     print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'cpu s':>6} {'requests':>9}  "

@@ -431,7 +431,7 @@ def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnect
     acr_calls = [c for c in calls if c[1].endswith(".azurecr.io")]
     assert mms == [("GET", "westeurope.modelmanagement.azureml.net", "models")]
     # Open the workspace (its registry id comes with it), then the registry for its login server.
-    assert [c[2] for c in arm_calls] == ["subscriptions", WS, REGISTRY]
+    assert [c[2] for c in arm_calls] == [WS, REGISTRY]  # no GET /subscriptions (_one_subscription_auth)
     # One token for both repositories, then one listing each (in a pool: in any order).
     assert sorted(c[2] for c in acr_calls) == ["_tags", "_tags", "exchange", "token"]
     token = emulator.log.requests("POST", path_contains="/oauth2/token")[0]
@@ -441,6 +441,21 @@ def test_no_op_reads_make_a_bounded_number_of_calls(connection: WorkspaceConnect
     others = [c for c in calls if c not in mms + arm_calls + acr_calls]
     assert len(others) <= 3  # AAD (discovery and a token per audience, cached by the credential), discovery
     assert elapsed < FAST_S
+
+
+def test_a_workspace_in_a_subscription_out_of_reach_fails_with_arms_answer(connection: WorkspaceConnection,
+                                                                             emulator: AzureEmulator) -> None:
+    """azureml's subscription check (``GET /subscriptions``) is not made; the workspace read that follows is
+    refused by ARM itself, and that answer reaches the user, naming the workspace."""
+    elsewhere = WorkspaceConnection("11111111-2222-3333-4444-555555555555", RG, WS, connection.credential)
+    emulator.reset_log()
+    with pytest.raises(PermanentProviderError) as raised:
+        elsewhere.registry_id  # noqa: B018
+    assert str(raised.value).startswith(f"workspace {WS}: HTTP 404 ResourceNotFound: ")  # before: azureml's own
+    assert str(raised.value).endswith("check the names in environment.yaml (subscription, resource groups, "
+                                      "workspace, registry, IoT Hub host name), or run `reconciler plan` again "
+                                      "if it was just deleted")  # before: "unexpected error from the Azure SDK"
+    assert [c.path.rsplit("/", 1)[-1] for c in emulator.calls(host="management.azure.com")] == [WS]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.errors import ProviderError
 from reconciler.model import ownership
 from reconciler.model.specs import ModelSpec
 from reconciler.model.state import ModelVersion
@@ -93,15 +94,15 @@ def test_register_then_changed_files_register_version_2(registries: Registries, 
     assert capsys.readouterr() == ("", "")  # the SDKs' prints and progress bars stay off the CLI's streams
 
 
-def _register_unowned(emulator: AzureEmulator) -> None:
+def _register_unowned(emulator: AzureEmulator, name: str = MODEL) -> None:
     """A version someone registered by hand: no ownership tags."""
     workspace = arm.find_workspace(emulator.state, SUB, RG, WS)
     assert workspace is not None
     with emulator.state.lock:
         counters = aml._aml(emulator.state).setdefault("model_versions", {})
-        counters[(workspace.key, MODEL)] = version = counters.get((workspace.key, MODEL), 0) + 1
-        aml._models(emulator.state, workspace)[f"{MODEL}:{version}"] = aml.ModelRecord(
-            MODEL, version, "aml://asset/" + "0" * 32, kv_tags={"team": "data"})
+        counters[(workspace.key, name)] = version = counters.get((workspace.key, name), 0) + 1
+        aml._models(emulator.state, workspace)[f"{name}:{version}"] = aml.ModelRecord(
+            name, version, "aml://asset/" + "0" * 32, kv_tags={"team": "data"})
 
 
 def test_list_owned_returns_only_this_environments_versions(registries: Registries, emulator: AzureEmulator,
@@ -206,3 +207,128 @@ def test_v2_listing_is_one_list_of_containers_and_one_per_model_name(emulator: A
 
     calls = sorted(c.path.split("/models", 1)[1] for c in emulator.calls(host="management.azure.com"))
     assert calls == ["", "/a/versions", "/b/versions", "/c/versions"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SDK v2: the ownership index (a marker on the model containers holding an environment's versions)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _version_listings(emulator: AzureEmulator) -> list[str]:
+    return sorted(c.path.split("/models", 1)[1] for c in emulator.calls(host="management.azure.com")
+                  if "/models" in c.path and c.method == "GET")
+
+
+def _container_tags(emulator: AzureEmulator) -> dict[str, dict[str, str]]:
+    workspace = arm.find_workspace(emulator.state, SUB, RG, WS)
+    assert workspace is not None
+    with emulator.state.lock:
+        records = aml._aml(emulator.state).get("model_containers", {})
+        return {name: dict(record["tags"]) for (key, name), record in records.items() if key == workspace.key}
+
+
+def _v2(environment: str = "prod") -> ModelRegistry:
+    from azure.identity import DefaultAzureCredential
+
+    return open_registry("v2", environment, DefaultAzureCredential())
+
+
+def _index(registry: ModelRegistry) -> None:
+    from reconciler.providers.azure.ml_api import OwnedNamesIndex
+
+    assert isinstance(registry, OwnedNamesIndex)
+    registry.index_owned_names()
+
+
+def test_v2_foreign_model_names_cost_no_request(emulator: AzureEmulator, prod_env: Path) -> None:
+    """Model names of other tools and other environments are not read: only the declared names and the
+    containers marked as holding this environment's versions (a name no longer declared, to prune it)."""
+    registry = _v2()
+    spec, fingerprint = _model_spec(prod_env)
+    for name in ("a", "b", "gone"):
+        _register(registry, replace(spec, name=name), fingerprint)
+    _register(_v2("staging"), replace(spec, name="theirs"), fingerprint, "staging")
+    for n in range(20):
+        _register_unowned(emulator, f"foreign-{n:02d}")
+    assert _container_tags(emulator)["gone"] == {"edge-reconciler.owner.prod": "true"}
+    emulator.reset_log()
+
+    owned = _v2().list_owned(["a", "b", "never-registered"])
+
+    assert sorted((v.name, v.version) for v in owned) == [("a", 1), ("b", 1), ("gone", 1)]
+    # One list of the containers, then the declared names and the marked one: 4 requests (25 before).
+    assert _version_listings(emulator) == ["", "/a/versions", "/b/versions", "/gone/versions"]
+
+
+def test_v2_versions_registered_before_the_index_are_read_until_an_apply_indexes_them(
+        emulator: AzureEmulator, prod_env: Path) -> None:
+    """Versions registered through SDK v1 (or before the index existed) sit in unmarked containers: every
+    container is read until an apply marks them, names no longer declared first; then the index is trusted."""
+    from azure.identity import DefaultAzureCredential
+
+    v1 = open_registry("v1", "prod", DefaultAzureCredential())
+    spec, fingerprint = _model_spec(prod_env)
+    for name in ("kept", "dropped"):
+        _register(v1, replace(spec, name=name), fingerprint)
+    for n in range(3):
+        _register_unowned(emulator, f"foreign-{n}")
+    registry = _v2()
+    emulator.reset_log()
+
+    assert sorted(v.name for v in registry.list_owned(["kept"])) == ["dropped", "kept"]
+    assert len(_version_listings(emulator)) == 1 + 5  # not trusted yet: every container
+    emulator.reset_log()
+    _index(registry)  # what an apply does before its first change
+    puts = [c.path.rsplit("/", 1)[1] for c in emulator.calls("PUT", "management.azure.com")]
+    assert puts == ["dropped", "kept"]  # the name no longer declared first
+    assert _container_tags(emulator) == {name: {"edge-reconciler.owner.prod": "true"} for name in ("dropped", "kept")}
+    emulator.reset_log()
+
+    assert sorted(v.name for v in _v2().list_owned(["kept"])) == ["dropped", "kept"]
+    assert _version_listings(emulator) == ["", "/dropped/versions", "/kept/versions"]
+
+
+def test_v2_an_interrupted_indexing_leaves_the_index_untrusted(emulator: AzureEmulator, prod_env: Path) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    v1 = open_registry("v1", "prod", DefaultAzureCredential())
+    spec, fingerprint = _model_spec(prod_env)
+    for name in ("kept", "dropped-1", "dropped-2"):
+        _register(v1, replace(spec, name=name), fingerprint)
+    registry = _v2()
+    registry.list_owned(["kept"])
+    emulator.faults.add(status=503, method="PUT", path="/models/dropped-2$", times=10)
+    with pytest.raises(ProviderError):
+        _index(registry)
+    assert _container_tags(emulator) == {"dropped-1": {"edge-reconciler.owner.prod": "true"}}
+
+    owned = _v2().list_owned(["kept"])  # "kept" is not marked: every container is read
+
+    assert sorted(v.name for v in owned) == ["dropped-1", "dropped-2", "kept"]
+
+
+def test_v2_pruning_every_owned_version_of_a_name_takes_it_out_of_the_index(emulator: AzureEmulator,
+                                                                           prod_env: Path) -> None:
+    registry = _v2()
+    spec, fingerprint = _model_spec(prod_env)
+    for name in ("kept", "pruned"):
+        _register(registry, replace(spec, name=name), fingerprint)
+    _register(_v2("staging"), replace(spec, name="pruned"), fingerprint, "staging")
+
+    registry.delete_owned("pruned")
+
+    assert _container_tags(emulator)["pruned"] == {"edge-reconciler.owner.staging": "true"}  # staging's stays
+    emulator.reset_log()
+    assert [v.name for v in _v2().list_owned(["kept"])] == ["kept"]
+    assert _version_listings(emulator) == ["", "/kept/versions"]
+
+
+def test_v2_pruning_a_name_without_a_container_does_nothing(emulator: AzureEmulator) -> None:
+    registry = _v2()
+    emulator.reset_log()
+
+    registry.delete_owned("never-registered")
+
+    calls = [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in emulator.calls(host="management.azure.com")]
+    # Its versions (none), its container (none): nothing to archive, nothing to unmark, no error.
+    assert calls == [("GET", "versions", 200), ("GET", "never-registered", 404)]

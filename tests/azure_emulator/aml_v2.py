@@ -12,7 +12,9 @@ The requests served are the ones azure-ai-ml 1.35 was recorded sending against t
 (``MLClient.models.create_or_update/list/get/archive``):
 
 * ``GET {ws}/models`` (containers; ``$skip`` paging, ``listViewType``), ``GET {ws}/models/{name}`` (the
-  SDK reads ``latestVersion`` to pick the next version number);
+  SDK reads ``latestVersion`` to pick the next version number), ``PUT {ws}/models/{name}``
+  (``ModelContainers_CreateOrUpdate``: a container's description, tags and properties; the product writes an
+  ownership marker into its tags);
 * ``GET {ws}/models/{name}/versions`` (``$orderBy``, ``$top``, ``$skip``, ``tags``, ``listViewType``),
   ``GET``/``PUT {ws}/models/{name}/versions/{version}``;
 * ``GET {ws}/datastores/workspaceblobstore``, ``POST .../listSecrets`` (``expirableSecret``: a SAS token for
@@ -96,20 +98,33 @@ def _version_json(ws: WorkspaceRecord, model: aml.ModelRecord) -> dict[str, Any]
     }
 
 
+def _container_records(state: EmulatorState) -> dict[tuple[Any, str], dict[str, Any]]:
+    """What a container carries of its own (``AssetContainer``: description, tags, properties, isArchived, and
+    when it was created), by (workspace key, name); a container made implicitly by a version's ``PUT`` has
+    none of it until a container ``PUT``."""
+    records: dict[tuple[Any, str], dict[str, Any]] = aml._aml(state).setdefault("model_containers", {})
+    return records
+
+
 def _container_json(ws: WorkspaceRecord, name: str, versions: list[aml.ModelRecord],
                     state: EmulatorState) -> dict[str, Any]:
-    newest = max(versions, key=lambda m: m.version)
     with state.lock:  # a number is never given twice, also after a delete in v1
-        issued = aml._aml(state).get("model_versions", {}).get((ws.key, name), newest.version)
-    oldest = min(versions, key=lambda m: m.version)
+        issued = aml._aml(state).get("model_versions", {}).get((ws.key, name), 0)
+        own = dict(_container_records(state).get((ws.key, name), {}))
+    newest = max(versions, key=lambda m: m.version) if versions else None
+    oldest = min(versions, key=lambda m: m.version) if versions else None
+    created = own.get("created") or (oldest.created if oldest else now_iso())
+    modified = max(filter(None, [own.get("modified"), newest.modified if newest else None]), default=created)
     return {
         "id": f"{ws.arm_id}/models/{name}",
         "name": name,
         "type": "Microsoft.MachineLearningServices/workspaces/models",
-        "systemData": _system_data(oldest.created, newest.modified),
+        "systemData": _system_data(created, modified),
         "properties": {
-            "description": None, "tags": {}, "properties": {}, "isArchived": False,
-            "latestVersion": str(newest.version), "nextVersion": str(issued + 1),
+            "description": own.get("description"), "tags": dict(own.get("tags") or {}),
+            "properties": dict(own.get("properties") or {}), "isArchived": bool(own.get("isArchived", False)),
+            "latestVersion": str(newest.version) if newest else None,
+            "nextVersion": str(max(issued, newest.version if newest else 0) + 1),
             "provisioningState": "Succeeded",
         },
     }
@@ -144,14 +159,24 @@ def _active(request: Request, model: aml.ModelRecord) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _container_names(state: EmulatorState, ws: WorkspaceRecord) -> dict[str, list[aml.ModelRecord]]:
+    """Every container of the workspace: a name with versions, or one made by a container ``PUT``."""
+    names: dict[str, list[aml.ModelRecord]] = {}
+    for model in aml.models_in(state, ws):
+        names.setdefault(model.name, []).append(model)
+    with state.lock:
+        for key, name in list(_container_records(state)):
+            if key == ws.key:
+                names.setdefault(name, [])
+    return names
+
+
 def list_containers(request: Request, state: EmulatorState) -> Response:
     """``ModelContainers_List``: one container per model name, by name."""
     ws = _guarded(request, state)
     if isinstance(ws, Response):
         return ws
-    names: dict[str, list[aml.ModelRecord]] = {}
-    for model in aml.models_in(state, ws):
-        names.setdefault(model.name, []).append(model)
+    names = _container_names(state, ws)
     items = [_container_json(ws, name, names[name], state) for name in sorted(names)]
     return _page(request, items, PAGE_SIZE)
 
@@ -161,10 +186,49 @@ def get_container(request: Request, state: EmulatorState) -> Response:
     ws = _guarded(request, state)
     if isinstance(ws, Response):
         return ws
-    versions = _versions_of(state, ws, request.params["name"])
-    if not versions:
-        return _not_found(f"Model container {request.params['name']}")
-    return Response(200, _container_json(ws, request.params["name"], versions, state))
+    name = request.params["name"]
+    versions = _container_names(state, ws).get(name)
+    if versions is None:
+        return _not_found(f"Model container {name}")
+    return Response(200, _container_json(ws, name, versions, state))
+
+
+def _string_map(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                             for k, v in value.items()))
+
+
+def put_container(request: Request, state: EmulatorState) -> Response:
+    """``ModelContainers_CreateOrUpdate`` (mfe.json 2023-08-01-preview: body ``ModelContainerResource``, whose
+    ``properties`` are required; answers 200 for an existing container and 201 for a new one, the two statuses
+    the definition declares and azure-ai-ml's generated client accepts). The whole container is replaced by
+    what is sent: description, tags, properties, isArchived (``AssetContainer``); ``latestVersion`` and
+    ``nextVersion`` are read-only and come from the versions."""
+    ws = _guarded(request, state)
+    if isinstance(ws, Response):
+        return ws
+    name = request.params["name"]
+    if not NAME.fullmatch(name):
+        return error(400, "BadRequest", f"Model name {name!r} is not valid.")
+    body = request.json()
+    props = body.get("properties") if isinstance(body, dict) else None
+    if not isinstance(props, dict):
+        return error(400, "BadRequest", "The request body must carry the container's properties.")
+    if not (_string_map(props.get("tags")) and _string_map(props.get("properties"))
+            and isinstance(props.get("description"), (str, type(None)))
+            and isinstance(props.get("isArchived", False), bool)):
+        return error(400, "BadRequest", "tags and properties must map strings to strings, description must be a "
+                                        "string and isArchived a boolean.")
+    existed = name in _container_names(state, ws)
+    with state.lock:
+        records = _container_records(state)
+        previous = records.get((ws.key, name), {})
+        records[(ws.key, name)] = {
+            "description": props.get("description"), "tags": dict(props.get("tags") or {}),
+            "properties": dict(props.get("properties") or {}), "isArchived": bool(props.get("isArchived", False)),
+            "created": previous.get("created") or now_iso(), "modified": now_iso()}
+    versions = _container_names(state, ws)[name]
+    return Response(200 if existed else 201, _container_json(ws, name, versions, state))
 
 
 _ORDER = {"createdtime desc": True, "createdtime asc": False, "createdtime": False}
@@ -305,6 +369,7 @@ _MODELS = _WS + r"/models"
 ROUTES = [
     Route("GET", ARM_HOST, _MODELS, list_containers),
     Route("GET", ARM_HOST, _MODELS + r"/(?P<name>[^/]+)", get_container),
+    Route("PUT", ARM_HOST, _MODELS + r"/(?P<name>[^/]+)", put_container),
     Route("GET", ARM_HOST, _MODELS + r"/(?P<name>[^/]+)/versions", list_versions),
     Route("GET", ARM_HOST, _MODELS + r"/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", get_version),
     Route("PUT", ARM_HOST, _MODELS + r"/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", put_version),

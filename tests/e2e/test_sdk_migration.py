@@ -57,3 +57,43 @@ def test_a_model_changed_with_the_switch_is_exactly_a_new_version_built_by_acr_t
     assert sorted(m.version for m in state.models if m.name == "iris-classifier") == [1, 2]
     assert backend.emulator.calls("PUT", "management.azure.com", "/models/iris-classifier/versions/2")
     assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0
+
+
+def seed_foreign_models(backend: AzureBackend, count: int) -> None:
+    """``count`` model names of another tool in the workspace: one version each, no ownership tags."""
+    from tests.azure import conftest as azure
+    from tests.azure_emulator import aml, arm
+
+    workspace = arm.find_workspace(backend.emulator.state, azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE)
+    assert workspace is not None
+    with backend.emulator.state.lock:
+        counters = aml._aml(backend.emulator.state).setdefault("model_versions", {})
+        for n in range(count):
+            counters[(workspace.key, f"foreign-{n:02d}")] = 1
+            aml._models(backend.emulator.state, workspace)[f"foreign-{n:02d}:1"] = aml.ModelRecord(
+                f"foreign-{n:02d}", 1, "aml://asset/" + "0" * 32, kv_tags={"team": "someone-else"})
+
+
+def version_listings(backend: AzureBackend) -> list[str]:
+    return sorted(c.path.rsplit("/models/", 1)[1] for c in backend.emulator.calls("GET", "management.azure.com")
+                  if c.path.endswith("/versions"))
+
+
+def test_after_the_switch_the_first_apply_indexes_the_v1_models_and_foreign_names_cost_nothing(
+        ws: Workspace, backend: AzureBackend) -> None:
+    """Versions registered through v1 sit in containers without the ownership marker: v2 plans read every
+    model name of the workspace until an apply with changes marks them; from then on, only the declared and
+    marked names."""
+    ws.apply()
+    switch_to_v2(ws)
+    seed_foreign_models(backend, 12)
+    backend.emulator.reset_log()
+    assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0
+    assert len(version_listings(backend)) == 13  # not indexed yet: every name
+
+    ws.edit(MODEL_FILE, '"classes"', '"comment": "retrained", "classes"')
+    ws.apply()
+    backend.emulator.reset_log()
+
+    assert ws.run("plan", ws.env, "--detailed-exitcode").code == 0
+    assert version_listings(backend) == ["iris-classifier/versions"]

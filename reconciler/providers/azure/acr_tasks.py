@@ -39,6 +39,7 @@ import functools
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,18 @@ RUNNING = frozenset({"Queued", "Started", "Running"})
 LOG_TAIL = 40  # meaningful lines of a failed build's log quoted in the error
 HTTP_TIMEOUT = 300.0  # seconds for the archive upload and the log download
 BUILD_SLOTS = 4  # builds in flight at once: ACR Tasks queues more runs than that per registry anyway
+_SDK_IMPORT = threading.Lock()
+
+
+def _import_sdk_version() -> None:
+    """Import the SDK's 2019-06-01-preview package once, in one thread. Builds run up to ``BUILD_SLOTS`` at
+    once, and each first touched that package from its own thread (its models here, its operations through
+    ``client.registries``); the package imports itself circularly (its ``__init__`` imports the client, which
+    imports the operations), and CPython hands a thread a partially initialized module when another thread is
+    importing it: ``ImportError: cannot import name 'AgentPoolsOperations' from partially initialized module``
+    (seen in ``benchmarks/azure_calls.py --sdk v2``'s first apply)."""
+    with _SDK_IMPORT:
+        import azure.mgmt.containerregistry.v2019_06_01_preview  # noqa: F401
 
 # Lines of a Docker build log that say nothing about why it failed: progress, layer ids, blank lines.
 _NOISE = re.compile(
@@ -117,6 +130,7 @@ class AcrTasksImageBuilder(RegistryImages):
         if given != image.model_fingerprints:  # the label promises exactly these model files
             raise ValueError(f"{what}: built from {given}, but its label stands for {image.model_fingerprints}")
         progress.step(f"building image {name}:{label} with ACR Tasks")
+        _import_sdk_version()
         packaged = [self._packaged(model) for model in models]
         self._records.record(image, models, what)  # before the run is scheduled: a label stands for its inputs
         with tempfile.TemporaryDirectory(prefix="reconciler-context-") as folder:

@@ -34,7 +34,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,6 +68,28 @@ def _scope(resource: str) -> str:
     return resource.rstrip("/") + "/.default"
 
 
+def _one_subscription_auth(token_for: Callable[[str], str], subscription_id: str) -> Any:
+    """azureml's ``TokenAuthentication`` without its subscription check: one ARM request less per run.
+
+    Before every ARM client it builds (``AbstractAuthentication._get_service_client``: opening the workspace,
+    and again for ``listKeys``), azureml lists every subscription the identity can see (``GET /subscriptions``,
+    paged) only to raise its own "subscription not found" error when the workspace's is not among them. Every
+    azureml authentication class does it (``TokenAuthentication``, ``ServicePrincipalAuthentication``,
+    ``MsiAuthentication``, ...), and no setting turns it off. ``_get_all_subscription_ids`` is the abstract
+    method of ``AbstractAuthentication`` that each of them implements for that check; this one answers with
+    the workspace's own subscription, with no request. Nothing is lost: the ``GET {workspace}`` that follows is
+    refused by ARM itself (403 ``AuthorizationFailed``, 404 ``SubscriptionNotFound`` / ``ResourceNotFound``)
+    when the identity cannot reach that subscription, and the provider reports ARM's answer. SDK v2
+    (``MLClient``) makes no such check either."""
+    from azureml.core.authentication import TokenAuthentication, _SubscriptionInfo
+
+    class OneSubscriptionAuthentication(TokenAuthentication):  # type: ignore[misc]
+        def _get_all_subscription_ids(self) -> tuple[list[Any], str]:
+            return [_SubscriptionInfo(subscription_id, subscription_id)], ""
+
+    return OneSubscriptionAuthentication(token_for, cloud=CLOUD)
+
+
 # azureml's own request repeats off, before anything imports azureml: this module is its only importer, and
 # is itself imported only when the Azure provider first needs Azure ML. A value the user set is kept.
 os.environ.setdefault(AZUREML_RETRIES_VARIABLE, "0")
@@ -76,8 +98,8 @@ os.environ.setdefault(AZUREML_RETRIES_VARIABLE, "0")
 class WorkspaceConnection(WorkspaceAddress):
     """One Azure ML workspace, opened on first use and shared by the model registry and the image builder.
 
-    Opening it costs an AAD token, ``GET /subscriptions`` (``TokenAuthentication`` checks the subscription)
-    and ``GET {workspace}``; the first model call adds one unauthenticated discovery ``GET``.
+    Opening it costs an AAD token and ``GET {workspace}`` (no ``GET /subscriptions``: see
+    ``_one_subscription_auth``); the first model call adds one unauthenticated discovery ``GET``.
 
     Every SDK call goes through ``call``, that is through the provider's ``Retrier`` (shared, so that its
     ``CallStats`` count these calls too). azureml-core keeps retries of its own (msrest's, and the artifact
@@ -105,7 +127,12 @@ class WorkspaceConnection(WorkspaceAddress):
 
     @property
     def workspace(self) -> Any:
-        """The workspace, opened once (by whichever thread asks first)."""
+        """The workspace, opened once (by whichever thread asks first). Once open it is handed out without the
+        lock: the snapshot lists images (which need the workspace's registry) while the model listing, which
+        holds the lock for its whole call, runs in its own thread."""
+        opened = self.__dict__.get("_workspace")
+        if opened is not None:
+            return opened
         with self._lock:
             if "_workspace" not in self.__dict__:
                 self.__dict__["_workspace"] = self._open()
@@ -113,11 +140,11 @@ class WorkspaceConnection(WorkspaceAddress):
 
     def _open(self) -> Any:
         from azureml.core import Workspace
-        from azureml.core.authentication import TokenAuthentication
 
         # azureml asks for tokens by AAD v1 resource (ARM, or Azure ML's own audience); any azure-identity
         # credential answers by v2 scope and caches the tokens.
-        auth = TokenAuthentication(lambda resource: self.credential.get_token(_scope(resource)).token, cloud=CLOUD)
+        auth = _one_subscription_auth(lambda resource: self.credential.get_token(_scope(resource)).token,
+                                      self.subscription_id)
         return self.call(lambda: Workspace(self.subscription_id, self.resource_group, self.workspace_name, auth=auth),
                          what=f"workspace {self.workspace_name}", write=False)
 
@@ -125,7 +152,7 @@ class WorkspaceConnection(WorkspaceAddress):
     def registry_id(self) -> str:
         """The ARM id of the workspace's container registry ('' when none is attached). Taken from the
         workspace as ``Workspace()`` read it (azureml keeps that answer in ``_workspace_autorest_object``):
-        ``get_details()`` would read it again, with the subscription check, 2 more ARM requests."""
+        ``get_details()`` would read it again."""
         workspace = self.workspace
         read = getattr(workspace, "_workspace_autorest_object", None)
         registry = getattr(read, "container_registry", None) if read is not None else None
@@ -233,8 +260,9 @@ class AzureMLModelRegistry:
                             what=f"model/{name}" if name else "models", write=False)
         return [m for m in models if ownership.owner_of(dict(m.tags or {})) == self._environment]
 
-    def list_owned(self) -> list[ModelVersion]:
-        """The same query as ``Model.list`` (``GET {mms}/models?tags=...``, pages of 255), through the SDK's
+    def list_owned(self, names: Collection[str] = ()) -> list[ModelVersion]:
+        """``names`` are not needed: the filter is on the ownership tags, across names. The same query as
+        ``Model.list`` (``GET {mms}/models?tags=...``, pages of 255; its documented maximum), through the SDK's
         own ``ModelsClient``, which ``Model.list`` calls too: its answers are read as they come, without a
         ``Model`` built for each. Building one costs about 2 ms of CPU (a workspace client and a URL each):
         a second per plan for 500 versions."""

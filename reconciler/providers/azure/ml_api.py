@@ -20,8 +20,9 @@ Failure semantics (both protocols, on top of ``providers.base``):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.model.specs import RegisteredSource
 from reconciler.model.state import ImageVersion, ModelVersion
@@ -36,14 +37,26 @@ class ModelRegistry(ModelStore, Protocol):
     request twice: what it created is looked up, and a twin is removed. ``update`` changes tags and the
     description in place and only adds properties (Azure ML never changes one)."""
 
-    def list_owned(self) -> list[ModelVersion]:
-        """Every version (of every model) the environment owns, filtered by the ownership tags on the
-        server: one list call plus paging. Tags and properties are reported without the ownership keys."""
+    def list_owned(self, names: Collection[str] = ()) -> list[ModelVersion]:
+        """Every version (of every model) the environment owns. Tags and properties are reported without the
+        ownership keys. ``names``, the model names the specs declare, are always looked at; an adapter that
+        cannot filter versions across names (SDK v2) reads the others only where its ownership index says so.
+        SDK v1: one list call filtered by the ownership tags on the server, plus paging."""
 
     def referenced(self, sources: list[RegisteredSource]) -> list[ModelVersion]:
         """The versions specs name as their source (``spec.source.registered``), whoever owns them, each with a
         fingerprint (for one no reconciler registered: see ``workspace.identity_fingerprint``); those that do not
         exist are left out. One read per source: specs name few."""
+
+
+@runtime_checkable
+class OwnedNamesIndex(Protocol):
+    """A model registry that keeps an index of the model names an environment owns versions of (SDK v2: a
+    marker in the tags of each such model container), so a snapshot need not read every model name of the
+    workspace. The index is brought up to date at the start of an apply, before any change."""
+
+    def index_owned_names(self) -> None:
+        """Mark every model name the last listing found owned versions under and not yet marked."""
 
 
 class ImageBuilder(ImageStore, Protocol):

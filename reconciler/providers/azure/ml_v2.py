@@ -11,19 +11,36 @@ one: an import-linter contract keeps the two SDKs apart):
   number, tags and properties, so switching an environment's SDK registers nothing again.
 
 REST calls (ARM, ``management.azure.com``; the emulator's ``aml_v2.py`` serves exactly what azure-ai-ml 1.35
-sends): ``list_owned`` ``GET {ws}/models`` (the containers, + ``nextLink`` pages), then per container
-``GET {ws}/models/{name}/versions`` (+ pages), 8 at a time: SDK v2 has no workspace-wide listing of
-versions filtered by tags (``ModelVersions_List`` is per container), so this is one list per model name
-where v1 makes one list in all. ``register``: ``GET versions?$top=1`` and ``GET models/{name}`` (the SDK's
-evaluator check and next version number), ``GET datastores/workspaceblobstore``, ``POST .../listSecrets``
-(a SAS for the workspace's blob container), blob ``HEAD``/``PUT``/``PUT ?comp=metadata`` per file under
-``LocalUpload/<content hash>/`` (the upload is skipped when those files were uploaded before), then
-``PUT {ws}/models/{name}/versions/{n}``. ``update``: ``GET`` + ``PUT`` of the version. ``delete_owned``:
+sends): ``list_owned`` ``GET {ws}/models`` (the containers with their tags, + ``nextLink`` pages), then
+``GET {ws}/models/{name}/versions`` (+ pages), 8 at a time, for the names the specs declare and the containers
+marked as holding this environment's versions (below): SDK v2 has no workspace-wide listing of versions
+filtered by tags (``ModelVersions_List`` is per container), so this is one list per such name where v1 makes
+one list in all, and model names of other tools or environments cost nothing. ``register``:
+``GET versions?$top=1`` and ``GET models/{name}`` (the SDK's evaluator check and next version number),
+``GET datastores/workspaceblobstore``, ``POST .../listSecrets`` (a SAS for the workspace's blob container),
+blob ``HEAD``/``PUT``/``PUT ?comp=metadata`` per file under ``LocalUpload/<content hash>/`` (the upload is
+skipped when those files were uploaded before), then ``PUT {ws}/models/{name}/versions/{n}``, and the
+container's marker (below) when it lacks it. ``update``: ``GET`` + ``PUT`` of the version. ``delete_owned``:
 SDK v2 cannot delete a model version (``MLClient.models`` has ``archive`` only): the versions are archived,
 which hides them from listings and from the next plan; they can be restored in Azure ML studio.
 
 Build records (``DatastoreRecords``, the ``build_record.RecordStore`` of SDK v2): SDK v2 has no artifact service, so
 what an ACR Tasks build was given is kept as blobs of the default datastore, beside the model files v2 uploads.
+
+**The ownership index.** A model container (a model name) whose versions this environment owns carries the
+tag ``edge-reconciler.owner.<environment>: "true"`` (``container_marker``), so that ``list_owned`` reads the
+versions of a name the specs no longer declare (to prune them) without reading every name of the workspace.
+The marker is written (``GET`` + ``PUT {ws}/models/{name}``, ``ModelContainers_CreateOrUpdate``, a documented
+ARM call sent through azure-core with the same credential, scope and retrier: ``MLClient`` has no public call
+for container tags) after a register, and at the start of every apply (``index_owned_names``) for each
+container the last listing found owned versions in without the marker: versions registered through SDK v1, or
+before the index existed. Until then the index is not trusted: a listing trusts it only when a declared name
+holding owned versions carries the marker (the apply marks the names no longer declared first, the declared
+ones last, so an interrupted apply leaves it untrusted), and otherwise reads every container, as before. A
+prune that archives every owned version of a name removes the marker. The marker is only an index of where
+to look: ownership is still decided per version, by its tags; a container whose marker was removed by hand,
+or lost to another environment's ``PUT`` of the same container at the same moment, is read while its name is
+declared, and marked again by the next apply.
 
 SDK imports are lazy (inside functions), like ``ml.py``'s. azure-ai-ml prints upload progress on stderr and
 notices on stdout; every SDK call that may print runs with both captured.
@@ -37,11 +54,12 @@ import io
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from reconciler.errors import PermanentProviderError
 from reconciler.model import ownership
@@ -62,6 +80,15 @@ T = TypeVar("T")
 
 LIST_WORKERS = 8  # version listings in flight at once, as the ACR tag listings
 DEFAULT_DATASTORE = "workspaceblobstore"  # where azure-ai-ml uploads model files, and build records go
+ARM_ENDPOINT = "https://management.azure.com"  # MLClient's, for the public cloud (the only one configured here)
+MLCLIENT_SCOPE = f"{ARM_ENDPOINT}/.default"  # the scope MLClient asks tokens for (public cloud)
+MODELS_API_VERSION = "2023-08-01-preview"  # what azure-ai-ml 1.35 sends for model containers and versions
+MARKED = "true"
+
+
+def container_marker(environment: str) -> str:
+    """The tag on a model container that says ``environment`` owns versions in it (see the module docstring)."""
+    return f"edge-reconciler.owner.{environment}"
 
 
 def _mutable_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -103,15 +130,25 @@ class MLClientConnection(WorkspaceAddress):
         super().__init__(subscription_id, resource_group, workspace_name, credential, retrier, registry_lookup)
         # Writes swap the process-wide stdout/stderr (the SDK prints): one at a time.
         self._quiet = threading.Lock()
+        self._building = threading.Lock()
 
-    @cached_property
+    @property
     def client(self) -> Any:
-        from azure.ai.ml import MLClient
+        """The ``MLClient``, built once (by whichever thread asks first). It asks for a token of its own scope
+        (``MLCLIENT_SCOPE``: it sets the scope of the cloud's resource manager whatever it is given), fetched
+        here once: the version listings start 8 at a time, and each would ask AAD itself on an empty cache."""
+        with self._building:
+            if "_client" not in self.__dict__:
+                from azure.ai.ml import MLClient
 
-        stats = self.retrier.stats
-        return MLClient(self.credential, self.subscription_id, self.resource_group, self.workspace_name,
-                        show_progress=False, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
-                        raw_response_hook=lambda response: stats.count_http("aml"))
+                stats = self.retrier.stats
+                self.__dict__["_client"] = MLClient(
+                    self.credential, self.subscription_id, self.resource_group, self.workspace_name,
+                    show_progress=False, retry_total=0, credential_scopes=[MANAGEMENT_SCOPE],
+                    raw_response_hook=lambda response: stats.count_http("aml"))
+                with contextlib.suppress(Exception):  # a failure shows in the call that needs the token
+                    self.credential.get_token(MLCLIENT_SCOPE)
+            return self.__dict__["_client"]
 
     @cached_property
     def registry_id(self) -> str:
@@ -121,6 +158,82 @@ class MLClientConnection(WorkspaceAddress):
                               what=f"workspace {self.workspace_name}", write=False)
         return str(workspace.container_registry or "")
 
+    @cached_property
+    def _arm(self) -> Any:
+        """An azure-core pipeline to ARM for the model container calls ``MLClient`` has no public method for:
+        the credential's bearer token for the one ARM scope, no retries of its own (the ``Retrier`` repeats),
+        responses counted as ``aml``."""
+        from azure.core import PipelineClient
+        from azure.core.pipeline.policies import (
+            BearerTokenCredentialPolicy,
+            CustomHookPolicy,
+            HeadersPolicy,
+            UserAgentPolicy,
+        )
+
+        stats = self.retrier.stats
+        policies = [HeadersPolicy(), UserAgentPolicy(sdk_moniker="edge-reconciler"),
+                    BearerTokenCredentialPolicy(self.credential, MANAGEMENT_SCOPE),
+                    CustomHookPolicy(raw_response_hook=lambda response: stats.count_http("aml"))]
+        return PipelineClient(ARM_ENDPOINT, policies=policies)
+
+    def _models_path(self, name: str | None = None) -> str:
+        path = (f"{ARM_ENDPOINT}/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace_name}/models")
+        return f"{path}/{quote(name, safe='')}" if name is not None else path
+
+    def _send(self, method: str, url: str, body: Any = None) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError, map_error
+        from azure.core.rest import HttpRequest
+
+        params = {} if "api-version=" in url else {"api-version": MODELS_API_VERSION}
+        response = self._arm.send_request(HttpRequest(method, url, params=params, json=body))
+        map_error(response.status_code, response, {404: ResourceNotFoundError})  # as the SDKs' clients do
+        response.raise_for_status()
+        return response.json()
+
+    def containers(self) -> dict[str, dict[str, str]]:
+        """Every active model container of the workspace, name -> its tags: ``ModelContainers_List`` (+
+        ``nextLink`` pages), the request ``MLClient.models.list()`` makes, whose ``Model`` objects drop the
+        container's tags."""
+
+        def fetch() -> dict[str, dict[str, str]]:
+            found: dict[str, dict[str, str]] = {}
+            url: str | None = self._models_path()
+            while url:
+                page = self._send("GET", url)
+                for item in page.get("value") or []:
+                    found[str(item["name"])] = dict((item.get("properties") or {}).get("tags") or {})
+                url = page.get("nextLink")
+            return found
+
+        return self.call(fetch, what="models", write=False)
+
+    def tag_container(self, name: str, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) one tag of container ``name``, keeping everything else it carries:
+        ``GET`` then ``PUT`` of the whole container (``ModelContainers_CreateOrUpdate`` replaces it). The same
+        values again after a lost answer change nothing: a repeat is safe."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def write() -> None:
+            try:
+                current = self._send("GET", self._models_path(name))
+            except ResourceNotFoundError:
+                return  # no container: nothing to mark (or unmark)
+            props = dict(current.get("properties") or {})
+            tags = dict(props.get("tags") or {})
+            if tags.get(key) == value or (value is None and key not in tags):
+                return
+            if value is None:
+                tags.pop(key)
+            else:
+                tags[key] = value
+            body = {"properties": {"description": props.get("description"), "tags": tags,
+                                   "properties": dict(props.get("properties") or {}),
+                                   "isArchived": bool(props.get("isArchived", False))}}
+            self._send("PUT", self._models_path(name), body)
+
+        self.call(write, what=f"model/{name} (container tags)", write=True, repeatable=True)
 
     def call(self, fn: Callable[[], T], *, what: str, write: bool, repeatable: bool = False,
              recover: Callable[[], T | None] | None = None, quiet: bool = False) -> T:
@@ -142,6 +255,7 @@ class MLClientModelRegistry:
         self._connection = connection
         self._environment = environment
         self._call = connection.call
+        self._unmarked: list[str] = []  # containers the last listing found owned versions in, without the marker
 
     @property
     def _models(self) -> Any:
@@ -162,12 +276,30 @@ class MLClientModelRegistry:
     def _owned(self, name: str) -> list[Any]:
         return [m for m in self._versions(name) if ownership.owner_of(dict(m.tags or {})) == self._environment]
 
-    def list_owned(self) -> list[ModelVersion]:
-        containers = self._call(lambda: [c.name for c in self._models.list()], what="models", write=False)
+    def _owned_in(self, names: list[str]) -> dict[str, list[Any]]:
         with ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="aml-versions") as pool:
-            listed = list(pool.map(self._owned, sorted(containers)))
-        return [_to_version(m, name) for name, versions in zip(sorted(containers), listed, strict=True)
-                for m in versions]
+            return dict(zip(names, pool.map(self._owned, names), strict=True))
+
+    def list_owned(self, names: Collection[str] = ()) -> list[ModelVersion]:
+        """The versions of the declared ``names`` and of the containers the ownership index marks; every
+        container's when the index is not trusted yet (see the module docstring)."""
+        containers = self._connection.containers()
+        marker = container_marker(self._environment)
+        declared = {name for name in names if name in containers}
+        listed = self._owned_in(sorted(declared | {n for n, tags in containers.items() if marker in tags}))
+        if not any(marker in containers[name] for name in declared if listed[name]):
+            listed.update(self._owned_in(sorted(set(containers) - set(listed))))
+        # Declared names last: an apply that stops half-way through marking leaves the index untrusted.
+        self._unmarked = sorted((name for name, versions in listed.items()
+                                 if versions and marker not in containers[name]), key=lambda n: (n in declared, n))
+        return [_to_version(m, name) for name, versions in sorted(listed.items()) for m in versions]
+
+    def index_owned_names(self) -> None:
+        """``ml_api.OwnedNamesIndex``: mark the containers the last listing found owned versions in, unmarked."""
+        marker = container_marker(self._environment)
+        while self._unmarked:
+            self._connection.tag_container(self._unmarked[0], marker, MARKED)
+            self._unmarked.pop(0)
 
     def _get(self, name: str, version: int) -> Any | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -228,6 +360,7 @@ class MLClientModelRegistry:
             return min(new, key=lambda m: int(m.version)) if new else None
 
         self._call(register, what=f"model/{spec.name}", write=True, recover=registered, quiet=True)
+        self._connection.tag_container(spec.name, container_marker(self._environment), MARKED)
 
     def update(self, version: ModelVersion, description: str, tags: dict[str, str],
                added_properties: dict[str, str]) -> None:
@@ -257,6 +390,9 @@ class MLClientModelRegistry:
                         raise
 
             self._call(archive, what=what, write=True, repeatable=True, quiet=True)
+        # Nothing of this environment is left under the name (the apply holds the environment's lock): out of
+        # the index.
+        self._connection.tag_container(name, container_marker(self._environment), None)
 
 
 class DatastoreRecords:

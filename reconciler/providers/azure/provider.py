@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import PermanentProviderError, SpecError
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import DesiredState, EnvironmentSpec, ModelSpec, UriSource
-from reconciler.model.state import ModelVersion, PromotionSource, Snapshot
+from reconciler.model.state import ImageVersion, ModelVersion, PromotionSource, Snapshot
 from reconciler.providers.azure import registry as acr
 from reconciler.providers.azure.auth import MANAGEMENT_SCOPE, azure_credential, hub_access
 from reconciler.providers.azure.blobs import downloaded_model, read_blob
@@ -208,30 +208,39 @@ class AzureProvider:
 
     def read_snapshot(self, desired: DesiredState, *, health: bool = False,
                       deployments_only: bool = False) -> Snapshot:
-        """The models are listed in a thread of their own (opening the workspace takes 2-3 round trips of its
-        own), while the hub, the registries and the images are read here: one plan waits for the longer of
-        the two instead of their sum. The AAD token both need is fetched first, once."""
+        """Three chains of reads run side by side, and a plan waits for the longest instead of their sum: the
+        models (opening the workspace takes round trips of its own), the hub's deployments (here), and the
+        registries then the images (the images need the registry's login server; the registries' reads need
+        nothing from the hub, only what is made of them does). The AAD token all need is fetched first, once.
+        Each chain makes the same requests whatever the timing: the results do not depend on the order."""
         self._model_specs.update(desired.models)
         self._refuse_unbuildable(desired)
         with suppress(Exception):  # only warms the credential's cache: a failure shows in the calls that need it
             self.credential.get_token(MANAGEMENT_SCOPE)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-models") as pool:
+        assert self.connection is not None and self.registries is not None  # built here once, not in two threads
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="azure-read") as pool:
             listed_models = None if deployments_only else pool.submit(self._models, desired)
+            listed_images = pool.submit(self._registries_then_images, desired, deployments_only)
             configs = [cfg for cfg in self.hub.list_configurations() if is_edge_deployment(cfg)]
             rollout = self.hub.health(configs) if health else self.hub.candidate_health(configs)
             deployments = sorted((self.hub.live_deployment(cfg, rollout.get(cfg.id)) for cfg in configs),
                                  key=lambda d: d.id)
-            registries = self.registries.read(embedded_tokens(configs, self.name))
-            images = [] if deployments_only else sorted(self.images.list_owned(sorted(desired.image_names)),
-                                                        key=lambda i: (i.name, i.label))
+            images = listed_images.result()
+            registries = self.registries.read(embedded_tokens(configs, self.name), prefetched=True)
             models = [] if listed_models is None else sorted(listed_models.result(),
                                                              key=lambda m: (m.name, m.version))
         return Snapshot(environment=self.name, image_registry=self.images.registry, models=tuple(models),
                         images=tuple(images), deployments=tuple(deployments), registries=registries)
 
+    def _registries_then_images(self, desired: DesiredState, deployments_only: bool) -> list[ImageVersion]:
+        self.registries.prefetch()
+        if deployments_only:
+            return []
+        return sorted(self.images.list_owned(sorted(desired.image_names)), key=lambda i: (i.name, i.label))
+
     def _models(self, desired: DesiredState) -> list[ModelVersion]:
         """The owned versions, and those the specs name as a source (``spec.source.registered``) that are not."""
-        owned = self.models.list_owned()
+        owned = self.models.list_owned(sorted(desired.models))
         known = {(m.name, m.version) for m in owned}
         wanted = {(source.name, source.version): source for spec in desired.models.values()
                   if (source := spec.registered) is not None}
@@ -257,6 +266,11 @@ class AzureProvider:
         return self.hub.device_ids(target_condition)
 
     def adapters(self) -> Adapters:
+        from reconciler.providers.azure.ml_api import OwnedNamesIndex
+
+        models = self.models
+        if isinstance(models, OwnedNamesIndex):  # before any change: see ``ml_v2.MLClientModelRegistry``
+            models.index_owned_names()
         return Adapters(self.models, self.images, HubDeployments(self.hub, self.name),
                         AcrCredentials(self.registries, self.hub, self.name))
 

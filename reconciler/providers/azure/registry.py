@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -263,12 +264,30 @@ class Registries:
 
     # --- reading --------------------------------------------------------------------
 
-    def read(self, embedded: dict[str, dict[str, datetime | None]],
-             now: datetime | None = None) -> dict[str, LiveRegistry]:
-        """Every declared registry as deployments must reference it. ``embedded``: registry name ->
-        username -> creation time of the oldest owned deployment that embeds it."""
-        now = now or datetime.now(timezone.utc)
+    def prefetch(self) -> None:
+        """What ``read`` reads, read afresh before the hub's deployments are known (the snapshot reads them
+        meanwhile): each declared registry, its tokens (scoped tokens), and the password store once, all at once
+        (none needs another's answer)."""
         self.forget()
+        refs = {(ref.resource_group.lower(), ref.acr.lower()): ref for ref in map(self.ref, sorted(self._specs))}
+        scoped = [ref for ref in map(self.ref, sorted(self._specs)) if ref.mode != ADMIN_USER]
+        assert self.client is not None  # built once, before the reads share it
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="acr-arm") as pool:
+            reads = [pool.submit(self._registry, ref) for ref in refs.values()]
+            reads += [pool.submit(self._list_tokens, ref) for ref in scoped]
+            if scoped:
+                reads.append(pool.submit(self.stored))
+            for read in reads:
+                read.result()
+
+    def read(self, embedded: dict[str, dict[str, datetime | None]],
+             now: datetime | None = None, *, prefetched: bool = False) -> dict[str, LiveRegistry]:
+        """Every declared registry as deployments must reference it. ``embedded``: registry name ->
+        username -> creation time of the oldest owned deployment that embeds it. ``prefetched``: ``prefetch``
+        read this run's registries already (else they are read afresh here)."""
+        now = now or datetime.now(timezone.utc)
+        if not prefetched:
+            self.forget()
         live = {}
         for name in sorted(self._specs):
             ref = self.ref(name)

@@ -80,9 +80,12 @@ class RegistryImages:
         repositories = sorted(set(names))
         if not repositories:
             return []
-        self._tokens.authorization(repositories)  # one token for them all, and the client, before the pool starts
-        assert self._client is not None
         with ThreadPoolExecutor(max_workers=self.LIST_WORKERS, thread_name_prefix="acr-tags") as pool:
+            # One token for them all, and the client (its import and construction, no request) beside it, before
+            # the listings start.
+            client = pool.submit(lambda: self._client)
+            self._tokens.authorization(repositories)
+            client.result()
             listed = list(pool.map(self._tags, repositories))
         return [self._to_image(name, tag) for name, tags in zip(repositories, listed, strict=True)
                 for tag in tags if LABEL.fullmatch(tag.name)]
