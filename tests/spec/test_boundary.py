@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import SpecError
 from reconciler.spec.loader import load_environment
 from reconciler.spec.paths import Boundary
+from tests.spec.links import make_link, problems
 
 ENVIRONMENT = ("apiVersion: reconciler/v1\nkind: Environment\nmetadata: {name: dev}\n"
                "spec: {provider: local, registries: {local: {}}}\n")
@@ -37,22 +37,6 @@ def _repo(tmp_path: Path, model_path: str) -> Path:
     return env
 
 
-def _link(path: Path, points_to: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.symlink_to(points_to)
-    except OSError as exc:  # e.g. Windows without the privilege
-        pytest.skip(f"cannot create symbolic links here: {exc}")
-
-
-def _problems(env: Path) -> list[str]:
-    try:
-        load_environment(env)
-    except SpecError as error:
-        return [diagnostic.message for diagnostic in error.diagnostics]
-    return []
-
-
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
@@ -61,56 +45,56 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_linked_folder_in_the_middle_of_a_path_that_stays_inside_is_allowed(tmp_path: Path) -> None:
     env = _repo(tmp_path, "../../vendor/lib/model")
-    _link(env.parent.parent / "vendor" / "lib", "../shared")  # repo/vendor/lib -> repo/shared
-    assert _problems(env) == []
+    make_link(env.parent.parent / "vendor" / "lib", "../shared")  # repo/vendor/lib -> repo/shared
+    assert problems(env) == []
     assert load_environment(env).models["m"].path.name == "model"
 
 
 def test_a_linked_folder_in_the_middle_of_a_path_that_leads_out_is_refused(tmp_path: Path) -> None:
     env = _repo(tmp_path, "../../vendor/lib/model")
-    _link(env.parent.parent / "vendor" / "lib", "../../outside")  # repo/vendor/lib -> outside
-    assert _problems(env) == ["repo/vendor/lib/model resolves outside the repository; spec files may only use "
+    make_link(env.parent.parent / "vendor" / "lib", "../../outside")  # repo/vendor/lib -> outside
+    assert problems(env) == ["repo/vendor/lib/model resolves outside the repository; spec files may only use "
                               "files inside it"]
 
 
-def test_dot_dot_through_a_linked_folder_is_resolved_after_the_link(tmp_path: Path) -> None:
+def test_dot_dot_through_a_linked_folder_is_resolved_after_themake_link(tmp_path: Path) -> None:
     """``vendor/lib/../model``: ``..`` applies to where ``lib`` leads (outside), not to ``vendor``."""
     env = _repo(tmp_path, "../../vendor/lib/../model")
-    _link(env.parent.parent / "vendor" / "lib", "../../outside/model")
+    make_link(env.parent.parent / "vendor" / "lib", "../../outside/model")
     (env.parent.parent / "vendor" / "model").mkdir()  # what cutting ".." textually would find, inside
     (env.parent.parent / "vendor" / "model" / "weights.bin").write_bytes(b"w")
     # (the message shows the path as written, shortened like os.path.relpath; the check resolved it)
-    assert _problems(env) == ["repo/vendor/model resolves outside the repository; spec files may only use files "
+    assert problems(env) == ["repo/vendor/model resolves outside the repository; spec files may only use files "
                               "inside it"]
 
 
 def test_dot_dot_out_of_the_repository_is_refused(tmp_path: Path) -> None:
     env = _repo(tmp_path, "../../shared/../../outside/model")
-    assert _problems(env) == ["outside/model resolves outside the repository; spec files may only use files "
+    assert problems(env) == ["outside/model resolves outside the repository; spec files may only use files "
                               "inside it"]
 
 
 def test_a_link_deep_inside_a_model_folder_that_leads_out_is_refused(tmp_path: Path) -> None:
     env = _repo(tmp_path, "../../shared/model")
     deep = env.parent.parent / "shared" / "model" / "a" / "b" / "weights.bin"
-    _link(deep, "../../../../../outside/model/weights.bin")
-    assert _problems(env) == ["repo/shared/model/a/b/weights.bin is a link that resolves outside the repository"]
+    make_link(deep, "../../../../../outside/model/weights.bin")
+    assert problems(env) == ["repo/shared/model/a/b/weights.bin is a link that resolves outside the repository"]
 
 
 def test_a_link_inside_a_model_folder_to_a_folder_of_the_repository_is_allowed(tmp_path: Path) -> None:
     env = _repo(tmp_path, "../../shared/model")
     (env.parent.parent / "data").mkdir()
     (env.parent.parent / "data" / "vocab.txt").write_text("a\n")
-    _link(env.parent.parent / "shared" / "model" / "data", "../../data")
-    assert _problems(env) == []
+    make_link(env.parent.parent / "shared" / "model" / "data", "../../data")
+    assert problems(env) == []
 
 
 def test_a_link_whose_target_passes_through_another_link_out_is_refused(tmp_path: Path) -> None:
     """A link to ``vendor/lib/weights.bin`` where ``vendor/lib`` itself leads out: resolved in full."""
     env = _repo(tmp_path, "../../shared/model")
-    _link(env.parent.parent / "vendor" / "lib", "../../outside/model")
-    _link(env.parent.parent / "shared" / "model" / "extra.bin", "../../vendor/lib/weights.bin")
-    assert _problems(env) == ["repo/shared/model/extra.bin is a link that resolves outside the repository"]
+    make_link(env.parent.parent / "vendor" / "lib", "../../outside/model")
+    make_link(env.parent.parent / "shared" / "model" / "extra.bin", "../../vendor/lib/weights.bin")
+    assert problems(env) == ["repo/shared/model/extra.bin is a link that resolves outside the repository"]
 
 
 def test_boundary_agrees_with_realpath(tmp_path: Path) -> None:
@@ -118,10 +102,10 @@ def test_boundary_agrees_with_realpath(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "a" / "b").mkdir(parents=True)
     (tmp_path / "out" / "c").mkdir(parents=True)
-    _link(repo / "a" / "in", "b")
-    _link(repo / "a" / "out", "../../out")
-    _link(repo / "a" / "b" / "up", "../..")
-    _link(repo / "a" / "b" / "loop", "loop")
+    make_link(repo / "a" / "in", "b")
+    make_link(repo / "a" / "out", "../../out")
+    make_link(repo / "a" / "b" / "up", "../..")
+    make_link(repo / "a" / "b" / "loop", "loop")
     boundary = Boundary(repo)
     inside = os.path.realpath(repo) + os.sep
     for relative in ("a", "a/in", "a/in/x", "a/out", "a/out/c", "a/out/../repo/a", "a/b/up", "a/b/up/../out",

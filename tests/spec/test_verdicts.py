@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import SpecError
 from reconciler.spec import checks, verdicts
 from reconciler.spec.loader import load_environment
+from tests.spec.links import make_link, problems
 
 ENVIRONMENT = ("apiVersion: reconciler/v1\nkind: Environment\nmetadata: {name: dev}\n"
                "spec: {provider: local, registries: {local: {}}}\n")
@@ -65,21 +65,6 @@ def _repo(tmp_path: Path) -> Path:
     return env
 
 
-def _link(path: Path, points_to: str) -> None:
-    try:
-        path.symlink_to(points_to)
-    except OSError as exc:  # e.g. Windows without the privilege
-        pytest.skip(f"cannot create symbolic links here: {exc}")
-
-
-def _problems(env: Path) -> list[str]:
-    try:
-        load_environment(env)
-    except SpecError as error:
-        return [diagnostic.message for diagnostic in error.diagnostics]
-    return []
-
-
 def test_an_unchanged_environment_is_not_loaded_again(tmp_path: Path, checked: list[int]) -> None:
     env = _repo(tmp_path)
     first = load_environment(env)
@@ -112,14 +97,14 @@ def test_a_broken_scoring_script_is_reported_after_a_cached_load(tmp_path: Path)
     env = _repo(tmp_path)
     load_environment(env)
     (tmp_path / "repo" / "code" / "score.py").write_text("def init():\n    pass\n")
-    assert _problems(env) == ["score.py has no top-level run(input_data) function (Azure ML calls it per request)"]
+    assert problems(env) == ["score.py has no top-level run(input_data) function (Azure ML calls it per request)"]
 
 
 def test_a_broken_conda_file_is_reported_after_a_cached_load(tmp_path: Path) -> None:
     env = _repo(tmp_path)
     load_environment(env)
     (tmp_path / "repo" / "code" / "conda.yaml").write_text("name: x\n")
-    assert _problems(env) == ["conda.yaml has no 'dependencies' list (a conda environment file needs one)"]
+    assert problems(env) == ["conda.yaml has no 'dependencies' list (a conda environment file needs one)"]
 
 
 def test_an_emptied_model_folder_is_reported_after_a_cached_load(tmp_path: Path) -> None:
@@ -130,7 +115,7 @@ def test_an_emptied_model_folder_is_reported_after_a_cached_load(tmp_path: Path)
     (tmp_path / "repo" / "shared" / "model" / "weights.bin").unlink()
     assert load_environment(env).models["m"].path is not None  # a file is still there, deep below
     (tmp_path / "repo" / "shared" / "model" / "deep" / "more.bin").unlink()
-    assert _problems(env) == ["repo/shared/model is an empty folder"]
+    assert problems(env) == ["repo/shared/model is an empty folder"]
 
 
 def test_a_link_in_a_model_folder_moved_to_lead_out_is_refused_after_a_cached_load(tmp_path: Path) -> None:
@@ -138,11 +123,11 @@ def test_a_link_in_a_model_folder_moved_to_lead_out_is_refused_after_a_cached_lo
     (tmp_path / "repo" / "data").mkdir()
     (tmp_path / "repo" / "data" / "vocab.txt").write_text("a\n")
     link = tmp_path / "repo" / "shared" / "model" / "vocab.txt"
-    _link(link, "../../data/vocab.txt")
-    assert _problems(env) == []
+    make_link(link, "../../data/vocab.txt")
+    assert problems(env) == []
     link.unlink()
-    _link(link, "../../../outside/model/weights.bin")
-    assert _problems(env) == ["repo/shared/model/vocab.txt is a link that resolves outside the repository"]
+    make_link(link, "../../../outside/model/weights.bin")
+    assert problems(env) == ["repo/shared/model/vocab.txt is a link that resolves outside the repository"]
 
 
 def test_a_linked_folder_in_the_middle_of_a_path_moved_to_lead_out_is_refused(tmp_path: Path) -> None:
@@ -152,11 +137,11 @@ def test_a_linked_folder_in_the_middle_of_a_path_moved_to_lead_out_is_refused(tm
                                                                              "../../vendor/lib/model"))
     (tmp_path / "repo" / "vendor").mkdir()
     lib = tmp_path / "repo" / "vendor" / "lib"
-    _link(lib, "../shared")
-    assert _problems(env) == []
+    make_link(lib, "../shared")
+    assert problems(env) == []
     lib.unlink()
-    _link(lib, "../../outside")
-    assert _problems(env) == ["repo/vendor/lib/model resolves outside the repository; spec files may only use "
+    make_link(lib, "../../outside")
+    assert problems(env) == ["repo/vendor/lib/model resolves outside the repository; spec files may only use "
                               "files inside it"]
 
 
@@ -165,12 +150,12 @@ def test_a_link_whose_target_passes_through_a_moved_link_is_refused(tmp_path: Pa
     env = _repo(tmp_path)
     (tmp_path / "repo" / "vendor").mkdir()
     lib = tmp_path / "repo" / "vendor" / "lib"
-    _link(lib, "../shared/model")
-    _link(tmp_path / "repo" / "shared" / "model" / "extra.bin", "../../vendor/lib/weights.bin")
-    assert _problems(env) == []
+    make_link(lib, "../shared/model")
+    make_link(tmp_path / "repo" / "shared" / "model" / "extra.bin", "../../vendor/lib/weights.bin")
+    assert problems(env) == []
     lib.unlink()
-    _link(lib, "../../outside/model")
-    assert _problems(env) == ["repo/shared/model/extra.bin is a link that resolves outside the repository"]
+    make_link(lib, "../../outside/model")
+    assert problems(env) == ["repo/shared/model/extra.bin is a link that resolves outside the repository"]
 
 
 def test_another_working_directory_is_loaded_afresh(tmp_path: Path, checked: list[int],
@@ -187,7 +172,7 @@ def test_another_working_directory_is_loaded_afresh(tmp_path: Path, checked: lis
 def test_a_load_with_problems_is_not_kept(tmp_path: Path) -> None:
     env = _repo(tmp_path)
     shutil.rmtree(tmp_path / "repo" / "shared" / "model")
-    assert _problems(env) == ["no such file or folder: repo/shared/model"]
+    assert problems(env) == ["no such file or folder: repo/shared/model"]
     assert not list((tmp_path / "cache" / "spec-cache").glob("*.verdict"))
 
 
