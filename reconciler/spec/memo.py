@@ -131,15 +131,22 @@ def _image_files(image: ImageSpec, cache: HashCache) -> list[str]:
 
 def _write(path: Path, verdict: str, started: float, models: Models, images: Images,
            signatures: dict[str, Signature], known: tuple[Models, Images, dict[str, Signature]]) -> None:
-    """Keep the entries whose files had not changed within ``RACY_SECONDS`` of this run, unless that is what
-    the memo holds already (only a cache: a file that cannot be written is skipped)."""
+    """Keep the entries whose files had not changed within ``RACY_SECONDS`` of this run, unless the memo holds
+    them all already (only a cache: a file that cannot be written is skipped)."""
     settled = {file for file, known in signatures.items()
                if known is not None and max(known[4], known[5]) / 1e9 < started - RACY_SECONDS}
     models = {name: entry for name, entry in models.items() if settled.issuperset(entry[1])}
-    images = {name: entry for name, entry in images.items() if settled.issuperset(entry[2])}
+    # An image's entry holds its models' fingerprints: kept with theirs only.
+    images = {name: entry for name, entry in images.items()
+              if settled.issuperset(entry[2]) and all(model in models for model in entry[1])}
     read = {file for entry in (*models.values(), *images.values()) for file in entry[-1]}
     files = {file: signatures[file] for file in sorted(read)}
-    if (models, images, files) == known:
+    # Entries of the memo left out here (changed since, or racy now) cannot match again (a file's ctime never
+    # goes back): the memo is rewritten only for an entry it does not hold yet.
+    known_models, known_images, known_files = known
+    if (all(known_models.get(name) == entry for name, entry in models.items())
+            and all(known_images.get(name) == entry for name, entry in images.items())
+            and all(known_files.get(file) == known_signature for file, known_signature in files.items())):
         return
     place = {file: i for i, file in enumerate(files)}
     memo = {"format": FORMAT, "verdict": verdict, "cwd": os.getcwd(), "files": list(files.items()),
