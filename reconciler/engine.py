@@ -44,9 +44,11 @@ from reconciler.providers.base import (
     Simulated,
 )
 from reconciler.providers.registry import open_provider
+from reconciler.spec import memo
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, compute_fingerprints
 from reconciler.spec.folders import Folders
-from reconciler.spec.loader import load_environment
+from reconciler.spec.loader import load_with_verdict
+from reconciler.spec.memo import MEMO_FILE
 
 if TYPE_CHECKING:
     # Each command imports only what it runs: plan and validate never load the apply path, drift, lineage or
@@ -126,7 +128,7 @@ class Engine:
         self.clock = clock
         self.progress = progress or SilentProgress()
         self._folders = Folders()  # the model folders' listings: walked once for the checks and the fingerprints
-        self.desired = load_environment(self.environment_dir, self._folders)
+        self.desired, self._verdict = load_with_verdict(self.environment_dir, self._folders)
         self._provider_factory = provider_factory
         self._provider: Provider | None = None
         self._fingerprints: Fingerprints | None = None
@@ -163,23 +165,39 @@ class Engine:
                     self.desired, snapshot if snapshot is not None else self.snapshot())
             directory = cache_directory(self.desired)
             cache_path = directory / CACHE_FILE
-            cache = (HashCache.from_json(cache_path.read_text(), self._folders) if cache_path.exists()
-                     else HashCache(folders=self._folders))
-            total = bytes_to_hash(self.desired, cache)
-            if total >= PROGRESS_THRESHOLD:
-                self.progress.step(f"hashing {total / 1e6:.0f} MB of model files")
+
+            def load_cache() -> HashCache:
+                return (HashCache.from_json(cache_path.read_text(), self._folders) if cache_path.exists()
+                        else HashCache(folders=self._folders))
+
+            total = 0
             done = 0
+
+            def announce(count: int) -> None:
+                nonlocal total
+                total = count
+                if total >= PROGRESS_THRESHOLD:
+                    self.progress.step(f"hashing {total / 1e6:.0f} MB of model files")
 
             def on_bytes(count: int) -> None:
                 nonlocal done
                 done += count
                 self.progress.advance(done, total)
 
-            self._fingerprints = compute_fingerprints(self.desired, cache, on_bytes, registered)
-            self.bytes_hashed = cache.bytes_hashed
-            if cache.dirty:
-                directory.mkdir(parents=True, exist_ok=True)
-                cache_path.write_text(cache.to_json())
+            cache: HashCache | None
+            if self._verdict is not None and registered is None and not self.desired.promotions:
+                # An unchanged load: the fingerprints of unchanged files come from the last run's (``spec.memo``).
+                self._fingerprints, cache = memo.fingerprints(self.desired, directory / MEMO_FILE, self._verdict,
+                                                              load_cache, announce, on_bytes)
+            else:
+                cache = load_cache()
+                announce(bytes_to_hash(self.desired, cache))
+                self._fingerprints = compute_fingerprints(self.desired, cache, on_bytes, registered)
+            if cache is not None:
+                self.bytes_hashed = cache.bytes_hashed
+                if cache.dirty:
+                    directory.mkdir(parents=True, exist_ok=True)
+                    cache_path.write_text(cache.to_json())
         return self._fingerprints
 
     @property

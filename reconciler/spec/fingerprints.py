@@ -20,7 +20,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,12 +165,18 @@ def promoted_fingerprint(spec: PromotedImageSpec, cache: HashCache,
     return compute_fingerprints(spec.source, cache, on_bytes).images[spec.source_image]
 
 
-def bytes_to_hash(desired: DesiredState, cache: HashCache) -> int:
-    """How many bytes ``compute_fingerprints`` will read (for a progress bar)."""
+def bytes_to_hash(desired: DesiredState, cache: HashCache, models: Iterable[str] | None = None) -> int:
+    """How many bytes ``compute_fingerprints`` will read (for a progress bar); of the named ``models`` only
+    (and no promotion), when given."""
+    if models is not None:
+        return sum(_model_bytes_to_hash(desired.models[name], cache) for name in models)
     total = sum(bytes_to_hash(spec.source, cache) for spec in desired.promotions.values())
-    for spec in desired.models.values():
-        if spec.path is None:
-            continue
+    return total + sum(_model_bytes_to_hash(spec, cache) for spec in desired.models.values())
+
+
+def _model_bytes_to_hash(spec: ModelSpec, cache: HashCache) -> int:
+    total = 0
+    if spec.path is not None:
         for _, file in cache.files(spec.path):
             stat = cache.stat(file)
             cached = cache.entries.get(file)

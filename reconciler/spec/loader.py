@@ -77,11 +77,18 @@ def spec_files(directory: Path) -> list[Path]:
 
 def load_environment(directory: Path, folders: Folders | None = None, *,
                      promoting: tuple[Path, ...] = ()) -> DesiredState:
+    """``load_with_verdict`` without the verdict."""
+    return load_with_verdict(directory, folders, promoting=promoting)[0]
+
+
+def load_with_verdict(directory: Path, folders: Folders | None = None, *,
+                      promoting: tuple[Path, ...] = ()) -> tuple[DesiredState, str | None]:
     """Load and validate an environment folder. Raises ``SpecError`` with every problem. ``folders``: the
     run's folder listings, for the engine to fingerprint the model folders the checks walked.
 
     The environments its images are promoted from (``spec.promoteFrom``) are loaded with it;
-    ``promoting`` holds the folders whose loading asked for this one, to refuse a cycle."""
+    ``promoting`` holds the folders whose loading asked for this one, to refuse a cycle.
+    Also returns the token of the verdict (``spec.verdicts``) the load came from or was kept as, or None."""
     directory = Path(directory)
     if not directory.is_dir():
         raise SpecError([Diagnostic(SourceLocation(display_path(directory)), "", "", "not a folder: pass "
@@ -91,10 +98,10 @@ def load_environment(directory: Path, folders: Folders | None = None, *,
     verdicts = Verdicts.for_environment(root, directory, files)
     known = verdicts.load()
     if known is not None:
-        return known
+        return known, verdicts.token
     desired = _load(directory, root, files, folders, promoting)
     verdicts.save(desired)
-    return desired
+    return desired, verdicts.token
 
 
 def _load(directory: Path, root: Path, files: list[Path], folders: Folders | None,

@@ -49,7 +49,7 @@ from typing import Any
 from reconciler.model.specs import DesiredState, ImageSpec
 from reconciler.spec.paths import Boundary
 
-FORMAT = 1
+FORMAT = 2
 RACY_SECONDS = 1.0
 # The modules whose classes a cached DesiredState may hold: its frozen values, and paths.
 _VALUE_MODULES = ("reconciler.model.specs", "reconciler.model.behaviour", "reconciler.model.diagnostics")
@@ -132,6 +132,9 @@ class Verdicts:
             except OSError:
                 digests.append((str(file), ""))
         self.key = (FORMAT, sys.version, os.getcwd(), str(directory), str(root), tuple(digests))
+        # Names the verdict this load came from or was kept as (random, new with each kept load), for caches of
+        # what follows from the same ``DesiredState`` and folder listings (``spec.memo``); None when not kept.
+        self.token: str | None = None
 
     @classmethod
     def for_environment(cls, root: Path, directory: Path, spec_files: list[Path]) -> Verdicts:
@@ -147,13 +150,16 @@ class Verdicts:
         try:
             with open(self.path, "rb") as file:
                 unpickler = _Unpickler(file)
-                key, code, paths, entries = unpickler.load()
+                key, code, paths, entries, token = unpickler.load()
                 if key != self.key or not self._unchanged(code, paths, entries):
                     return None
                 desired = unpickler.load()
         except Exception:  # noqa: BLE001 -- a damaged or foreign cache file is ignored, whatever is wrong with it
             return None
-        return desired if isinstance(desired, DesiredState) else None
+        if not isinstance(desired, DesiredState) or not isinstance(token, str):
+            return None
+        self.token = token
+        return desired
 
     def _unchanged(self, code: Any, paths: Any, entries: Any) -> bool:
         if any(signature(file) != known for file, known in code):
@@ -178,7 +184,8 @@ class Verdicts:
             return
         buffer = io.BytesIO()
         pickler = _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dump((self.key, code, paths, entries))
+        token = os.urandom(16).hex()
+        pickler.dump((self.key, code, paths, entries, token))
         pickler.dump(desired)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +193,8 @@ class Verdicts:
             temporary.write_bytes(buffer.getvalue())
             os.replace(temporary, self.path)
         except OSError:
-            pass
+            return
+        self.token = token
 
     def _inputs(self, desired: DesiredState) -> tuple[tuple[tuple[str, str, Signature], ...],
                                                       tuple[tuple[str, Signature], ...]]:

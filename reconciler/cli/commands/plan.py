@@ -34,7 +34,6 @@ def add_behaviour_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import planfile
     from reconciler.cli.commands.test import stop_on_sigterm
     from reconciler.cli.progress import TerminalProgress
     from reconciler.cli.views import plan as plan_view
@@ -55,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(plan_view.render_text(plan), end="")
     if args.out:
+        from reconciler.cli import planfile  # and the plan's JSON form: only a saved plan needs them
+
         planfile.save(args.out, plan, environment_dir)
         if args.format == "text":
             print(f"\nSaved the plan to {args.out}. Apply exactly this plan with: reconciler apply {args.out}")

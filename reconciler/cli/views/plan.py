@@ -11,9 +11,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.cli.views import behaviour as behaviour_view
-from reconciler.cli.views import rollouts
-from reconciler.core.plan_json import plan_to_dict
 from reconciler.model.plan import Action, Change, DesiredPromotion, FieldChange, Plan
 
 MAX_VALUE = 80
@@ -72,7 +69,10 @@ def render_text(plan: Plan) -> str:
             lines += [f"  {line}" for line in change_block(change)]
             lines.append("")
     lines += _notes(plan)
-    lines += behaviour_view.plan_text(plan)
+    if plan.behaviour is not None:  # its view is imported only for a plan that ran samples
+        from reconciler.cli.views import behaviour as behaviour_view
+
+        lines += behaviour_view.plan_text(plan)
     lines.append(plan.summary)
     return "\n".join(lines) + "\n"
 
@@ -80,6 +80,8 @@ def render_text(plan: Plan) -> str:
 def _notes(plan: Plan) -> list[str]:
     lines = []
     if plan.rollouts:
+        from reconciler.cli.views import rollouts
+
         lines.append("Rollouts:")
         for status in plan.rollouts:
             lines += [f"  {line}" for line in rollouts.status_lines(status)]
@@ -100,6 +102,8 @@ def _notes(plan: Plan) -> list[str]:
 
 
 def render_json(plan: Plan, environment_dir: str) -> str:
+    from reconciler.core.plan_json import plan_to_dict
+
     return json.dumps(plan_to_dict(plan, environment_dir), indent=2, sort_keys=False) + "\n"
 
 
@@ -171,6 +175,8 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         return "\n".join(head + notes) + "\n"
     details_open = ["", "<details><summary>Field changes</summary>", ""]
     details_close = ["", "</details>", ""]
+    from reconciler.cli.views import behaviour as behaviour_view
+
     notes = behaviour_view.plan_markdown(plan) + notes
     fixed = len("\n".join(head + notes + details_open + details_close)) + 400
     if len(plan.changes) <= MARKDOWN_OPEN_ROWS:
@@ -224,6 +230,8 @@ def _promotion_lines(plan: Plan) -> list[str]:
 
 
 def _markdown_notes(plan: Plan) -> list[str]:
+    from reconciler.cli.views import rollouts
+
     lines = _promotion_lines(plan) + rollouts.markdown_lines(plan.rollouts)
     if plan.orphans:
         lines += ["", "**Kept, no longer in the specs** (apply with `--prune` to delete): "

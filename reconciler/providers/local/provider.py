@@ -8,11 +8,12 @@ rules come from ``reconciler.hub``. Beyond the protocol: the simulated devices
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import limits
@@ -20,22 +21,17 @@ from reconciler.hub.manifest import is_layered_content
 from reconciler.model import ownership
 from reconciler.model.specs import JSON, DesiredState, EnvironmentSpec, UriSource
 from reconciler.model.state import PromotionSource, Snapshot
-from reconciler.providers.apply import checked_condition
 from reconciler.providers.base import Adapters, BuiltImage, Check, HeldLock, LockInfo, Progress
 from reconciler.providers.layout import APP, ENVIRONMENT, PackagedModel
-from reconciler.providers.local import images as builds
-from reconciler.providers.local import lock, snapshot
-from reconciler.providers.local.adapters import (
-    LocalCredentials,
-    LocalDeployments,
-    LocalImages,
-    LocalModels,
-    uri_digest,
-)
-from reconciler.providers.local.blobs import BlobStore
-from reconciler.providers.local.secrets import RegistryCredentials
-from reconciler.providers.local.simulator import Fleet, Simulator
+from reconciler.providers.local import snapshot
 from reconciler.providers.local.store import Store, state_directory
+
+if TYPE_CHECKING:
+    # A plan reads the state and counts devices: the blob store, builds, credentials, the lock and the
+    # adapters (and their tempfile, random, hmac and base64) are imported by the commands that use them.
+    from reconciler.providers.local.blobs import BlobStore
+    from reconciler.providers.local.secrets import RegistryCredentials
+    from reconciler.providers.local.simulator import Simulator
 
 
 class LocalProvider:
@@ -45,9 +41,24 @@ class LocalProvider:
         self.environment = environment
         self.directory = state_directory(environment)
         self.store = Store(self.directory)
-        self.blobs = BlobStore(self.directory / "blobs")
-        self.credentials = RegistryCredentials(self.directory / "secrets", self.store)
-        self.simulator = Simulator(self.store)
+
+    @functools.cached_property
+    def blobs(self) -> BlobStore:
+        from reconciler.providers.local.blobs import BlobStore
+
+        return BlobStore(self.directory / "blobs")
+
+    @functools.cached_property
+    def credentials(self) -> RegistryCredentials:
+        from reconciler.providers.local.secrets import RegistryCredentials
+
+        return RegistryCredentials(self.directory / "secrets", self.store)
+
+    @functools.cached_property
+    def simulator(self) -> Simulator:
+        from reconciler.providers.local.simulator import Simulator
+
+        return Simulator(self.store)
 
     @property
     def name(self) -> str:
@@ -61,23 +72,31 @@ class LocalProvider:
         candidates = None if health else {row.id for row in deployments if ownership.ROLLOUT_RING in row.labels
                                           and ownership.owner_of(row.labels) == self.environment.name}
         rollout = None
-        if health or candidates:  # drift wants every deployment's health; plans their candidates' only
+        if health or candidates:
+            from reconciler.providers.local.simulator import Fleet
+  # drift wants every deployment's health; plans their candidates' only
             rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references(), candidates)
         registries = snapshot.live_registries(desired.environment.registries, self.store.registries())
         models, images = ([], []) if deployments_only else (self.store.models(), self.store.images())
         return snapshot.build(desired.environment.name, models, images, deployments, registries, rollout)
 
     def count_devices(self, target_condition: str) -> int:
+        from reconciler.providers.apply import checked_condition
+
         return self.simulator.count(checked_condition(target_condition))
 
     def count_many(self, target_conditions: Sequence[str]) -> dict[str, int | None]:
         return {condition: self.count_devices(condition) for condition in dict.fromkeys(target_conditions)}
 
     def device_ids(self, target_condition: str) -> list[str]:
+        from reconciler.providers.apply import checked_condition
+
         return self.simulator.select(checked_condition(target_condition))
 
     def model_uri_digest(self, source: UriSource, progress: Progress) -> str:
         """``ModelUris``: see ``adapters.uri_digest``."""
+        from reconciler.providers.local.adapters import uri_digest
+
         return uri_digest(source, self.blobs, progress)
 
     def promotable_image(self, name: str, label: str) -> PromotionSource:
@@ -92,15 +111,21 @@ class LocalProvider:
         return {(row.name, row.label): dict(row.models) for row in self.store.images()}
 
     def adapters(self) -> Adapters:
+        from reconciler.providers.local.adapters import LocalCredentials, LocalDeployments, LocalImages, LocalModels
+
         name = self.environment.name
         return Adapters(LocalModels(name, self.store, self.blobs),
                         LocalImages(name, self.directory, self.store, self.blobs),
                         LocalDeployments(name, self.store), LocalCredentials(self.credentials))
 
     def lock(self, holder: str) -> AbstractContextManager[HeldLock]:
+        from reconciler.providers.local import lock
+
         return lock.hold(self.directory, holder)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
+        from reconciler.providers.local import lock
+
         return lock.force_unlock(self.directory, lock_id)
 
     def close(self) -> None:
@@ -124,6 +149,8 @@ class LocalProvider:
             checks.append(Check("state folder", Check.FAIL, f"{folder} cannot be created",
                                 "set RECONCILER_STATE_DIR, or spec.local.stateDir in environment.yaml, to a "
                                 "writable folder"))
+        from reconciler.providers.local import lock
+
         held = lock.current(folder)
         if held is not None:
             info, stale = held
@@ -141,6 +168,10 @@ class LocalProvider:
     def built_image_files(self, name: str, label: str, destination: Path) -> BuiltImage | None:
         """``BuiltImageFiles``: the app and conda file from the image's build context
         (``images/<name>/<label>/context``), the model versions it packages, their files from the blobs."""
+        import shutil
+
+        from reconciler.providers.local import images as builds
+
         image = self.store.image(name, label)
         if image is None:
             return None
@@ -179,6 +210,8 @@ class LocalProvider:
         if layered != is_layered_content(content):
             raise PermanentProviderError("content and layered disagree: a layered deployment's $edgeAgent has "
                                          "only properties.desired.* paths", resource=deployment_id)
+        from reconciler.providers.apply import checked_condition
+
         checked_condition(target_condition, deployment_id)
         self.store.add_deployment(deployment_id, content, target_condition, priority, labels or {}, metrics or {},
                                   layered, limits.MAX_DEPLOYMENTS_PER_HUB)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import tempfile
 from pathlib import Path
 
 from reconciler.errors import PermanentProviderError
@@ -52,6 +50,9 @@ class RegistryCredentials:
 
     def _write(self, registry: str) -> str:
         """A new random password, written atomically with mode 0600."""
+        import secrets  # with tempfile, only here: a plan reads the passwords, never writes one
+        import tempfile
+
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         password = secrets.token_urlsafe(32)
