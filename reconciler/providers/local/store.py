@@ -86,37 +86,21 @@ def _first(row: Sequence[Any]) -> str:
     return str(row[0])
 
 
-# The C scanner ``json.loads`` ends in, called directly: a snapshot of a full hub decodes 4,001 JSON columns, and
-# the three Python calls around each scan were a third of their cost.
-# (typeshed leaves the decoder's ``scan_once`` attribute out, where ``JSONDecoder.__init__`` sets it.)
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _loads(text: str) -> Any:
-    """``json.loads`` of a column as this store writes it (``_dump``: compact, nothing around the value). Any
-    other text goes to ``json.loads`` itself, which gives the same value or raises the same error."""
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, TypeError):  # no value at the start (an empty text, whitespace), or not a str
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
 def _model(row: Sequence[Any]) -> ModelRow:
     name, version, fingerprint, description, tags, properties, owner, files, created = row
-    return ModelRow(name, version, fingerprint, description, _loads(tags), _loads(properties), owner,
-                    _loads(files), created)
+    return ModelRow(name, version, fingerprint, description, json.loads(tags), json.loads(properties), owner,
+                    json.loads(files), created)
 
 
 def _image(row: Sequence[Any]) -> ImageRow:
     name, label, fingerprint, reference, owner, created, models, digest, tags = row
-    return ImageRow(name, label, fingerprint, reference, owner, created, _loads(models), digest, _loads(tags))
+    return ImageRow(name, label, fingerprint, reference, owner, created, json.loads(models), digest, json.loads(tags))
 
 
 def _deployment(row: Sequence[Any]) -> DeploymentRow:
     id_, name, owner, content_hash, content, condition, priority, labels, metrics, layered, created, seq = row
-    return DeploymentRow(id_, name, owner, content_hash, _loads(content), condition, priority,
-                         _loads(labels), _loads(metrics), bool(layered), created, seq)
+    return DeploymentRow(id_, name, owner, content_hash, json.loads(content), condition, priority,
+                         json.loads(labels), json.loads(metrics), bool(layered), created, seq)
 
 
 _DEVICE = "id, tags, reported, failing, modules"
@@ -124,7 +108,7 @@ _DEVICE = "id, tags, reported, failing, modules"
 
 def _device(row: Sequence[Any]) -> DeviceRow:
     id_, tags, reported, failing, modules = row
-    return DeviceRow(id_, _loads(tags), _loads(reported), bool(failing), _loads(modules))
+    return DeviceRow(id_, json.loads(tags), json.loads(reported), bool(failing), json.loads(modules))
 
 
 def _first_duplicate(db: sqlite3.Connection, devices: Sequence[DeviceRow]) -> str | None:
