@@ -14,10 +14,7 @@ import pytest
 
 from reconciler.spec.loader import load_environment
 from reconciler.spec.paths import Boundary
-from tests.spec.links import make_link, problems
-
-ENVIRONMENT = ("apiVersion: reconciler/v1\nkind: Environment\nmetadata: {name: dev}\n"
-               "spec: {provider: local, registries: {local: {}}}\n")
+from tests.spec.support import ENVIRONMENT, make_link, problems
 
 
 def _repo(tmp_path: Path, model_path: str) -> Path:

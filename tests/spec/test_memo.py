@@ -11,22 +11,15 @@ import pytest
 
 from reconciler.engine import Engine
 from reconciler.model.specs import Fingerprints
-from reconciler.spec import memo, verdicts
+from reconciler.spec import memo
 from reconciler.spec.fingerprints import HashCache, compute_fingerprints
 from reconciler.spec.loader import load_environment
-
-ENVIRONMENT = ("apiVersion: reconciler/v1\nkind: Environment\nmetadata: {name: dev}\n"
-               "spec: {provider: local, registries: {local: {}}}\n")
-SCORE = "def init():\n    pass\n\n\ndef run(data):\n    return data\n"
+from tests.spec.support import ENVIRONMENT, SCORE, use_own_cache
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    # Files these tests write are seconds old at most: trust their signatures at once (each change below
-    # changes a size, an inode or a ctime, so none can hide within one clock tick).
-    monkeypatch.setattr(verdicts, "RACY_SECONDS", -60.0)
+    use_own_cache(tmp_path, monkeypatch)
     monkeypatch.setattr(memo, "RACY_SECONDS", -60.0)
 
 

@@ -13,20 +13,12 @@ import pytest
 
 from reconciler.spec import checks, verdicts
 from reconciler.spec.loader import load_environment
-from tests.spec.links import make_link, problems
-
-ENVIRONMENT = ("apiVersion: reconciler/v1\nkind: Environment\nmetadata: {name: dev}\n"
-               "spec: {provider: local, registries: {local: {}}}\n")
-SCORE = "def init():\n    pass\n\n\ndef run(data):\n    return data\n"
+from tests.spec.support import ENVIRONMENT, SCORE, make_link, problems, use_own_cache
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    # Files these tests write are seconds old at most: trust their signatures at once (each change below
-    # changes a size, an inode or a link, so none can hide within one clock tick).
-    monkeypatch.setattr(verdicts, "RACY_SECONDS", -60.0)
+    use_own_cache(tmp_path, monkeypatch)
 
 
 @pytest.fixture
