@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.core import coverage, model_sources, planner
-from reconciler.core.behaviour import changes_with_samples
 from reconciler.core.rollout import ring_condition
 from reconciler.errors import Aborted, PlanRefused, ProviderError, ReconcilerError, SpecError
 from reconciler.model.diagnostics import Diagnostic
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     # the behaviour runner (its HTTP client and subprocess modules), unless a plan has samples to run.
     from reconciler.core import drift as drift_core
     from reconciler.core.plan_json import SavedPlan
-    from reconciler.model.behaviour import ImageBehaviour
+    from reconciler.model.behaviour_results import ImageBehaviour
     from reconciler.model.lineage import Lineage
     from reconciler.providers.apply import Executor
 
@@ -414,7 +413,7 @@ class Engine:
     # --- behaviour --------------------------------------------------------------------
 
     def _with_behaviour(self, plan: Plan, snapshot: Snapshot, options: BehaviourOptions) -> Plan:
-        if not changes_with_samples(plan):
+        if not plan.sampled_changes:
             return plan  # nothing to run: the runner (and its HTTP client, subprocess) is not even imported
         from reconciler.behaviour import versions as behaviour_versions
         from reconciler.behaviour.service import Behaviour

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from reconciler.behaviour.server import ScoringServer
 from reconciler.errors import BehaviourError
-from reconciler.model.behaviour import Latency, RunResult, Sample, SampleResult, SamplesSpec
+from reconciler.model.behaviour import Sample, SamplesSpec
+from reconciler.model.behaviour_results import Latency, RunResult, SampleResult
 from reconciler.model.specs import ImageSpec
 from reconciler.providers.layout import (
     APP,

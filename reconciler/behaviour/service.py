@@ -23,7 +23,8 @@ from reconciler.behaviour import gc, runner
 from reconciler.behaviour.venv import ScoringPython, cache_root, override_note, scoring_python, touch, user_python
 from reconciler.core.behaviour import run_from_dict, run_to_dict
 from reconciler.errors import BehaviourError
-from reconciler.model.behaviour import RunResult, Sample
+from reconciler.model.behaviour import Sample
+from reconciler.model.behaviour_results import RunResult
 from reconciler.model.specs import ImageSpec
 from reconciler.providers.base import Progress
 from reconciler.spec.samples import SampleProblems, read_samples

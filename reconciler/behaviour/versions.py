@@ -17,9 +17,9 @@ from urllib.request import url2pathname
 
 from reconciler.behaviour.runner import ImageVersionFiles, copy_file
 from reconciler.behaviour.service import Behaviour
-from reconciler.core.behaviour import changes_with_samples, evaluate
+from reconciler.core.behaviour import evaluate
 from reconciler.errors import BehaviourError, PermanentProviderError
-from reconciler.model.behaviour import BehaviourReport, ImageBehaviour
+from reconciler.model.behaviour_results import BehaviourReport, ImageBehaviour
 from reconciler.model.plan import Action, Change, DesiredImage, Plan
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec, ModelSpec
 from reconciler.model.state import ImageVersion, Snapshot
@@ -83,7 +83,7 @@ def _deployed(provider: Provider, spec: ImageSpec, actual: ImageVersion, snapsho
 def report(plan: Plan, desired: DesiredState, fingerprints: Fingerprints, snapshot: Snapshot, provider: Provider,
            behaviour: Behaviour, *, skip: bool = False) -> BehaviourReport | None:
     """Run the samples of every image the plan builds (new image or new version) that has them."""
-    changes = changes_with_samples(plan)
+    changes = plan.sampled_changes
     if not changes:
         return None
     if skip:

@@ -18,27 +18,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.model.behaviour import (
-    JSON,
+from reconciler.model.behaviour import JSON, Gates, Sample
+from reconciler.model.behaviour_results import (
     BehaviourReport,
-    Gates,
     ImageBehaviour,
     Latency,
     RunResult,
-    Sample,
     SampleDifference,
     SampleResult,
 )
-from reconciler.model.plan import Action, Change, DesiredImage, Plan
-from reconciler.model.specs import Kind
 
 MAX_DIFFERENCES = 3
-
-
-def changes_with_samples(plan: Plan) -> list[Change]:
-    """The changes whose samples a plan runs: images built anew (new image or new version) that have samples."""
-    return [c for c in plan.changes if c.key.kind is Kind.IMAGE and c.action in (Action.CREATE, Action.NEW_VERSION)
-            and isinstance(c.desired, DesiredImage) and c.desired.spec.samples is not None]
 
 
 def _shown(result: SampleResult | None) -> JSON:

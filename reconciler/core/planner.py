@@ -28,7 +28,6 @@ from typing import Any
 from reconciler.core import adoption, manifest, rollout
 from reconciler.core.diff import describe, field_changes
 from reconciler.errors import SpecError
-from reconciler.hub.conditions import device_ids_condition
 from reconciler.hub.manifest import canonical_json, module_images
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.plan import (
@@ -87,7 +86,11 @@ def desired_promotions(desired: DesiredState, fingerprints: Fingerprints, regist
 
 def target_condition(spec: DeploymentSpec) -> str:
     """The deployment's condition as the hub stores it (device ids become an OR chain)."""
-    return spec.target_condition or device_ids_condition(spec.device_ids)
+    if spec.target_condition:
+        return spec.target_condition
+    from reconciler.hub.conditions import device_ids_condition  # its parser's classes: only device ids need it
+
+    return device_ids_condition(spec.device_ids)
 
 
 def desired_deployments(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from reconciler.model.behaviour import BehaviourReport
 from reconciler.model.diagnostics import Diagnostic
-from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, ModelSpec, PromotedImageSpec, ResourceKey
+from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, Kind, ModelSpec, PromotedImageSpec, ResourceKey
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, PromotionSource
+
+if TYPE_CHECKING:  # a plan's behaviour section: only plans that ran samples build its classes
+    from reconciler.model.behaviour_results import BehaviourReport
 
 
 class Action(str, Enum):
@@ -231,6 +234,13 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def sampled_changes(self) -> list[Change]:
+        """The changes whose samples the plan runs: images built anew (new image or new version) that have
+        samples (``core.behaviour``)."""
+        return [c for c in self.changes if c.key.kind is Kind.IMAGE and c.action in (Action.CREATE, Action.NEW_VERSION)
+                and isinstance(c.desired, DesiredImage) and c.desired.spec.samples is not None]
 
     def count(self, action: Action) -> int:
         return sum(1 for change in self.changes if change.action is action)

@@ -9,15 +9,8 @@ import pytest
 
 from reconciler.behaviour.server import user_traceback
 from reconciler.core.behaviour import evaluate, report_to_dict, run_from_dict, run_to_dict
-from reconciler.model.behaviour import (
-    BehaviourReport,
-    ChangedOutputsLimit,
-    Gates,
-    Latency,
-    RunResult,
-    Sample,
-    SampleResult,
-)
+from reconciler.model.behaviour import ChangedOutputsLimit, Gates, Sample
+from reconciler.model.behaviour_results import BehaviourReport, Latency, RunResult, SampleResult
 
 SAMPLES = [Sample("a", b'{"x": 1}', ["cat"], True), Sample("b", b'{"x": 2}', ["dog"], True),
            Sample("c", b'{"x": 3}'), Sample("d", b'{"x": 4}')]

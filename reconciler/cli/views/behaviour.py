@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from reconciler.model.behaviour import JSON, BehaviourReport, ImageBehaviour, Latency
+from reconciler.model.behaviour import JSON
+from reconciler.model.behaviour_results import BehaviourReport, ImageBehaviour, Latency
 from reconciler.model.plan import Plan
 
 MAX_JSON = 160
