@@ -19,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 
+def asked() -> bool:
+    """Whether the shell is asking for completions (``_ARGCOMPLETE``)."""
+    return "_ARGCOMPLETE" in os.environ
+
+
 def complete(parser: argparse.ArgumentParser) -> None:
-    """When the shell is asking (``_ARGCOMPLETE``), print the completions and exit; else return at once."""
-    if "_ARGCOMPLETE" not in os.environ:
+    """When the shell is asking, print the completions and exit; else return at once."""
+    if not asked():
         return
     import argcomplete
 

@@ -7,15 +7,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main as cli
-from reconciler.cli.commands import COMMANDS, device
 from tests.conftest import copy_sample
 
 
 @pytest.fixture
 def env_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECONCILER_STATE_DIR", str(tmp_path / "state"))
-    if device not in COMMANDS:  # until the command is registered
-        monkeypatch.setattr("reconciler.cli.main.COMMANDS", [*COMMANDS, device])
     return copy_sample(tmp_path / "repo")
 
 
@@ -77,8 +74,6 @@ def test_refusals_are_messages(env_dir: Path, capsys: pytest.CaptureFixture[str]
 
 def test_only_the_local_backend_has_simulated_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    if device not in COMMANDS:  # until the command is registered
-        monkeypatch.setattr("reconciler.cli.main.COMMANDS", [*COMMANDS, device])
     prod = copy_sample(tmp_path / "repo", "prod")
     code, _, err = run(capsys, "device", prod, "list")
     assert code == 1 and "uses the 'azure' provider: simulated devices exist only on the local backend" in err
