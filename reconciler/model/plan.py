@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from reconciler.model.diagnostics import Diagnostic
 from reconciler.model.specs import JSON, DeploymentSpec, ImageSpec, Kind, ModelSpec, PromotedImageSpec, ResourceKey
-from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, PromotionSource
+from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, PromotionSource, Snapshot
 
 if TYPE_CHECKING:  # a plan's behaviour section: only plans that ran samples build its classes
     from reconciler.model.behaviour_results import BehaviourReport
@@ -212,7 +213,7 @@ class Plan:
     the specs and are kept because the plan was made without ``--prune``. ``unmanaged``
     are resources in the backend without the reconciler's ownership marks: never touched.
     ``state_fingerprint`` and ``desired_fingerprint`` identify the inputs, so that a saved
-    plan is refused once either moved.
+    plan is refused once either moved. ``state`` is the actual state the plan was made from.
     """
 
     environment: str
@@ -220,12 +221,18 @@ class Plan:
     unchanged: tuple[ResourceKey, ...]
     orphans: tuple[ResourceKey, ...]
     unmanaged: tuple[str, ...]
-    state_fingerprint: str
+    state: Snapshot = field(compare=False, repr=False)
     desired_fingerprint: str
     prune: bool = False
     warnings: tuple[Diagnostic, ...] = field(default=())  # at the spec they are about
     rollouts: tuple[RolloutStatus, ...] = field(default=())  # staged rollouts in flight, or failed
     behaviour: BehaviourReport | None = None  # samples run on new image versions (reconciler.behaviour)
+
+    @cached_property
+    def state_fingerprint(self) -> str:
+        """Computed when asked (a saved plan, its check, the JSON form): a plan only shown never needs it, and it
+        serialises the whole snapshot (about 15 ms of a full hub's no-op plan)."""
+        return self.state.fingerprint()
 
     @property
     def rollout_steps(self) -> tuple[Change, ...]:

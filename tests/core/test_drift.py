@@ -30,7 +30,7 @@ def snapshot(*deployments: LiveDeployment) -> Snapshot:
 
 def plan(*changes: Change, orphans: tuple[str, ...] = ()) -> Plan:
     return Plan(environment=ENV, changes=changes, unchanged=(), orphans=orphans, unmanaged=(),
-                state_fingerprint="s" * 64, desired_fingerprint="d" * 64)
+                state=snapshot(), desired_fingerprint="d" * 64)
 
 
 def key(kind: Kind, name: str) -> ResourceKey:
