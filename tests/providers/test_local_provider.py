@@ -251,6 +251,20 @@ def test_versions_continue_after_versions_of_other_owners(repo: Repo) -> None:
     assert versions == [(1, None), (2, ENV)]
 
 
+def test_a_version_without_a_recorded_fingerprint_is_fingerprinted_from_its_files(repo: Repo) -> None:
+    """The snapshot reads file lists only for such versions (``Store.models(files=False)``)."""
+    repo.apply()
+    (ours,) = repo.snapshot().models
+    with repo.db() as db:  # as another tool registers it: same files, no fingerprint, no ownership
+        db.execute("INSERT INTO models SELECT name, 2, NULL, description, '{}', properties, NULL, files, created "
+                   "FROM models WHERE version = 1")
+    theirs = repo.snapshot().models[1]
+    assert (theirs.version, theirs.owner, theirs.fingerprint) == (2, None, ours.fingerprint)
+    with repo.db() as db:
+        db.execute("UPDATE models SET files = '{\"other.bin\": \"%s\"}' WHERE version = 2" % ("0" * 64))
+    assert repo.snapshot().models[1].fingerprint not in (None, ours.fingerprint)
+
+
 def test_model_metadata_changes_in_place_and_properties_are_add_only(repo: Repo) -> None:
     repo.apply()
     repo.edit("description: a classifier", "description: a better classifier")

@@ -77,7 +77,7 @@ class LocalProvider:
   # drift wants every deployment's health; plans their candidates' only
             rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references(), candidates)
         registries = snapshot.live_registries(desired.environment.registries, self.store.registries())
-        models, images = ([], []) if deployments_only else (self.store.models(), self.store.images())
+        models, images = ([], []) if deployments_only else (self.store.models(files=False), self.store.images())
         return snapshot.build(desired.environment.name, models, images, deployments, registries, rollout)
 
     def count_devices(self, target_condition: str) -> int:

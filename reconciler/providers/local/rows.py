@@ -15,7 +15,8 @@ from reconciler.model.specs import JSON
 
 @dataclass(frozen=True)
 class ModelRow:
-    """A registered model version. ``files`` maps relative path -> blob digest."""
+    """A registered model version. ``files`` maps relative path -> blob digest (empty when read without
+    them: ``Store.models(files=False)``)."""
 
     name: str
     version: int
