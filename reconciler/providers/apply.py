@@ -32,7 +32,6 @@ from reconciler.core import manifest as render
 from reconciler.core.adoption import same_content
 from reconciler.errors import PermanentProviderError
 from reconciler.hub import manifest
-from reconciler.hub.conditions import Condition, ConditionError, parse
 from reconciler.model import ownership
 from reconciler.model.plan import (
     Action,
@@ -46,6 +45,7 @@ from reconciler.model.plan import (
 from reconciler.model.specs import EnvironmentSpec, Kind
 from reconciler.model.state import ImageVersion, LiveDeployment, ModelVersion, RolloutMark
 from reconciler.providers.base import Adapters, Progress
+from reconciler.providers.conditions import checked_condition
 from reconciler.spec.fingerprints import HashCache, image_fingerprint, tree_digest
 
 T = TypeVar("T")
@@ -64,14 +64,6 @@ def repository_of(image: str, address: str) -> str | None:
     if host.lower() != address.lower() or not rest:
         return None
     return re.split(r"[@:]", rest, maxsplit=1)[0] or None
-
-
-def checked_condition(text: str, resource: str | None = None) -> Condition:
-    """A target condition parsed, or refused as the hub would refuse it."""
-    try:
-        return parse(text)
-    except ConditionError as exc:
-        raise PermanentProviderError(f"invalid target condition {text!r}: {exc}", resource=resource) from exc
 
 
 def changed_properties(version: ModelVersion, properties: dict[str, str]) -> list[str]:

@@ -81,7 +81,7 @@ class LocalProvider:
         return snapshot.build(desired.environment.name, models, images, deployments, registries, rollout)
 
     def count_devices(self, target_condition: str) -> int:
-        from reconciler.providers.apply import checked_condition
+        from reconciler.providers.conditions import checked_condition
 
         return self.simulator.count(checked_condition(target_condition))
 
@@ -89,7 +89,7 @@ class LocalProvider:
         return {condition: self.count_devices(condition) for condition in dict.fromkeys(target_conditions)}
 
     def device_ids(self, target_condition: str) -> list[str]:
-        from reconciler.providers.apply import checked_condition
+        from reconciler.providers.conditions import checked_condition
 
         return self.simulator.select(checked_condition(target_condition))
 
@@ -210,7 +210,7 @@ class LocalProvider:
         if layered != is_layered_content(content):
             raise PermanentProviderError("content and layered disagree: a layered deployment's $edgeAgent has "
                                          "only properties.desired.* paths", resource=deployment_id)
-        from reconciler.providers.apply import checked_condition
+        from reconciler.providers.conditions import checked_condition
 
         checked_condition(target_condition, deployment_id)
         self.store.add_deployment(deployment_id, content, target_condition, priority, labels or {}, metrics or {},
