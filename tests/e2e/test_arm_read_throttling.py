@@ -4,8 +4,8 @@ bucket Microsoft documents: 250 reads, refilled at 25 per second, per subscripti
 SDK v2 reads the versions of each declared model name with one ARM request (``ModelVersions_List`` is per
 container), so a plan with more names than the bucket holds is answered 429 + ``Retry-After`` part of the way: the
 plan must still complete, each throttled read sent again once, after the ``Retry-After`` it was given (the provider's
-``Retrier`` is the only one that repeats: the SDK clients are built with their retries off). SDK v1 lists every
-version with one data-plane request and stays far under the bucket. A small bucket keeps the test fast.
+``Retrier`` is the only one that repeats: the SDK clients are built with their retries off). A small bucket keeps
+the test fast.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import pytest
 from tests.e2e.backends import AzureBackend
 from tests.e2e.helpers import Workspace
 
-pytestmark = pytest.mark.parametrize("backend", ["azure", "azure-v2"], indirect=True)
+# SDK v1 lists every version with one data-plane request and makes 3 ARM reads per plan whatever the number of
+# models (benchmarks/azure_calls.py): it never meets the bucket, and is left out to keep the suite short.
+pytestmark = pytest.mark.parametrize("backend", ["azure-v2"], indirect=True)
 
 DECLARED_MODELS = 40  # iris-classifier and 39 more: twice the bucket below
 BUCKET, REFILL = 20, 10.0
@@ -76,9 +78,6 @@ def test_a_no_op_plan_over_the_read_bucket_completes_with_the_throttled_reads_re
     assert "No changes." in plan.out
     reads = [a for a in arm_answers if a[1].startswith(("GET ", "HEAD "))]
     assert bucket.refused == sum(1 for a in reads if a[2] == 429)
-    if backend.sdk == "v1":  # the models are read on Azure ML's data plane: a few ARM reads, all admitted
-        assert bucket.refused == 0 and len(reads) < BUCKET
-        return
     version_listings = {url for _, url, _, _ in reads if "/versions?" in url}
     assert len(version_listings) == DECLARED_MODELS
     assert bucket.refused > 0  # more reads than the bucket held (less what it refilled meanwhile)
