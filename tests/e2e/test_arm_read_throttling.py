@@ -25,8 +25,9 @@ from tests.e2e.helpers import Workspace
 # models (benchmarks/azure_calls.py): it never meets the bucket, and is left out to keep the suite short.
 pytestmark = pytest.mark.parametrize("backend", ["azure-v2"], indirect=True)
 
-DECLARED_MODELS = 40  # iris-classifier and 39 more: twice the bucket below
-BUCKET, REFILL = 20, 10.0
+DECLARED_MODELS = 40  # iris-classifier and 39 more: four times the bucket below
+BUCKET, REFILL = 10, 10.0  # refused reads even when a loaded machine spreads the plan over 3 s; a refill above
+# the 8 reads in flight, so that no read is refused 6 times (see docs/azure.md, "SDK v2 and ARM's read limit")
 
 
 def add_models(ws: Workspace, count: int) -> None:
