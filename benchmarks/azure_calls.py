@@ -21,8 +21,14 @@ requests are ARM requests under the workspace (``{ws}/models``, ``{ws}/datastore
 ``--foreign-models N`` registers N model names of someone else (one version each, no ownership tags) in the
 workspace before the timed plans: what a shared workspace holds besides the environment's own models.
 
+``--arm-read-bucket SIZE:REFILL`` (Azure's figures: ``250:25``) measures the no-op and the changed plan a second
+time, with ARM's throttling of a subscription's reads on in the emulator (``arm.throttle_reads``: a token bucket of
+SIZE reads refilled at REFILL per second, full at the start of the plan) and the provider's retries waiting what
+the service asks (``RECONCILER_RETRY_SCALE=1``; the set-up applies run with waits scaled down, without the bucket).
+The ``429s`` column counts the reads the emulator refused.
+
 Usage: python benchmarks/azure_calls.py [--models N] [--images N] [--deployments N] [--devices N] [--rolling N]
-       [--latency S] [--sdk v1|v2] [--foreign-models N]
+       [--latency S] [--sdk v1|v2] [--foreign-models N] [--arm-read-bucket SIZE:REFILL]
 """
 
 from __future__ import annotations
@@ -127,6 +133,8 @@ def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
                 return name
         return host
     def of(call: object) -> str:
+        if call.status == 429:  # type: ignore[attr-defined]
+            return "429s"  # refused (ARM's read bucket): counted apart, and in the requests
         path = str(call.path)  # type: ignore[attr-defined]
         if "/workspaces/" in path and ("/models" in path or "/datastores" in path):
             return "aml-models"  # SDK v2: the workspace's model and datastore resources, on ARM
@@ -134,7 +142,34 @@ def by_service(calls: list) -> Counter[str]:  # type: ignore[type-arg]
     return Counter(of(call) for call in calls)
 
 
-def plan_calls(env: Path, emulator: object, hub: str) -> tuple[float, int, Counter[str]]:
+Bucket = tuple[int, float]  # ARM's read bucket: size, refill per second
+SCALED_DOWN = "0.001"  # RECONCILER_RETRY_SCALE of the set-up applies (IoT Hub's write pacing, scaled down)
+
+
+def arm_read_bucket(text: str) -> Bucket:
+    size, _, refill = text.partition(":")
+    try:
+        bucket = int(size), float(refill)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SIZE:REFILL (e.g. 250:25)") from None
+    if bucket[0] < 1 or bucket[1] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the size must be >= 1 and the refill > 0")
+    return bucket
+
+
+def throttled(emulator: object, bucket: Bucket | None) -> None:
+    """ARM's read bucket on (full) with the retries' waits as the service asks, or off with them scaled down."""
+    from tests.azure_emulator import arm
+
+    if bucket is None:
+        arm.stop_throttling_reads(emulator.state)  # type: ignore[attr-defined]
+        os.environ["RECONCILER_RETRY_SCALE"] = SCALED_DOWN
+    else:
+        arm.throttle_reads(emulator.state, *bucket)  # type: ignore[attr-defined]
+        os.environ["RECONCILER_RETRY_SCALE"] = "1"
+
+
+def plan_calls(env: Path, emulator: object, hub: str, bucket: Bucket | None = None) -> tuple[float, int, Counter[str]]:
     from reconciler.engine import Engine
     from tests.azure_emulator import iothub
 
@@ -146,9 +181,13 @@ def plan_calls(env: Path, emulator: object, hub: str) -> tuple[float, int, Count
         iothub.get_hub(emulator.state, hub).assignment()  # type: ignore[attr-defined]
         iothub.get_hub(emulator.state, hub).twin_docs()  # type: ignore[attr-defined]
     emulator.reset_log()  # type: ignore[attr-defined]
+    throttled(emulator, bucket)
     started, cpu = time.perf_counter(), time.process_time()
-    with Engine(env) as engine:
-        plan = engine.plan()
+    try:
+        with Engine(env) as engine:
+            plan = engine.plan()
+    finally:
+        throttled(emulator, None)
     elapsed = time.perf_counter() - started
     CPU[len(CPU)] = time.process_time() - cpu
     return elapsed, len(plan.changes), by_service(emulator.calls())  # type: ignore[attr-defined]
@@ -190,6 +229,8 @@ def main() -> int:
     parser.add_argument("--sdk", choices=["v1", "v2"], default="v1", help="azure.ml.sdk of the environment")
     parser.add_argument("--foreign-models", type=int, default=0,
                         help="model names of someone else in the workspace (one version each)")
+    parser.add_argument("--arm-read-bucket", type=arm_read_bucket, default=None, metavar="SIZE:REFILL",
+                        help="also time the plans with ARM's read throttling on (Azure's: 250:25)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,7 +242,7 @@ def main() -> int:
         os.environ.update({"AZURE_TENANT_ID": arm.DEFAULT_TENANT, "AZURE_CLIENT_ID": "edge-reconciler-bench",
                            "AZURE_CLIENT_SECRET": azure.CLIENT_SECRET,
                            "IOTHUB_CONNECTION_STRING": azure.CONNECTION_STRING,
-                           "RECONCILER_RETRY_SCALE": "0.001", "RECONCILER_CACHE_DIR": f"{tmp}/cache", "CI": "1"})
+                           "RECONCILER_RETRY_SCALE": SCALED_DOWN, "RECONCILER_CACHE_DIR": f"{tmp}/cache", "CI": "1"})
         with AzureEmulator() as emulator, emulator.environ():
             arm.add_workspace(emulator.state, azure.SUBSCRIPTION, azure.RESOURCE_GROUP, azure.WORKSPACE,
                               registry_name=azure.ACR)
@@ -223,10 +264,13 @@ def main() -> int:
             if args.latency:  # the emulator's latency injection: every request, before it is answered
                 emulator.faults.add(latency=args.latency)
             noop = plan_calls(env, emulator, azure.HUB)
+            bucket = args.arm_read_bucket
+            noop_throttled = plan_calls(env, emulator, azure.HUB, bucket) if bucket else None
             changed = max(1, args.models // 100)
             for i in range(changed):
                 (repo / "models" / f"m{i * 100:03d}" / "weights.json").write_text(f'{{"model": {i}, "v": 2}}')
             delta = plan_calls(env, emulator, azure.HUB)
+            delta_throttled = plan_calls(env, emulator, azure.HUB, bucket) if bucket else None
 
             # Rollouts: a rolling deployment holds 2 of the hub's 100 configurations, so 10 specs go
             # (pruned first: a start creates before anything is deleted) and 10 others start a rollout.
@@ -244,13 +288,16 @@ def main() -> int:
           f"{args.devices} devices (Azure emulator, real SDKs, {args.latency * 1000:.0f} ms per request, "
           f"Azure ML SDK {args.sdk}, {args.foreign_models} foreign model names)")
     print(f"setup: first apply of {len(result.applied)} changes in {apply_seconds:.1f} s, {apply_calls} HTTP requests")
-    services = sorted(set(noop[2]) | set(delta[2]) | set(rollout[2]))
-    print(f"{'plan':<20} {'changes':>8} {'seconds':>8} {'cpu s':>6} {'requests':>9}  "
+    named = f"ARM {bucket[0]}:{bucket[1]:g}" if bucket else ""
+    rows = [("no-op", noop), (f"no-op, {named}", noop_throttled), (f"{changed} models changed", delta),
+            (f"{changed} changed, {named}", delta_throttled),
+            (f"rollouts ({args.rolling} of {args.deployments})", rollout)]
+    timed = [(label, row) for label, row in rows if row is not None]
+    services = sorted(set().union(*(row[2] for _, row in timed)))
+    print(f"{'plan':<24} {'changes':>8} {'seconds':>8} {'cpu s':>6} {'requests':>9}  "
           + " ".join(f"{s:>13}" for s in services))
-    for index, (label, (seconds, changes, calls)) in enumerate((
-            ("no-op", noop), (f"{changed} models changed", delta),
-            (f"rollouts ({args.rolling} of {args.deployments})", rollout))):
-        print(f"{label:<20} {changes:>8} {seconds:>8.2f} {CPU[index]:>6.2f} {sum(calls.values()):>9}  "
+    for index, (label, (seconds, changes, calls)) in enumerate(timed):
+        print(f"{label:<24} {changes:>8} {seconds:>8.2f} {CPU[index]:>6.2f} {sum(calls.values()):>9}  "
               + " ".join(f"{calls.get(s, 0):>13}" for s in services))
     return 0
 

@@ -14,20 +14,28 @@ State: ``state.service("arm")`` holds ``workspaces`` (``ResourceKey`` -> ``Works
 ``subscriptions`` (id -> tenant id); ``state.service("aad")`` holds optional ``clients`` (client id -> secret;
 empty means every client id / secret is accepted) and ``issued`` (a count of tokens handed out).
 Seed a workspace with ``add_workspace`` (it also creates the workspace's container registry in the ACR module).
+
+**ARM's throttling of a subscription's reads**, opt-in (``throttle_reads``; off by default, so request counts
+stay as they are): a token bucket per subscription and principal in front of every ``management.azure.com`` read,
+whichever module's route answers it (``MIDDLEWARE``). See ``ReadBucket`` and ``throttle_subscription_reads``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import re
+import threading
 import time
 import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
-from .framework import EmulatorState, Request, Response, Route, error
+from .framework import EmulatorState, Middleware, Request, Response, Route, error
 
 ARM_HOST = r"management\.azure\.com"
 AAD_HOST = r"login\.microsoftonline\.com"
@@ -523,6 +531,117 @@ def list_iot_hubs(request: Request, state: EmulatorState) -> Response:
         hubs = [hub for hub in state.service("arm").get("iothubs", {}).values() if hub["id"].lower().startswith(prefix)]
     return Response(200, {"value": hubs})
 
+
+# --------------------------------------------------------------------------------------------------------------
+# ARM's throttling of a subscription's reads (opt-in)
+# --------------------------------------------------------------------------------------------------------------
+#
+# Grounded in Microsoft's "Understand how Azure Resource Manager throttles requests"
+# (learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling), section
+# "Regional throttling and token bucket algorithm": subscription reads have a bucket of 250 tokens refilled at 25
+# per second; "the subscription limits apply per subscription, per service principal, and per operation type".
+# Section "Error code": over the limit, "429 Too many requests" with a "Retry-After" value, the seconds to wait;
+# a request sent before that is not processed. Section "Remaining requests": read requests carry
+# "x-ms-ratelimit-remaining-subscription-reads", "Subscription scoped reads remaining. This value is returned on
+# read operations."
+#
+# The 429's body: the ARM ErrorResponse with the code "SubscriptionRequestsThrottled" (Microsoft's "Troubleshoot
+# the TooManyRequestsReceived or SubscriptionRequestsThrottled error code", learn.microsoft.com/troubleshoot/azure/
+# azure-kubernetes/error-code-toomanyrequestsreceived-subscriptionrequeststhrottled; the ARM doc names no code)
+# and the token bucket's message as a live ARM sent it (velero-io/velero#9171, 2025: "Number of 'read' requests
+# for subscription '...' actor '...' exceeded. Please try again after '1' seconds after additional tokens are
+# available. Refer to https://aka.ms/arm-throttling for additional information.").
+#
+# Not modelled: the buckets of writes and deletes (200, refill 10), tenant-level reads (``GET /subscriptions``,
+# ``/tenants``), the global limit across principals (15 times a principal's), and resource providers' own limits.
+
+SUBSCRIPTION_READS_BUCKET = 250  # tokens (the doc's bucket size for subscription reads)
+SUBSCRIPTION_READS_REFILL = 25.0  # tokens per second
+REMAINING_READS_HEADER = "x-ms-ratelimit-remaining-subscription-reads"
+_SUBSCRIPTION_SCOPED = re.compile(r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/.*)?")
+_READS = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A bucket's answer to one request: ``admitted`` with ``remaining`` whole tokens left, or refused until
+    ``retry_after`` whole seconds have passed (ARM sends whole seconds, at least 1)."""
+
+    admitted: bool
+    remaining: int = 0
+    retry_after: int = 0
+
+
+@dataclass
+class ReadBucket:
+    """A token bucket per key (subscription, principal): ``size`` tokens, ``refill`` tokens per second up to
+    ``size``; each admitted request takes one, a refused one takes none. ``admitted``/``refused`` count answers
+    (for tests and benchmarks)."""
+
+    size: int = SUBSCRIPTION_READS_BUCKET
+    refill: float = SUBSCRIPTION_READS_REFILL
+    clock: Callable[[], float] = time.monotonic
+    admitted: int = 0
+    refused: int = 0
+    _levels: dict[Hashable, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, when)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, key: Hashable) -> Admission:
+        with self._lock:
+            now = self.clock()
+            tokens, when = self._levels.get(key, (float(self.size), now))
+            tokens = min(float(self.size), tokens + (now - when) * self.refill)
+            if tokens >= 1:
+                self._levels[key] = (tokens - 1, now)
+                self.admitted += 1
+                return Admission(True, remaining=int(tokens - 1))
+            self._levels[key] = (tokens, now)
+            self.refused += 1
+            return Admission(False, retry_after=max(1, math.ceil((1 - tokens) / self.refill)))
+
+
+def throttle_reads(state: EmulatorState, size: int = SUBSCRIPTION_READS_BUCKET,
+                   refill: float = SUBSCRIPTION_READS_REFILL,
+                   clock: Callable[[], float] = time.monotonic) -> ReadBucket:
+    """Turn ARM's throttling of subscription reads on, with a full bucket (again: a fresh one); returns it."""
+    bucket = ReadBucket(size, refill, clock)
+    with state.lock:
+        state.service("arm")["read_bucket"] = bucket
+    return bucket
+
+
+def stop_throttling_reads(state: EmulatorState) -> None:
+    with state.lock:
+        state.service("arm").pop("read_bucket", None)
+
+
+def throttle_subscription_reads(request: Request, state: EmulatorState, answer: Callable[[Request], Response]
+                                ) -> Response:
+    """The ``Middleware``: a subscription-scoped read on ARM by an authenticated principal takes a token from
+    its bucket, or is answered 429 without reaching its route. Off (every request goes straight to ``answer``)
+    until ``throttle_reads``. A request without a usable token is left to the route's 401."""
+    with state.lock:
+        bucket: ReadBucket | None = state.service("arm").get("read_bucket")
+    scoped = _SUBSCRIPTION_SCOPED.fullmatch(request.path)
+    claims = bearer_claims(request) if bucket is not None and scoped is not None else None
+    if (bucket is None or scoped is None or claims is None or request.method not in _READS
+            or re.fullmatch(ARM_HOST, request.host) is None):
+        return answer(request)
+    subscription = scoped["sub"]
+    principal = str(claims.get("oid") or claims.get("appid") or "")
+    admission = bucket.take((subscription.lower(), principal))
+    if not admission.admitted:
+        seconds = admission.retry_after
+        return error(429, "SubscriptionRequestsThrottled",
+                     f"Number of 'read' requests for subscription '{subscription}' actor '{principal}' exceeded. "
+                     f"Please try again after '{seconds}' seconds after additional tokens are available. Refer to "
+                     "https://aka.ms/arm-throttling for additional information.", **{"Retry-After": str(seconds)})
+    response = answer(request)
+    response.headers = {**response.headers, REMAINING_READS_HEADER: str(admission.remaining)}
+    return response
+
+
+MIDDLEWARE: list[Middleware] = [throttle_subscription_reads]
 
 ROUTES: list[Route] = [
     Route("GET", ARM_HOST, _WS, get_workspace),

@@ -69,6 +69,13 @@ def error(status: int, code: str, message: str, **headers: str) -> Response:
 
 Handler = Callable[[Request, "EmulatorState"], Response]
 
+#: A service module's step around the routes, for behaviour that spans many routes of a host (ARM's
+#: throttling of a subscription's reads, ``arm.throttle_subscription_reads``): called with the request, the
+#: state and ``answer`` (the next step: the routes), it returns the response, its own or ``answer``'s. Service
+#: modules list theirs in ``MIDDLEWARE`` beside ``ROUTES``; the server runs them in the order loaded, after
+#: the injected faults and before the routes.
+Middleware = Callable[[Request, "EmulatorState", Callable[[Request], Response]], Response]
+
 #: Called with every request the emulator answers and the response it gives (faults included), from the
 #: server's threads, before the answer is sent. The test suite's contract check (``contract.py``) hooks in
 #: here; an observer must not raise.

@@ -13,7 +13,8 @@ It serves three kinds of traffic on the same ephemeral port:
   the certificate is chosen by SNI and covers ``127.0.0.1`` and ``localhost``).
 
 Requests are dispatched to the first matching ``Route`` (see ``framework.py``); service
-modules (``iothub``, ``arm``, ``acr``, ``aml``) plug in by exposing ``ROUTES``.
+modules (``iothub``, ``arm``, ``acr``, ``aml``) plug in by exposing ``ROUTES``, and may wrap the routes in
+``MIDDLEWARE`` (``arm``: the opt-in throttling of a subscription's reads).
 
 Run by hand::
 
@@ -47,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 
 import trustme
 
-from .framework import EmulatorState, Request, Response, Route, error, response_observers
+from .framework import EmulatorState, Middleware, Request, Response, Route, error, response_observers
 from .service_errors import service_error
 
 #: Service modules loaded by default (each may be absent: another helper writes some of them).
@@ -443,6 +444,7 @@ class AzureEmulator:
         self.requested_port = port
         self.state = state or EmulatorState()
         self.routes: list[Route] = []
+        self.middleware: list[Middleware] = []
         self.log = RequestLog()
         self.faults = Faults()
         self.unmatched: list[Request] = []  # requests no route matched (answered 404)
@@ -465,7 +467,7 @@ class AzureEmulator:
         self.routes.extend(routes)
 
     def load_services(self, names: tuple[str, ...] = DEFAULT_SERVICE_MODULES) -> None:
-        """Import sibling modules exposing ``ROUTES``; modules not written yet are skipped."""
+        """Import sibling modules exposing ``ROUTES`` (and ``MIDDLEWARE``); modules not written yet are skipped."""
         package = __package__ or "tests.azure_emulator"
         for name in names:
             try:
@@ -477,6 +479,7 @@ class AzureEmulator:
             routes = getattr(module, "ROUTES", None)
             if routes:
                 self.register(list(routes))
+                self.middleware.extend(getattr(module, "MIDDLEWARE", ()))
                 self.loaded_services.append(name)
 
     @property
@@ -686,7 +689,7 @@ class AzureEmulator:
             self.log.record(request, 0)
             _abort(sock)
             raise ConnectionDropped()
-        response = outcome.response or self.dispatch(request)
+        response = outcome.response or self.answer(request)
         for observe in response_observers:
             observe(request, response)
         if outcome.lose_answer:  # the service acted; its answer is lost on the way back
@@ -700,8 +703,14 @@ class AzureEmulator:
         self.log.record(request, response.status)
         return response
 
+    def answer(self, request: Request, step: int = 0) -> Response:
+        """*request* through the services' ``middleware`` (from ``step`` on), then the routes."""
+        if step == len(self.middleware):
+            return self.dispatch(request)
+        return self.middleware[step](request, self.state, lambda inner: self.answer(inner, step + 1))
+
     def dispatch(self, request: Request) -> Response:
-        """Route *request* (also usable without sockets, e.g. from unit tests)."""
+        """Route *request*, without the middleware (also usable without sockets, e.g. from unit tests)."""
         for route in self.routes:
             params = route.match(request)
             if params is None:
