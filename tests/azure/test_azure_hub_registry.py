@@ -305,8 +305,32 @@ def test_throttling_that_does_not_stop_is_a_transient_error_with_retry_after(azu
         provider.read_snapshot(azure_world.desired())
     error = raised.value
     assert type(error).__name__ == "TransientProviderError" and error.retry_after == 7
-    assert "throttling" in str(error) and "after 6 attempts" in str(error)
-    assert len(azure_world.emulator.calls("GET", HUB, "/configurations")) == 6
+    assert "throttling" in str(error) and "after 50 attempts" in str(error)  # RetryPolicy.throttled_attempts
+    assert len(azure_world.emulator.calls("GET", HUB, "/configurations")) == 50
+
+
+def test_throttling_that_asks_to_wait_more_than_six_times_is_waited_out(azure_world: AzureWorld) -> None:
+    """A service that answers 429 with Retry-After is pacing the client: ARM's read bucket refuses a read several
+    times in a row when more are in flight than it refills. Six such answers used to end the plan."""
+    azure_world.emulator.faults.add(host=r".*\.azure-devices\.net", path="/configurations", status=429,
+                                    retry_after=7, times=8)
+    provider = azure_world.provider()
+    snapshot = provider.read_snapshot(azure_world.desired())
+    assert snapshot.deployments == ()
+    assert len(azure_world.emulator.calls("GET", HUB, "/configurations")) == 9
+    assert provider.stats.retries == 8
+
+
+def test_other_failures_still_end_after_six_attempts_beside_throttling(azure_world: AzureWorld) -> None:
+    """The answers that pace count apart: 503s (no Retry-After) still stop at six attempts, with 429s between."""
+    hub = r".*\.azure-devices\.net"
+    azure_world.emulator.faults.add(host=hub, path="/configurations", status=429, retry_after=7, times=4)
+    azure_world.emulator.faults.add(host=hub, path="/configurations", status=503)
+    provider = azure_world.provider()
+    with pytest.raises(ProviderError) as raised:
+        provider.read_snapshot(azure_world.desired())
+    assert "after 10 attempts" in str(raised.value)
+    assert len(azure_world.emulator.calls("GET", HUB, "/configurations")) == 10
 
 
 # --------------------------------------------------------------------------------------------------------------

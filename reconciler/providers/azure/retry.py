@@ -20,7 +20,9 @@ Rules:
   answer is lost fails with an error that says to re-plan.
 * Waits: ``Retry-After`` (seconds or a date; also ``retry-after-ms``) when the service sends it, else
   exponential backoff (1, 2, 4, ... s, at most ``max_delay``) with jitter; bounded by ``attempts`` and by a
-  total ``deadline``. ``RECONCILER_RETRY_SCALE`` (or ``RetryPolicy.scale``) multiplies every wait: tests
+  total ``deadline``. Throttled answers that carry ``Retry-After`` count against ``throttled_attempts``
+  instead (50): the service is pacing the client, and ARM's read bucket refuses a read several times in a row
+  when many are in flight. ``RECONCILER_RETRY_SCALE`` (or ``RetryPolicy.scale``) multiplies every wait: tests
   run with a tiny scale.
 * Pacing: IoT Hub configuration writes are spaced by ``write_interval`` (3 s, i.e. at most 20 per minute,
   one hub unit's quota) per hub and process, scaled like the waits.
@@ -53,6 +55,10 @@ log = logging.getLogger("reconciler.providers.azure")
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 6
+    # A throttled answer that says when to come back (429 / ThrottlingException with ``Retry-After``) is the
+    # service pacing the client, not a failure: such answers have their own, larger count. Reads that outrun a
+    # token bucket's refill (ARM: 250 reads, 25 a second) are refused several times in a row before one passes.
+    throttled_attempts: int = 50
     base_delay: float = 1.0
     max_delay: float = 60.0
     deadline: float = 300.0  # seconds, all attempts and waits of one call together
@@ -178,6 +184,7 @@ class Retrier:
         policy = self.policy
         started = self._clock()
         attempt = 0
+        paced = 0  # throttled answers with a Retry-After: they count against ``throttled_attempts`` instead
         while True:
             attempt += 1
             if pace is not None:
@@ -197,15 +204,20 @@ class Retrier:
                         self.stats._recovered()
                         return found
                 retryable = _retryable(failure, write) or (safe_again and errors.is_transient(failure))
-                last = attempt >= policy.attempts or not retryable
-                delay = 0.0 if last else self.delay(failure, attempt, policy)
+                if errors.is_throttled(failure) and failure.retry_after is not None:
+                    paced += 1
+                    last = paced >= policy.throttled_attempts or attempt - paced >= policy.attempts
+                else:
+                    last = attempt - paced >= policy.attempts
+                last = last or not retryable
+                delay = 0.0 if last else self.delay(failure, attempt - paced or 1, policy)
                 if not last and self._clock() - started + delay > policy.deadline:
                     last = True
                 if last:
                     raise errors.to_provider_error(exc, what, attempts=attempt,
                                                    ambiguous_write=_ambiguous(failure, write)) from exc
-                log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, errors.summary(failure),
-                            delay, attempt + 1, policy.attempts)
+                log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, errors.summary(failure), delay,
+                            attempt + 1)
                 self.stats._retry(delay)
                 self._sleep(delay)
 
