@@ -54,6 +54,8 @@ RACY_SECONDS = 1.0
 # The modules whose classes a cached DesiredState may hold: its frozen values, and paths.
 _VALUE_MODULES = ("reconciler.model.specs", "reconciler.model.behaviour", "reconciler.model.diagnostics")
 _PATH_CLASSES = {"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"}
+# Where pickle finds them: Python 3.13 defines them in ``pathlib._local`` (``PosixPath.__module__``).
+_PATH_MODULES = {"pathlib", "pathlib._local"}
 # Third-party code whose version decides a verdict, besides the package itself.
 _CODE_PACKAGES = ("reconciler", "yaml", "jsonschema")
 
@@ -81,7 +83,7 @@ class _Unpickler(pickle.Unpickler):
     """Resolves only the value classes of ``reconciler.model`` and pathlib paths: nothing is called but them."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "pathlib" and name in _PATH_CLASSES:
+        if module in _PATH_MODULES and name in _PATH_CLASSES:
             return getattr(sys.modules["pathlib"], name)
         if module in _VALUE_MODULES:
             value = getattr(sys.modules[module], name, None)

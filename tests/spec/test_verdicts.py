@@ -4,9 +4,13 @@ and a damaged or foreign cache file is ignored without running anything in it.""
 
 from __future__ import annotations
 
+import io
 import os
+import pathlib
 import pickle
+import pickletools
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,3 +209,34 @@ def test_a_foreign_pickle_is_not_run(tmp_path: Path, checked: list[int]) -> None
     assert load_environment(env).models["m"]
     assert not marker.exists()
     assert checked == [1, 1]
+
+
+
+def _path_modules(data: bytes) -> set[str]:
+    """The modules the pickles of a verdict file name for their path classes (protocol 4+: two strings, then
+    STACK_GLOBAL)."""
+    stream = io.BytesIO(data)
+    strings: list[str] = []
+    found = set()
+    while stream.tell() < len(data):
+        for opcode, argument, _ in pickletools.genops(stream):
+            if isinstance(argument, str):
+                strings.append(argument)
+            elif opcode.name == "STACK_GLOBAL" and strings[-1] == "PosixPath":
+                found.add(strings[-2])
+    return found
+
+
+def test_paths_pickled_by_python_3_13_are_read(tmp_path: Path, checked: list[int],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.13 defines the path classes in ``pathlib._local`` and pickles them so: the unpickler refused them,
+    and every load there was a full one."""
+    env = _repo(tmp_path)
+    with monkeypatch.context() as python_3_13:
+        python_3_13.setitem(sys.modules, "pathlib._local", pathlib)
+        python_3_13.setattr(pathlib.PosixPath, "__module__", "pathlib._local")
+        first = load_environment(env)
+    [verdict] = (tmp_path / "cache" / "spec-cache").glob("*.verdict")
+    assert _path_modules(verdict.read_bytes()) == {"pathlib._local"}
+    assert load_environment(env) == first
+    assert checked == [1]  # the second load came from the cache
