@@ -309,6 +309,10 @@ class Engine:
         """(spent, budget) of the backend's metered reads in this run, if it meters them."""
         return self.provider.query_usage() if isinstance(self.provider, Metered) else None
 
+    def throttling(self) -> tuple[int, float] | None:
+        """(requests the backend throttled and that were sent again, seconds waited) in this run, if it says."""
+        return self.provider.throttled_requests() if isinstance(self.provider, Metered) else None
+
     def rollout_status(self) -> tuple[RolloutStatus, ...]:
         """Where each staged rollout stands (as a plan judges it now), with the devices of each ring."""
         return self.plan(read_uris=False).rollouts

@@ -244,10 +244,14 @@ class ModelUris(Protocol):
 
 @runtime_checkable
 class Metered(Protocol):
-    """A provider whose reads have a budget per run (IoT Hub's device queries)."""
+    """A provider whose reads have a budget per run (IoT Hub's device queries), and whose service may pace it."""
 
     def query_usage(self) -> tuple[int, int]:
         """(spent, budget) so far in this run."""
+
+    def throttled_requests(self) -> tuple[int, float]:
+        """(requests the service throttled and that were sent again after the wait it asked, seconds waited)
+        so far in this run."""
 
 
 @runtime_checkable

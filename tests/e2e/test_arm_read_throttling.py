@@ -10,6 +10,7 @@ the test fast.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 import time
@@ -64,8 +65,10 @@ def arm_answers(backend: AzureBackend) -> Iterator[list[tuple[float, str, int, s
 
 def test_a_no_op_plan_over_the_read_bucket_completes_with_the_throttled_reads_retried_after_retry_after(
         ws: Workspace, backend: AzureBackend, arm_answers: list[tuple[float, str, int, str | None]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from tests.azure_emulator import arm
+
+    caplog.set_level(logging.INFO, logger="reconciler.providers.azure")
 
     add_models(ws, DECLARED_MODELS - 1)
     ws.apply()
@@ -77,6 +80,10 @@ def test_a_no_op_plan_over_the_read_bucket_completes_with_the_throttled_reads_re
 
     assert plan.code == 0, plan.out + plan.err
     assert "No changes." in plan.out
+    # One warning, for the first throttled read; the others are logged below it and counted in one closing line.
+    throttled = [r for r in caplog.records if "SubscriptionRequestsThrottled" in r.getMessage()]
+    assert [r.levelno for r in throttled] == [logging.WARNING] + [logging.INFO] * (bucket.refused - 1)
+    assert f"Azure throttled {bucket.refused} requests this run; each was sent again after the wait" in plan.err
     reads = [a for a in arm_answers if a[1].startswith(("GET ", "HEAD "))]
     assert bucket.refused == sum(1 for a in reads if a[2] == 429)
     version_listings = {url for _, url, _, _ in reads if "/versions?" in url}

@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         report = engine.drift()
-        usage = engine.query_usage()
-    print_query_usage(usage)
+        usage, throttling = engine.query_usage(), engine.throttling()
+    print_query_usage(usage, throttling)
     if args.format == "json":
         print(drift_view.render_json(report), end="")
     elif args.format == "markdown":

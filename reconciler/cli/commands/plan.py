@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     with stop_on_sigterm(), Engine(args.environment,
                                    TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune, behaviour=behaviour)
-        usage = engine.query_usage()
-    print_query_usage(usage)
+        usage, throttling = engine.query_usage(), engine.throttling()
+    print_query_usage(usage, throttling)
     environment_dir = display_path(args.environment)
     if args.format == "json":
         print(plan_view.render_json(plan, environment_dir), end="")

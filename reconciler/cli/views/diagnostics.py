@@ -47,8 +47,13 @@ def print_error(error: ReconcilerError, output_format: str = "text", stream: Tex
         print("\n".join(f"  {line}" for line in error.detail.splitlines()), file=stream)
 
 
-def print_query_usage(usage: tuple[int, int] | None) -> None:
-    """The device queries a run spent of its budget (backends that meter them), on stderr."""
+def print_query_usage(usage: tuple[int, int] | None, throttling: tuple[int, float] | None = None) -> None:
+    """The device queries a run spent of its budget, and the requests the service throttled (backends that meter
+    them), on stderr."""
     if usage is not None:
         spent, budget = usage
         print(f"IoT Hub device queries this run: {spent} of {budget}", file=sys.stderr)
+    if throttling is not None and throttling[0]:
+        count, seconds = throttling
+        print(f"Azure throttled {count} request{'s' if count != 1 else ''} this run; each was sent again after the "
+              f"wait Azure asked for ({seconds:.1f} s in all)", file=sys.stderr)

@@ -262,6 +262,10 @@ class AzureProvider:
         """IoT Hub query pages this run spent, and its budget."""
         return self.hub.counter.spent, self.hub.query_budget
 
+    def throttled_requests(self) -> tuple[int, float]:
+        """Throttled answers this run waited out (``Retrier``: only the first is logged), and the seconds waited."""
+        return self.stats.throttled, self.stats.throttled_wait
+
     def device_ids(self, target_condition: str) -> list[str]:
         return self.hub.device_ids(target_condition)
 

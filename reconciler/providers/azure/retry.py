@@ -90,6 +90,8 @@ class CallStats:
     retries: int = 0
     recovered: int = 0  # writes whose answer was lost, found done by their ``recover`` look-up
     waited: float = 0.0
+    throttled: int = 0  # retries after a throttled answer with Retry-After (the service pacing the client)
+    throttled_wait: float = 0.0  # seconds waited for them
     http: Counter[str] = field(default_factory=Counter)  # service -> HTTP responses received
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -108,6 +110,13 @@ class CallStats:
     def _recovered(self) -> None:
         with self._lock:
             self.recovered += 1
+
+    def _throttled(self, delay: float) -> int:
+        """Count a throttled answer's retry; returns how many this run has had."""
+        with self._lock:
+            self.throttled += 1
+            self.throttled_wait += delay
+            return self.throttled
 
     def _retry(self, delay: float) -> None:
         with self._lock:
@@ -204,7 +213,8 @@ class Retrier:
                         self.stats._recovered()
                         return found
                 retryable = _retryable(failure, write) or (safe_again and errors.is_transient(failure))
-                if errors.is_throttled(failure) and failure.retry_after is not None:
+                pacing = errors.is_throttled(failure) and failure.retry_after is not None
+                if pacing:
                     paced += 1
                     last = paced >= policy.throttled_attempts or attempt - paced >= policy.attempts
                 else:
@@ -216,8 +226,15 @@ class Retrier:
                 if last:
                     raise errors.to_provider_error(exc, what, attempts=attempt,
                                                    ambiguous_write=_ambiguous(failure, write)) from exc
-                log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, errors.summary(failure), delay,
-                            attempt + 1)
+                if not pacing:
+                    log.warning("%s: %s; retrying in %.1f s (attempt %d)", what, errors.summary(failure), delay,
+                                attempt + 1)
+                elif self.stats._throttled(delay) == 1:  # the first of the run: the others are counted, not logged
+                    log.warning("%s: %s; retrying in %.1f s as asked (the run's further throttled requests are waited "
+                                "out the same way and counted, not logged)", what, errors.summary(failure), delay)
+                else:
+                    log.info("%s: %s; retrying in %.1f s (attempt %d)", what, errors.summary(failure), delay,
+                             attempt + 1)
                 self.stats._retry(delay)
                 self._sleep(delay)
 
