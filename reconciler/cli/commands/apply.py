@@ -48,7 +48,7 @@ def _confirm(plan: Plan) -> bool:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import planfile
     from reconciler.cli.progress import TerminalProgress
-    from reconciler.cli.views.diagnostics import print_query_usage
+    from reconciler.cli.views.diagnostics import print_backend_usage
     from reconciler.engine import BehaviourOptions, Engine
 
     saved = planfile.load(args.target) if args.target.is_file() else None
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         result = engine.apply(prune=args.prune, saved=saved, confirm=confirm, rollouts_only=args.rollouts_only,
                               behaviour=behaviour)
         throttling = engine.throttling()
-    print_query_usage(None, throttling)
+    print_backend_usage(None, throttling)
     if args.rollouts_only:
         from reconciler.cli.progress import interactive
         from reconciler.cli.views import rollouts

@@ -23,13 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli.progress import TerminalProgress
     from reconciler.cli.views import drift as drift_view
-    from reconciler.cli.views.diagnostics import print_query_usage
+    from reconciler.cli.views.diagnostics import print_backend_usage
     from reconciler.engine import Engine
 
     with Engine(args.environment, TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         report = engine.drift()
         usage, throttling = engine.query_usage(), engine.throttling()
-    print_query_usage(usage, throttling)
+    print_backend_usage(usage, throttling)
     if args.format == "json":
         print(drift_view.render_json(report), end="")
     elif args.format == "markdown":

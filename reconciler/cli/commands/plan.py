@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli.commands.test import stop_on_sigterm
     from reconciler.cli.progress import TerminalProgress
     from reconciler.cli.views import plan as plan_view
-    from reconciler.cli.views.diagnostics import print_query_usage
+    from reconciler.cli.views.diagnostics import print_backend_usage
     from reconciler.engine import BehaviourOptions, Engine
 
     behaviour = BehaviourOptions(skip=args.skip_behaviour, python=args.python)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                                    TerminalProgress(quiet=args.quiet or args.format != "text")) as engine:
         plan = engine.plan(prune=args.prune, behaviour=behaviour)
         usage, throttling = engine.query_usage(), engine.throttling()
-    print_query_usage(usage, throttling)
+    print_backend_usage(usage, throttling)
     environment_dir = display_path(args.environment)
     if args.format == "json":
         print(plan_view.render_json(plan, environment_dir), end="")

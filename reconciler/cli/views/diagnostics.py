@@ -47,7 +47,7 @@ def print_error(error: ReconcilerError, output_format: str = "text", stream: Tex
         print("\n".join(f"  {line}" for line in error.detail.splitlines()), file=stream)
 
 
-def print_query_usage(usage: tuple[int, int] | None, throttling: tuple[int, float] | None = None) -> None:
+def print_backend_usage(usage: tuple[int, int] | None, throttling: tuple[int, float] | None = None) -> None:
     """The device queries a run spent of its budget, and the requests the service throttled (backends that meter
     them), on stderr."""
     if usage is not None:
