@@ -33,7 +33,7 @@ from pathlib import Path
 
 from reconciler.model.specs import DesiredState, Fingerprints, ImageSpec
 from reconciler.spec.fingerprints import HashCache, bytes_to_hash, image_fingerprint, model_fingerprint
-from reconciler.spec.verdicts import Signature, signature
+from reconciler.spec.verdicts import Signature, signature, stat_signature
 
 MEMO_FILE = "fingerprint-memo.json"
 FORMAT = 1
@@ -42,10 +42,6 @@ RACY_SECONDS = 1.0
 Files = list[tuple[str, Signature]]
 Models = dict[str, tuple[str, list[str]]]  # name -> (fingerprint, the files it read)
 Images = dict[str, tuple[str, dict[str, str], list[str]]]  # name -> (fingerprint, its models' fingerprints, files)
-
-
-def _signature(stat: os.stat_result) -> Signature:
-    return (stat.st_mode, stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _read(path: Path, verdict: str) -> tuple[Models, Images, dict[str, Signature]]:
@@ -101,7 +97,7 @@ def fingerprints(
                 raise ValueError(f"model {name}: the fingerprint of registered version {spec.registered} is needed")
             models[name] = fingerprint
             read = [file for _, file in cache.files(spec.path)] if spec.path is not None else []
-            signatures.update((file, _signature(cache.stat(file))) for file in read)
+            signatures.update((file, stat_signature(cache.stat(file))) for file in read)
             kept_models[name] = (fingerprint, read)
     images: dict[str, str] = {}
     kept_images: Images = {}
@@ -112,7 +108,7 @@ def fingerprints(
             if cache is None:
                 cache = load_cache()
             read = _image_files(image, cache)
-            signatures.update((file, _signature(cache.stat(file))) for file in read)
+            signatures.update((file, stat_signature(cache.stat(file))) for file in read)
             entry = (image_fingerprint(image, models, cache), inputs, read)
         images[name] = entry[0]
         kept_images[name] = entry

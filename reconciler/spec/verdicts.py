@@ -65,9 +65,13 @@ Signature = tuple[int, ...] | None
 def signature(path: str) -> Signature:
     """What changes when a file or folder changes (following links); None when there is nothing there."""
     try:
-        st = os.stat(path)
+        return stat_signature(os.stat(path))
     except (OSError, ValueError):
         return None
+
+
+def stat_signature(st: os.stat_result) -> Signature:
+    """``signature`` of a ``stat`` result already taken."""
     return (st.st_mode, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
