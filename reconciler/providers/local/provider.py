@@ -72,9 +72,9 @@ class LocalProvider:
         candidates = None if health else {row.id for row in deployments if ownership.ROLLOUT_RING in row.labels
                                           and ownership.owner_of(row.labels) == self.environment.name}
         rollout = None
-        if health or candidates:
+        if health or candidates:  # drift wants every deployment's health; plans their candidates' only
             from reconciler.providers.local.simulator import Fleet
-  # drift wants every deployment's health; plans their candidates' only
+
             rollout = Fleet(deployments).health(self.store.devices(), self.store.image_references(), candidates)
         registries = snapshot.live_registries(desired.environment.registries, self.store.registries())
         models, images = ([], []) if deployments_only else (self.store.models(files=False), self.store.images())
